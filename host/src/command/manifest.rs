@@ -1,0 +1,127 @@
+//! What an aggregate plugin declares, as the host holds it, and its validation at load.
+
+/// An HTTP method a plugin route may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    pub fn from_http(method: &axum::http::Method) -> Option<Self> {
+        Some(match *method {
+            axum::http::Method::GET => Self::Get,
+            axum::http::Method::POST => Self::Post,
+            axum::http::Method::PUT => Self::Put,
+            axum::http::Method::PATCH => Self::Patch,
+            axum::http::Method::DELETE => Self::Delete,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a route finds the aggregate id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdSource {
+    PathParam(String),
+    NewUuid,
+}
+
+/// A route that reaches one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRoute {
+    pub method: HttpMethod,
+    pub path: String,
+    pub command: String,
+    pub id: IdSource,
+    pub success_status: u16,
+    pub success_message: String,
+    pub case_insensitive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub name: String,
+    pub creates: bool,
+}
+
+/// An aggregate plugin's manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateManifest {
+    pub aggregate_type: String,
+    pub commands: Vec<CommandSpec>,
+    pub events: Vec<String>,
+    pub routes: Vec<CommandRoute>,
+    pub topic: String,
+}
+
+/// Paths the host serves itself; plugin routes may not shadow them.
+const RESERVED_PREFIXES: &[&str] = &["/api/aggregates", "/api/projections", "/admin", "/healthz", "/readyz", "/metrics"];
+
+impl AggregateManifest {
+    pub fn command(&self, name: &str) -> Option<&CommandSpec> {
+        self.commands.iter().find(|c| c.name == name)
+    }
+
+    /// Check the manifest is coherent; the message names what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !is_name(&self.aggregate_type) {
+            return Err(format!("aggregate type {:?} must be letters, digits, '-' or '_'", self.aggregate_type));
+        }
+        if self.commands.is_empty() {
+            return Err("declares no commands".into());
+        }
+        for (i, command) in self.commands.iter().enumerate() {
+            if !is_name(&command.name) {
+                return Err(format!("command name {:?} must be letters, digits, '-' or '_'", command.name));
+            }
+            if self.commands[..i].iter().any(|c| c.name == command.name) {
+                return Err(format!("command {:?} is declared twice", command.name));
+            }
+        }
+        if let Some(bad) = self.events.iter().find(|e| !is_name(e)) {
+            return Err(format!("event type {bad:?} must be letters, digits, '-' or '_'"));
+        }
+        if self.topic.is_empty() || !self.topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(format!("topic {:?} is not a valid topic name", self.topic));
+        }
+        for route in &self.routes {
+            let what = format!("route {} {}", route.method.as_str(), route.path);
+            if !route.path.starts_with('/') {
+                return Err(format!("{what}: the path must start with '/'"));
+            }
+            if RESERVED_PREFIXES.iter().any(|p| route.path.to_ascii_lowercase().starts_with(p)) {
+                return Err(format!("{what}: the path is reserved for the host"));
+            }
+            if self.command(&route.command).is_none() {
+                return Err(format!("{what}: names undeclared command {:?}", route.command));
+            }
+            if !(200..300).contains(&route.success_status) {
+                return Err(format!("{what}: success status {} is not 2xx", route.success_status));
+            }
+            if let IdSource::PathParam(name) = &route.id
+                && !route.path.contains(&format!("{{{name}}}"))
+            {
+                return Err(format!("{what}: the id parameter {{{name}}} is not in the path"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 100 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}

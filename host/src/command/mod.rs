@@ -1,0 +1,292 @@
+//! Command dispatch: replay a stream, let the aggregate decide, append with optimistic
+//! concurrency.
+//!
+//! [`AggregateLogic`] is what the dispatcher needs of an aggregate — implemented by Wasm plugins
+//! ([`crate::runtime::aggregate`]) and, in benchmarks, by the same logic compiled natively.
+//! [`CommandService::execute`] serialises commands on one stream inside this process (striped
+//! locks) to avoid wasted work, while the store's version check keeps hosts that share a store
+//! correct; a lost race is retried unless the caller named the version it expects.
+
+pub mod manifest;
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use manifest::{AggregateManifest, CommandRoute, CommandSpec, HttpMethod, IdSource};
+
+use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
+use crate::runtime::PluginFault;
+use crate::runtime::registry::PluginRegistry;
+
+/// A command as the host received it.
+#[derive(Debug, Clone)]
+pub struct CommandInput {
+    pub command_type: String,
+    pub aggregate_id: String,
+    /// JSON text of the body (an object).
+    pub data: String,
+    /// RFC 3339.
+    pub issued_at: String,
+    /// A UUID the plugin may use for ids it mints.
+    pub fresh_id: String,
+}
+
+/// A refusal by the aggregate: the caller's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// What an aggregate call can return instead of events.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogicError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Fault(#[from] PluginFault),
+}
+
+/// The decide/evolve contract the dispatcher runs. Calls are synchronous and CPU-bound: the
+/// dispatcher runs them off the async executor.
+pub trait AggregateLogic: Send + Sync + 'static {
+    fn manifest(&self) -> &AggregateManifest;
+
+    /// Replay `history` and decide on `command`, in one sandbox.
+    fn execute(&self, history: &[StoredEvent], command: &CommandInput) -> Result<Vec<NewEvent>, LogicError>;
+
+    /// Replay `history` and render the state as JSON text.
+    fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault>;
+}
+
+/// Why a command was not applied, classified by blame.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("no aggregate type {0:?} is loaded")]
+    UnknownAggregateType(String),
+    #[error("aggregate type {aggregate_type} has no command {command:?}")]
+    UnknownCommand { aggregate_type: String, command: String },
+    #[error("{aggregate_type} {id} does not exist")]
+    AggregateNotFound { aggregate_type: String, id: String },
+    #[error("invalid aggregate id: {0}")]
+    InvalidId(String),
+    #[error(transparent)]
+    Refused(Refusal),
+    #[error("expected version {expected} but {aggregate_type} {id} is at version {actual}")]
+    Conflict { aggregate_type: String, id: String, expected: u64, actual: u64 },
+    #[error(transparent)]
+    Fault(PluginFault),
+    #[error(transparent)]
+    Store(EventStoreError),
+}
+
+/// What a command appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub aggregate_id: String,
+    /// The stream's version after the command.
+    pub version: u64,
+    /// The appended events: (type, version, global position).
+    pub events: Vec<(String, u64, u64)>,
+}
+
+impl CommandOutcome {
+    /// Global position of the last appended event: what a read-your-writes query waits for.
+    pub fn position(&self) -> Option<u64> {
+        self.events.last().map(|e| e.2)
+    }
+}
+
+/// How often a command is retried after losing a race to another writer.
+const MAX_ATTEMPTS: u32 = 16;
+const LOCK_STRIPES: usize = 256;
+
+/// Runs commands against the loaded aggregates and the event store.
+#[derive(Clone)]
+pub struct CommandService {
+    registry: PluginRegistry,
+    store: Arc<dyn EventStore>,
+    locks: Arc<StreamLocks>,
+}
+
+impl CommandService {
+    pub fn new(registry: PluginRegistry, store: Arc<dyn EventStore>) -> Self {
+        Self { registry, store, locks: Arc::new(StreamLocks::new()) }
+    }
+
+    pub fn registry(&self) -> &PluginRegistry {
+        &self.registry
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Run one command. `expected_version` (from `If-Match`) disables the retry on a lost race.
+    pub async fn execute(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        command_type: &str,
+        data: String,
+        expected_version: Option<u64>,
+    ) -> Result<CommandOutcome, CommandError> {
+        let logic = self.logic(aggregate_type)?;
+        let spec = logic
+            .manifest()
+            .command(command_type)
+            .ok_or_else(|| CommandError::UnknownCommand {
+                aggregate_type: aggregate_type.to_owned(),
+                command: command_type.to_owned(),
+            })?
+            .clone();
+        validate_id(aggregate_id)?;
+        let _guard = self.locks.lock(aggregate_type, aggregate_id).await;
+        let input = CommandInput {
+            command_type: command_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            data,
+            issued_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            fresh_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let history = self.store.read_stream(aggregate_type, aggregate_id, 0, None).await.map_err(CommandError::Store)?;
+            let version = history.last().map_or(0, |e| e.version);
+            if let Some(expected) = expected_version
+                && expected != version
+            {
+                return Err(conflict(aggregate_type, aggregate_id, expected, version));
+            }
+            if version == 0 && !spec.creates {
+                return Err(CommandError::AggregateNotFound {
+                    aggregate_type: aggregate_type.to_owned(),
+                    id: aggregate_id.to_owned(),
+                });
+            }
+            let events = run_blocking(logic.clone(), history, input.clone()).await?;
+            check_events(logic.manifest(), &events).map_err(CommandError::Fault)?;
+            match self.store.append(aggregate_type, aggregate_id, version, &events).await {
+                Ok(appended) => {
+                    let events = events
+                        .into_iter()
+                        .zip(appended.positions)
+                        .enumerate()
+                        .map(|(i, (event, position))| (event.event_type, version + i as u64 + 1, position))
+                        .collect();
+                    return Ok(CommandOutcome { aggregate_id: aggregate_id.to_owned(), version: appended.version, events });
+                }
+                Err(EventStoreError::Conflict { expected, actual }) => {
+                    if expected_version.is_some() || attempt >= MAX_ATTEMPTS {
+                        return Err(conflict(aggregate_type, aggregate_id, expected, actual));
+                    }
+                    // Another host won the race: back off a little, re-read, decide again.
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
+                }
+                Err(e) => return Err(CommandError::Store(e)),
+            }
+        }
+    }
+
+    /// The stream up to `version` (all of it when `None`).
+    pub async fn history(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        version: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, CommandError> {
+        self.logic(aggregate_type)?;
+        self.store.read_stream(aggregate_type, aggregate_id, 0, version).await.map_err(CommandError::Store)
+    }
+
+    /// The state of a stream as JSON text (`None` when the stream is empty).
+    pub async fn state(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        version: Option<u64>,
+    ) -> Result<Option<(u64, String)>, CommandError> {
+        let logic = self.logic(aggregate_type)?;
+        let history = self.history(aggregate_type, aggregate_id, version).await?;
+        let Some(last) = history.last().map(|e| e.version) else {
+            return Ok(None);
+        };
+        let rendered = tokio::task::spawn_blocking(move || logic.render(&history))
+            .await
+            .map_err(|e| CommandError::Store(EventStoreError::Backend(format!("render task failed: {e}"))))?
+            .map_err(CommandError::Fault)?;
+        Ok(Some((last, rendered)))
+    }
+
+    fn logic(&self, aggregate_type: &str) -> Result<Arc<dyn AggregateLogic>, CommandError> {
+        self.registry
+            .aggregate(aggregate_type)
+            .ok_or_else(|| CommandError::UnknownAggregateType(aggregate_type.to_owned()))
+    }
+}
+
+fn conflict(aggregate_type: &str, id: &str, expected: u64, actual: u64) -> CommandError {
+    CommandError::Conflict { aggregate_type: aggregate_type.to_owned(), id: id.to_owned(), expected, actual }
+}
+
+async fn run_blocking(
+    logic: Arc<dyn AggregateLogic>,
+    history: Vec<StoredEvent>,
+    input: CommandInput,
+) -> Result<Vec<NewEvent>, CommandError> {
+    let plugin = logic.manifest().aggregate_type.clone();
+    let result = tokio::task::spawn_blocking(move || logic.execute(&history, &input)).await;
+    match result {
+        Ok(Ok(events)) => Ok(events),
+        Ok(Err(LogicError::Refused(refusal))) => Err(CommandError::Refused(refusal)),
+        Ok(Err(LogicError::Fault(fault))) => Err(CommandError::Fault(fault)),
+        Err(join) => Err(CommandError::Fault(PluginFault::Trapped { plugin, detail: format!("host task failed: {join}") })),
+    }
+}
+
+/// Events must be declared by the manifest and carry a JSON object: anything else is a plugin bug
+/// that must not reach the store.
+fn check_events(manifest: &AggregateManifest, events: &[NewEvent]) -> Result<(), PluginFault> {
+    for event in events {
+        let fault = |detail: String| PluginFault::Contract { plugin: manifest.aggregate_type.clone(), detail };
+        if !manifest.events.iter().any(|declared| declared == &event.event_type) {
+            return Err(fault(format!("emitted undeclared event type {:?}", event.event_type)));
+        }
+        if !event.data.trim_start().starts_with('{')
+            || serde_json::from_str::<serde::de::IgnoredAny>(&event.data).is_err()
+        {
+            return Err(fault(format!("event {} carries no JSON object", event.event_type)));
+        }
+    }
+    Ok(())
+}
+
+fn validate_id(id: &str) -> Result<(), CommandError> {
+    if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+        return Err(CommandError::InvalidId("an aggregate id is 1 to 200 printable characters".into()));
+    }
+    Ok(())
+}
+
+/// In-process mutual exclusion per stream, by hash stripe.
+struct StreamLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    hasher: RandomState,
+}
+
+impl StreamLocks {
+    fn new() -> Self {
+        Self { stripes: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(), hasher: RandomState::new() }
+    }
+
+    async fn lock(&self, aggregate_type: &str, aggregate_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = self.hasher.hash_one((aggregate_type, aggregate_id)) as usize % LOCK_STRIPES;
+        self.stripes[stripe].lock().await
+    }
+}

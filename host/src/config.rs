@@ -1,0 +1,192 @@
+//! Typed configuration, loaded once at the edge: command-line flags, then `SLUICE_*` environment
+//! variables, then an optional TOML file, then defaults — validated with messages that name the
+//! setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::runtime::SandboxLimits;
+
+/// `sluice serve` options; each is also `SLUICE_<NAME>` and a key of the TOML file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SLUICE_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the embedded stores, the component cache and plugins [default: ./data].
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of plugin components (*.wasm) [default: <data-dir>/plugins].
+    #[arg(long, env = "SLUICE_PLUGINS")]
+    pub plugins: Option<PathBuf>,
+    /// Event store URL: sqlite://PATH (default <data-dir>/events.db) or mongodb://…
+    #[arg(long, env = "SLUICE_EVENT_STORE")]
+    pub event_store: Option<String>,
+    /// Bus: `embedded` (default) or kafka://HOST:PORT.
+    #[arg(long, env = "SLUICE_BUS")]
+    pub bus: Option<String>,
+    /// Read store URL: sqlite://PATH (default <data-dir>/read.db), postgres://… or mysql://…
+    #[arg(long, env = "SLUICE_READ_STORE")]
+    pub read_store: Option<String>,
+    /// Bearer token for the admin API.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// The optional TOML file: the same keys as the flags (snake_case), plus `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    plugins: Option<PathBuf>,
+    event_store: Option<String>,
+    bus: Option<String>,
+    read_store: Option<String>,
+    admin_token: Option<String>,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    /// Linear memory per plugin instance, MiB.
+    plugin_memory_mib: Option<usize>,
+    /// Time budget of one plugin call, milliseconds.
+    plugin_timeout_ms: Option<u64>,
+    /// Largest request body, KiB.
+    body_limit_kib: Option<usize>,
+}
+
+/// The bus the host publishes events on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusConfig {
+    Embedded,
+    Kafka { bootstrap: String },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub event_store: String,
+    pub bus: BusConfig,
+    pub read_store: String,
+    pub admin_token: Option<String>,
+    pub limits: SandboxLimits,
+    pub body_limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{setting}: {message}")]
+    Invalid { setting: &'static str, message: String },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting, message: message.into() }
+}
+
+impl Config {
+    /// Merge flags/environment (`args`) over the TOML file at `file` over the defaults.
+    pub fn load(args: &ServeArgs, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?
+            }
+            None => FileConfig::default(),
+        };
+        let listen_text = args.listen.clone().or(from_file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text
+            .parse()
+            .map_err(|e| invalid("--listen", format!("{listen_text:?} is not HOST:PORT ({e})")))?;
+        let data_dir = args.data_dir.clone().or(from_file.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
+        let plugins_dir = args.plugins.clone().or(from_file.plugins).unwrap_or_else(|| data_dir.join("plugins"));
+        let event_store = args
+            .event_store
+            .clone()
+            .or(from_file.event_store)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("events.db").display()));
+        if !["sqlite:", "mongodb:", "mongodb+srv:"].iter().any(|s| event_store.starts_with(s)) {
+            return Err(invalid("--event-store", format!("{event_store:?}: expected sqlite://… or mongodb://…")));
+        }
+        let bus_text = args.bus.clone().or(from_file.bus).unwrap_or_else(|| "embedded".into());
+        let bus = match bus_text.strip_prefix("kafka://") {
+            Some(bootstrap) if !bootstrap.is_empty() => BusConfig::Kafka { bootstrap: bootstrap.to_owned() },
+            _ if bus_text == "embedded" => BusConfig::Embedded,
+            _ => return Err(invalid("--bus", format!("{bus_text:?}: expected `embedded` or kafka://HOST:PORT"))),
+        };
+        let read_store = args
+            .read_store
+            .clone()
+            .or(from_file.read_store)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("read.db").display()));
+        if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"].iter().any(|s| read_store.starts_with(s)) {
+            return Err(invalid("--read-store", format!("{read_store:?}: expected sqlite://…, postgres://… or mysql://…")));
+        }
+        let admin_token = args.admin_token.clone().or(from_file.admin_token).filter(|t| !t.is_empty());
+        let defaults = SandboxLimits::default();
+        let limits = SandboxLimits {
+            memory_bytes: from_file.limits.plugin_memory_mib.map_or(defaults.memory_bytes, |mib| mib << 20),
+            call_timeout: from_file.limits.plugin_timeout_ms.map_or(defaults.call_timeout, Duration::from_millis),
+        };
+        if limits.memory_bytes < (1 << 20) {
+            return Err(invalid("limits.plugin_memory_mib", "must be at least 1"));
+        }
+        if limits.call_timeout < Duration::from_millis(10) {
+            return Err(invalid("limits.plugin_timeout_ms", "must be at least 10"));
+        }
+        let body_limit = from_file.limits.body_limit_kib.map_or(crate::http::DEFAULT_BODY_LIMIT, |kib| kib << 10);
+        Ok(Self { listen, data_dir, plugins_dir, event_store, bus, read_store, admin_token, limits, body_limit })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_data_dir() {
+        let args = ServeArgs { data_dir: Some("/tmp/x".into()), ..ServeArgs::default() };
+        let config = Config::load(&args, None).expect("valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.plugins_dir, PathBuf::from("/tmp/x/plugins"));
+        assert_eq!(config.event_store, "sqlite:///tmp/x/events.db");
+        assert_eq!(config.bus, BusConfig::Embedded);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_bad_values_name_the_setting() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nbus = \"kafka://127.0.0.1:9092\"\n[limits]\nplugin_timeout_ms = 500\n")
+            .expect("write");
+        let config = Config::load(&ServeArgs::default(), Some(&file)).expect("valid");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.bus, BusConfig::Kafka { bootstrap: "127.0.0.1:9092".into() });
+        assert_eq!(config.limits.call_timeout, Duration::from_millis(500));
+
+        let args = ServeArgs { listen: Some("127.0.0.1:9001".into()), ..ServeArgs::default() };
+        assert_eq!(Config::load(&args, Some(&file)).expect("valid").listen.port(), 9001);
+
+        let bad = ServeArgs { bus: Some("rabbit://x".into()), ..ServeArgs::default() };
+        let message = Config::load(&bad, None).expect_err("invalid").to_string();
+        assert!(message.starts_with("--bus"), "{message}");
+
+        std::fs::write(&file, "lisen = \"x\"\n").expect("write");
+        assert!(matches!(Config::load(&ServeArgs::default(), Some(&file)), Err(ConfigError::Parse { .. })));
+    }
+}

@@ -1,0 +1,115 @@
+//! The event store: the append-only source of truth, one stream per aggregate.
+//!
+//! [`EventStore`] is the contract every backend keeps: an atomic batch append that checks the
+//! expected version in the database itself (so two tasks or two hosts can never both win), and a
+//! global log in commit order for replays, projections and the relay. Backends: [`sqlite`] (the
+//! embedded default). A MongoDB backend must keep the same contract without multi-document
+//! transactions.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// 1 for the first event of a stream, then without gaps.
+    pub version: u64,
+    /// Position in the global log; increases in commit order.
+    #[serde(rename = "position")]
+    pub global_position: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// JSON text.
+    #[serde(skip)]
+    pub data: String,
+    /// RFC 3339.
+    pub recorded_at: String,
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub schema_version: u32,
+    /// JSON text.
+    pub data: String,
+}
+
+/// What a successful append wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream's version after the append.
+    pub version: u64,
+    /// Global positions of the appended events, in order.
+    pub positions: Vec<u64>,
+}
+
+/// Why an append or a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventStoreError {
+    /// Another writer appended first: the caller may re-read and decide again.
+    #[error("expected version {expected} but the stream is at version {actual}")]
+    Conflict { expected: u64, actual: u64 },
+    /// The store is unreachable or failed: the host's fault, not the caller's.
+    #[error("event store failure: {0}")]
+    Backend(String),
+    /// The configured URL names no backend this build has.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<sqlx::Error> for EventStoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Backend(e.to_string())
+    }
+}
+
+/// The event store contract.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Append `events` to a stream atomically if the stream is at `expected_version`
+    /// (0 = the stream must not exist yet). All or nothing.
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, EventStoreError>;
+
+    /// The stream's events with `version > after_version`, in order, up to `to_version` if given.
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_version: u64,
+        to_version: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, EventStoreError>;
+
+    /// Up to `limit` events of the global log with `position > after`, in position order.
+    async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError>;
+
+    /// The stream's current version (0 when empty).
+    async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError>;
+}
+
+/// Open the event store a URL names.
+pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, EventStoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteEventStore::open(url).await?))
+    } else if url.starts_with("mongodb:") || url.starts_with("mongodb+srv:") {
+        Err(EventStoreError::Unsupported(
+            "the MongoDB event store is not built yet in this version; use --event-store sqlite://…".into(),
+        ))
+    } else {
+        Err(EventStoreError::Unsupported(format!(
+            "--event-store {url:?}: expected a sqlite:// or mongodb:// URL"
+        )))
+    }
+}

@@ -1,0 +1,275 @@
+//! The embedded event store: one SQLite file, one row per event.
+//!
+//! Appends go through a single writer connection, so positions are assigned and committed in
+//! the same order and a reader following the global log never skips an event committed late.
+//! The expected-version check is part of the first INSERT, and a unique index on
+//! (aggregate type, aggregate id, version) backs it, so two hosts sharing the file still cannot
+//! both win.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection};
+
+use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    aggregate_type  TEXT    NOT NULL,
+    aggregate_id    TEXT    NOT NULL,
+    version         INTEGER NOT NULL,
+    event_type      TEXT    NOT NULL,
+    schema_version  INTEGER NOT NULL,
+    data            TEXT    NOT NULL,
+    recorded_at     TEXT    NOT NULL,
+    UNIQUE (aggregate_type, aggregate_id, version)
+)";
+
+const COLUMNS: &str =
+    "position, aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at";
+
+/// The SQLite event store.
+pub struct SqliteEventStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteEventStore {
+    /// Open (creating if needed) the store at a `sqlite://PATH` URL.
+    pub async fn open(url: &str) -> Result<Self, EventStoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed append survives a power cut, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::query(SCHEMA).execute(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, readers })
+    }
+
+    async fn insert_batch(
+        tx: &mut SqliteConnection,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Option<Vec<u64>>, sqlx::Error> {
+        let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut positions = Vec::with_capacity(events.len());
+        for (offset, event) in events.iter().enumerate() {
+            let version = to_i64(expected_version + offset as u64 + 1);
+            // The first row carries the expected-version check, atomically with the write.
+            let guard = if offset == 0 {
+                " WHERE (SELECT COALESCE(MAX(version), 0) FROM events
+                         WHERE aggregate_type = ?1 AND aggregate_id = ?2) = ?3 - 1"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "INSERT INTO events (aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7{guard} RETURNING position"
+            );
+            let row = sqlx::query(&sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .bind(version)
+                .bind(&event.event_type)
+                .bind(i64::from(event.schema_version))
+                .bind(&event.data)
+                .bind(&recorded_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                Some(row) => positions.push(to_u64(row.try_get::<i64, _>(0)?)),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(positions))
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, EventStoreError> {
+        if events.is_empty() {
+            let actual = self.stream_version(aggregate_type, aggregate_id).await?;
+            return if actual == expected_version {
+                Ok(Appended { version: actual, positions: Vec::new() })
+            } else {
+                Err(EventStoreError::Conflict { expected: expected_version, actual })
+            };
+        }
+        let mut tx = self.writer.begin().await?;
+        let inserted = Self::insert_batch(&mut tx, aggregate_type, aggregate_id, expected_version, events).await;
+        match inserted {
+            Ok(Some(positions)) => {
+                tx.commit().await?;
+                Ok(Appended { version: expected_version + events.len() as u64, positions })
+            }
+            Ok(None) => {
+                tx.rollback().await?;
+                let actual = self.stream_version(aggregate_type, aggregate_id).await?;
+                Err(EventStoreError::Conflict { expected: expected_version, actual })
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                tx.rollback().await?;
+                let actual = self.stream_version(aggregate_type, aggregate_id).await?;
+                Err(EventStoreError::Conflict { expected: expected_version, actual })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_version: u64,
+        to_version: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3 AND version <= ?4
+             ORDER BY version"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(to_i64(after_version))
+            .bind(to_version.map_or(i64::MAX, to_i64))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(to_event).collect()
+    }
+
+    async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2");
+        let rows = sqlx::query(&sql)
+            .bind(to_i64(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(to_event).collect()
+    }
+
+    async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(to_u64(version))
+    }
+}
+
+fn to_event(row: &SqliteRow) -> Result<StoredEvent, EventStoreError> {
+    Ok(StoredEvent {
+        global_position: to_u64(row.try_get("position")?),
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        version: to_u64(row.try_get("version")?),
+        event_type: row.try_get("event_type")?,
+        schema_version: u32::try_from(row.try_get::<i64, _>("schema_version")?)
+            .map_err(|_| EventStoreError::Backend("schema_version out of range".into()))?,
+        data: row.try_get("data")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+// SQLite integers are i64; versions and positions never come near the limit.
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u32) -> NewEvent {
+        NewEvent { event_type: "Happened".into(), schema_version: 1, data: format!("{{\"n\":{n}}}") }
+    }
+
+    async fn store() -> (tempfile::TempDir, SqliteEventStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("events.db").display());
+        let store = SqliteEventStore::open(&url).await.expect("open store");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn append_checks_the_expected_version() {
+        let (_dir, store) = store().await;
+        let first = store.append("T", "a", 0, &[event(1), event(2)]).await.expect("append");
+        assert_eq!(first.version, 2);
+        assert_eq!(first.positions, vec![1, 2]);
+
+        let stale = store.append("T", "a", 1, &[event(3)]).await;
+        assert!(matches!(stale, Err(EventStoreError::Conflict { expected: 1, actual: 2 })));
+        let ahead = store.append("T", "a", 5, &[event(3)]).await;
+        assert!(matches!(ahead, Err(EventStoreError::Conflict { expected: 5, actual: 2 })));
+
+        let next = store.append("T", "a", 2, &[event(3)]).await.expect("append");
+        assert_eq!(next.version, 3);
+        let stream = store.read_stream("T", "a", 0, None).await.expect("read");
+        assert_eq!(stream.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(store.read_stream("T", "a", 1, Some(2)).await.expect("read").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_appends_nothing() {
+        let (_dir, store) = store().await;
+        store.append("T", "a", 0, &[event(1)]).await.expect("append");
+        assert!(store.append("T", "a", 0, &[event(2), event(3)]).await.is_err());
+        assert_eq!(store.stream_version("T", "a").await.expect("version"), 1);
+        assert_eq!(store.read_all(0, 100).await.expect("read").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_at_one_version_have_one_winner() {
+        let (_dir, store) = store().await;
+        let store = std::sync::Arc::new(store);
+        let tasks: Vec<_> = (0..16)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.append("T", "a", 0, &[event(n)]).await })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            if task.await.expect("join").is_ok() {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
+        assert_eq!(store.stream_version("T", "a").await.expect("version"), 1);
+    }
+
+    #[tokio::test]
+    async fn the_global_log_is_in_commit_order_across_streams() {
+        let (_dir, store) = store().await;
+        store.append("T", "a", 0, &[event(1)]).await.expect("append");
+        store.append("U", "b", 0, &[event(2), event(3)]).await.expect("append");
+        let all = store.read_all(0, 10).await.expect("read");
+        assert_eq!(all.iter().map(|e| e.global_position).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(store.read_all(1, 1).await.expect("read")[0].aggregate_id, "b");
+    }
+}

@@ -1,0 +1,94 @@
+//! The one error type of the HTTP edge: every failure becomes a status and a stable JSON body
+//! `{"message": ..., "code": ...}`. Faults of the host or a plugin are logged here with their
+//! cause and answered with a generic message.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::command::{CommandError, Refusal};
+use crate::event_store::EventStoreError;
+use crate::runtime::PluginFault;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not a JSON object.
+    #[error("malformed JSON body: {0}")]
+    InvalidJson(String),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("If-Match must be a stream version (a whole number), got {0:?}")]
+    BadIfMatch(String),
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    #[error("{aggregate_type} {id} has no version {version}")]
+    VersionNotFound { aggregate_type: String, id: String, version: u64 },
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::BadIfMatch(_) => (StatusCode::BAD_REQUEST, "bad_if_match"),
+            Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
+            Self::RouteNotFound { .. } => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::VersionNotFound { .. } => (StatusCode::NOT_FOUND, "version_not_found"),
+            Self::Command(e) => match e {
+                CommandError::UnknownAggregateType(_) => (StatusCode::NOT_FOUND, "unknown_aggregate_type"),
+                CommandError::UnknownCommand { .. } => (StatusCode::NOT_FOUND, "unknown_command"),
+                CommandError::AggregateNotFound { .. } => (StatusCode::NOT_FOUND, "aggregate_not_found"),
+                CommandError::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
+                CommandError::Refused(Refusal::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_command"),
+                CommandError::Refused(Refusal::Rejected(_)) => (StatusCode::BAD_REQUEST, "rejected"),
+                CommandError::Refused(Refusal::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
+                CommandError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+                CommandError::Fault(PluginFault::Trapped { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_trapped"),
+                CommandError::Fault(PluginFault::Timeout { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_timeout"),
+                CommandError::Fault(PluginFault::OutOfMemory { .. }) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "plugin_out_of_memory")
+                }
+                CommandError::Fault(PluginFault::Contract { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_fault"),
+                CommandError::Store(EventStoreError::Conflict { .. }) => (StatusCode::CONFLICT, "conflict"),
+                CommandError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+        }
+    }
+
+    /// What the caller is told. Faults get a generic message; the cause goes to the log.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Command(CommandError::Fault(fault)) => match fault {
+                PluginFault::Trapped { .. } => "the plugin failed while handling the request".into(),
+                PluginFault::Timeout { .. } => "the plugin ran past its time limit".into(),
+                PluginFault::OutOfMemory { .. } => "the plugin ran out of memory".into(),
+                PluginFault::Contract { .. } => "the plugin returned something the host cannot accept".into(),
+            },
+            Self::Command(CommandError::Store(EventStoreError::Conflict { .. })) | Self::Command(CommandError::Conflict { .. }) => {
+                self.to_string()
+            }
+            Self::Command(CommandError::Store(_)) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(code, "request failed: {self}");
+        }
+        let mut body = json!({ "message": self.public_message(), "code": code });
+        if let Self::Command(CommandError::Conflict { expected, actual, .. }) = &self {
+            body["expectedVersion"] = json!(expected);
+            body["actualVersion"] = json!(actual);
+        }
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,18 @@
+//! Sluice: a CQRS and event-sourcing host whose domain code runs as sandboxed WebAssembly
+//! components. The host owns every piece of I/O and knows no domain; plugins declare their
+//! commands, events and routes.
+//!
+//! Where things live:
+//! - [`config`]: the typed configuration (flags, `SLUICE_*` environment, TOML file).
+//! - [`http`]: the axum edge — generic aggregate API, plugin routes, the one error type.
+//! - [`command`]: command dispatch — replay, decide, append with optimistic concurrency.
+//! - [`event_store`]: the event store contract and its backends (SQLite embedded).
+//! - [`runtime`]: the wasmtime engine, sandbox limits, component cache and plugin registry.
+//! - [`server`]: wiring all of the above into a running host.
+
+pub mod command;
+pub mod config;
+pub mod event_store;
+pub mod http;
+pub mod runtime;
+pub mod server;

@@ -1,0 +1,244 @@
+//! The WebAssembly runtime: one shared [`Engine`], the component cache, sandbox limits.
+//!
+//! Every plugin is compiled once (and the compiled code cached on disk, so a restart does not
+//! recompile), pre-linked into an `InstancePre` at load, and instantiated into a fresh, bounded
+//! [`Store`] per unit of work. Guests get no WASI capability: the empty context satisfies the
+//! imports a `wasm32-wasip2` guest's standard library carries, and grants nothing.
+//!
+//! - [`aggregate`]: the aggregate world's bindings and the Wasm implementation of
+//!   [`AggregateLogic`](crate::command::AggregateLogic).
+//! - [`registry`]: the loaded plugins and the routes they declare.
+
+pub mod aggregate;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// How often the epoch advances; call deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How much of a guest's stderr (panic messages) is kept for the log.
+const STDERR_CAPACITY: usize = 8 * 1024;
+
+/// Limits every plugin call runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxLimits {
+    /// Linear memory a single instance may grow to.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one call (a command's replay and decision together).
+    pub call_timeout: Duration,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(2) }
+    }
+}
+
+/// Why a runtime operation failed: the plugin's fault or the host's, never the caller's.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot read plugin {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("plugin {path} is not a valid component: {reason}")]
+    Compile { path: PathBuf, reason: String },
+    #[error("plugin {path} does not fit the host: {reason}")]
+    Link { path: PathBuf, reason: String },
+    #[error("plugin {plugin} broke the contract: {reason}")]
+    Contract { plugin: String, reason: String },
+    #[error("wasm engine setup failed: {0}")]
+    Engine(String),
+}
+
+/// How a guest call went wrong. Traps are bugs in the plugin; the host carries on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginFault {
+    #[error("plugin {plugin} trapped: {detail}")]
+    Trapped { plugin: String, detail: String },
+    #[error("plugin {plugin} ran past its time limit")]
+    Timeout { plugin: String },
+    #[error("plugin {plugin} ran out of memory")]
+    OutOfMemory { plugin: String },
+    #[error("plugin {plugin} broke the contract: {detail}")]
+    Contract { plugin: String, detail: String },
+}
+
+/// The shared engine and everything that must be set up once per process.
+#[derive(Clone)]
+pub struct WasmRuntime {
+    engine: Engine,
+    cache_dir: Option<PathBuf>,
+    limits: SandboxLimits,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl WasmRuntime {
+    /// A runtime caching compiled components in `cache_dir` (none: always compile).
+    pub fn new(cache_dir: Option<PathBuf>, limits: SandboxLimits) -> Result<Self, RuntimeError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Read { path: dir.clone(), source })?;
+        }
+        let ticker = Arc::new(EpochTicker::start(engine.clone()).map_err(|e| RuntimeError::Engine(e.to_string()))?);
+        Ok(Self { engine, cache_dir, limits, _ticker: ticker })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn limits(&self) -> SandboxLimits {
+        self.limits
+    }
+
+    /// Compile a component, or load its compiled form from the cache.
+    pub fn load_component(&self, path: &Path) -> Result<Component, RuntimeError> {
+        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read { path: path.into(), source })?;
+        self.component_from_bytes(path, &bytes)
+    }
+
+    /// Compile component bytes (`origin` names them in errors), using the cache.
+    pub fn component_from_bytes(&self, origin: &Path, bytes: &[u8]) -> Result<Component, RuntimeError> {
+        let compile_error = |e: wasmtime::Error| RuntimeError::Compile { path: origin.into(), reason: format!("{e:#}") };
+        let Some(cache_dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(compile_error);
+        };
+        let digest = Sha256::digest(bytes);
+        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let cached = cache_dir.join(format!("{key}-sluice{}.cwasm", env!("CARGO_PKG_VERSION")));
+        if cached.exists() {
+            match deserialize_cached(&self.engine, &cached) {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %cached.display(), "ignoring unusable compiled component: {e:#}"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(compile_error)?;
+        match component.serialize() {
+            Ok(compiled) => {
+                // Write then rename, so a crash never leaves a torn cache entry behind.
+                let partial = cached.with_extension("partial");
+                let written = std::fs::write(&partial, compiled).and_then(|()| std::fs::rename(&partial, &cached));
+                if let Err(e) = written {
+                    tracing::warn!(path = %cached.display(), "cannot cache compiled component: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot serialize compiled component: {e:#}"),
+        }
+        Ok(component)
+    }
+
+    /// A fresh store for one unit of work, bounded in memory and time.
+    pub fn new_store(&self) -> Store<PluginCtx> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // No preopens, env, args or network: the guest's WASI imports resolve to nothing useful.
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let ctx = PluginCtx {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, denied: false },
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        let ticks = self.limits.call_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        store
+    }
+}
+
+#[expect(unsafe_code, reason = "the cache holds only artifacts this host serialized itself")]
+fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file was written by `Component::serialize` of this host (the cache key holds
+    // the component's hash and the host version) into the host's own data dir; wasmtime itself
+    // refuses an artifact of another engine build, and the caller then recompiles.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+/// Per-store host state: the empty WASI context and the limiter.
+pub struct PluginCtx {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for PluginCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps linear memory and remembers a refusal, so an abort after a failed allocation is
+/// reported as "out of memory" rather than a plain trap.
+struct MemoryLimiter {
+    max_bytes: usize,
+    denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_bytes;
+        self.denied |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Classify a failed guest call.
+pub fn classify_fault(plugin: &str, store: &Store<PluginCtx>, error: &wasmtime::Error) -> PluginFault {
+    let plugin = plugin.to_owned();
+    if store.data().limiter.denied {
+        return PluginFault::OutOfMemory { plugin };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginFault::Timeout { plugin },
+        Some(trap) => {
+            let stderr = store.data().stderr.contents();
+            let said = String::from_utf8_lossy(&stderr).trim().to_owned();
+            let detail = if said.is_empty() { trap.to_string() } else { format!("{trap}: {said}") };
+            PluginFault::Trapped { plugin, detail }
+        }
+        None => PluginFault::Trapped { plugin, detail: format!("{error:#}") },
+    }
+}
+
+/// Advances the engine's epoch so store deadlines fire; stops with the runtime.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,138 @@
+//! Given/when/then for aggregates, run natively through the same glue as the component:
+//! given events are stored and replayed, the command goes in as its JSON body.
+//!
+//! ```ignore
+//! AggregateTest::<Account>::given(vec![opened(100)])
+//!     .when(Command::Withdraw { amount: dec!(150) })
+//!     .then_expect_rejected("insufficient funds");
+//! ```
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+
+use crate::aggregate::{Aggregate, CommandContext, CommandError, StoredEvent};
+use crate::runtime;
+
+/// The context commands get in tests unless `with_context` says otherwise.
+pub fn test_context() -> CommandContext {
+    CommandContext {
+        aggregate_id: "00000000-0000-4000-8000-000000000001".to_owned(),
+        issued_at: "2026-01-02T03:04:05Z".to_owned(),
+        fresh_id: "00000000-0000-4000-8000-0000000000ff".to_owned(),
+    }
+}
+
+/// A given/when/then test of one aggregate type.
+pub struct AggregateTest<A: Aggregate> {
+    history: Vec<StoredEvent>,
+    ctx: CommandContext,
+    aggregate: PhantomData<A>,
+}
+
+impl<A: Aggregate> AggregateTest<A> {
+    pub fn given_no_previous_events() -> Self {
+        Self::given(Vec::new())
+    }
+
+    #[track_caller]
+    pub fn given(events: Vec<A::Event>) -> Self {
+        let ctx = test_context();
+        let history = events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let new = runtime::to_new_event(event);
+                StoredEvent {
+                    aggregate_type: A::manifest().aggregate_type,
+                    aggregate_id: ctx.aggregate_id.clone(),
+                    version: i as u64 + 1,
+                    global_position: i as u64 + 1,
+                    event_type: new.event_type,
+                    schema_version: new.schema_version,
+                    data: new.data,
+                    recorded_at: ctx.issued_at.clone(),
+                }
+            })
+            .collect();
+        Self { history, ctx, aggregate: PhantomData }
+    }
+
+    /// Use this context (time, fresh id) for the command.
+    pub fn with_context(mut self, ctx: CommandContext) -> Self {
+        self.ctx = ctx;
+        self
+    }
+
+    /// Send a typed command (it still crosses as JSON).
+    #[track_caller]
+    pub fn when(self, command: A::Command) -> Outcome<A> {
+        let (command_type, data) = runtime::to_tagged(&command).unwrap_or_else(|e| panic!("{e}"));
+        self.when_json(&command_type, &data)
+    }
+
+    /// Send a command as the host would: its type and the request body.
+    #[track_caller]
+    pub fn when_json(self, command_type: &str, body: &str) -> Outcome<A> {
+        let state = runtime::evolve::<A>(None, &self.history).unwrap_or_else(|e| panic!("given events: {e}"));
+        let result = runtime::decide::<A>(Some(&state), command_type, body, &self.ctx).map(|events| {
+            events
+                .iter()
+                .map(|e| runtime::from_tagged::<A::Event>(&e.event_type, &e.data).unwrap_or_else(|m| panic!("{m}")))
+                .collect()
+        });
+        Outcome { result }
+    }
+}
+
+/// The result of the command under test.
+pub struct Outcome<A: Aggregate> {
+    result: Result<Vec<A::Event>, CommandError>,
+}
+
+impl<A: Aggregate> Outcome<A>
+where
+    A::Event: PartialEq + Debug,
+{
+    #[track_caller]
+    pub fn then_expect_events(self, expected: Vec<A::Event>) {
+        match self.result {
+            Ok(events) => assert_eq!(events, expected, "unexpected events"),
+            Err(e) => panic!("expected events {expected:?}, got error {e}"),
+        }
+    }
+
+    #[track_caller]
+    pub fn then_expect_error(self, expected: CommandError) {
+        match self.result {
+            Ok(events) => panic!("expected error {expected}, got events {events:?}"),
+            Err(e) => assert_eq!(e, expected),
+        }
+    }
+
+    /// A business refusal whose message contains `fragment`.
+    #[track_caller]
+    pub fn then_expect_rejected(self, fragment: &str) {
+        match self.result {
+            Err(CommandError::Rejected(m)) => {
+                assert!(m.contains(fragment), "rejection {m:?} does not mention {fragment:?}")
+            }
+            other => panic!("expected a rejection mentioning {fragment:?}, got {other:?}"),
+        }
+    }
+
+    /// Invalid input whose message contains `fragment`.
+    #[track_caller]
+    pub fn then_expect_invalid(self, fragment: &str) {
+        match self.result {
+            Err(CommandError::Invalid(m)) => {
+                assert!(m.contains(fragment), "invalid-input error {m:?} does not mention {fragment:?}")
+            }
+            other => panic!("expected invalid input mentioning {fragment:?}, got {other:?}"),
+        }
+    }
+
+    /// The raw result, for checks the helpers above do not cover.
+    pub fn into_result(self) -> Result<Vec<A::Event>, CommandError> {
+        self.result
+    }
+}
