@@ -103,9 +103,7 @@ fn build_plugins() -> Result<PathBuf, String> {
     }
 
     eprintln!("running: {cmd:?}");
-    let status = cmd
-        .status()
-        .map_err(|e| format!("could not run cargo for {}: {e}", manifest.display()))?;
+    let status = cmd.status().map_err(|e| format!("could not run cargo for {}: {e}", manifest.display()))?;
     if !status.success() {
         return Err(format!(
             "`cargo build --release --target {TARGET} --manifest-path {}` failed ({status}); its \
@@ -116,11 +114,7 @@ fn build_plugins() -> Result<PathBuf, String> {
     }
 
     let out = target_dir.join(TARGET).join("release");
-    let missing: Vec<&str> = COMPONENTS
-        .iter()
-        .copied()
-        .filter(|name| !out.join(name).is_file())
-        .collect();
+    let missing: Vec<&str> = COMPONENTS.iter().copied().filter(|name| !out.join(name).is_file()).collect();
     if !missing.is_empty() {
         return Err(format!(
             "the plugin build succeeded but {} is missing from {} (is the crate still `cdylib`?)",
@@ -137,8 +131,7 @@ fn watch_inputs(repo: &Path, plugins: &Path) -> Result<(), String> {
     for file in ["Cargo.toml", "Cargo.lock", ".cargo"] {
         rerun_if_changed(&plugins.join(file));
     }
-    let entries =
-        fs::read_dir(plugins).map_err(|e| format!("cannot list {}: {e}", plugins.display()))?;
+    let entries = fs::read_dir(plugins).map_err(|e| format!("cannot list {}: {e}", plugins.display()))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot list {}: {e}", plugins.display()))?;
         let path = entry.path();

@@ -1,1 +1,188 @@
-fn main(){}
+//! `sluice-bench`: measures the host with a Wasm aggregate against the same aggregate compiled
+//! natively, side by side in one run, and prints the ratios. Run it through `scripts/bench`.
+
+mod native;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use clap::Parser;
+use sluice::command::{AggregateLogic, CommandInput, CommandService};
+use sluice::event_store::EventStore;
+use sluice::event_store::sqlite::SqliteEventStore;
+use sluice::http::{AppState, DEFAULT_BODY_LIMIT, router};
+use sluice::runtime::aggregate::WasmAggregate;
+use sluice::runtime::registry::PluginRegistry;
+use sluice::runtime::{SandboxLimits, WasmRuntime};
+use tower::ServiceExt;
+
+use crate::native::NativeAggregate;
+
+#[derive(Debug, Parser)]
+#[command(about = "Wasm aggregate against the same logic compiled natively, through the host")]
+struct Args {
+    /// The bank-account component (bank_account.wasm).
+    #[arg(long)]
+    plugin: PathBuf,
+    /// Commands per measured run.
+    #[arg(long, default_value_t = 3000)]
+    commands: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Accounts the commands are spread over.
+    #[arg(long, default_value_t = 100)]
+    accounts: usize,
+    /// Alternating rounds per side; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = WasmRuntime::new(None, SandboxLimits::default()).context("failed to start the runtime")?;
+    let component = runtime.load_component(&args.plugin).context("failed to compile the plugin")?;
+    let wasm: Arc<dyn AggregateLogic> =
+        Arc::new(WasmAggregate::load(&runtime, &args.plugin, &component).context("failed to load the plugin")?);
+    let native: Arc<dyn AggregateLogic> = Arc::new(NativeAggregate::<bank_account::BankAccount>::new());
+
+    println!(
+        "commands through the host: HTTP router in-process, SQLite event store, {} clients, {} commands over {} accounts, {} rounds",
+        args.concurrency, args.commands, args.accounts, args.rounds
+    );
+    let (mut wasm_rates, mut native_rates) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        let w = commands_per_second(wasm.clone(), &args).await?;
+        let n = commands_per_second(native.clone(), &args).await?;
+        println!("  round {round}: wasm {w:>9.0} commands/s   native {n:>9.0} commands/s");
+        wasm_rates.push(w);
+        native_rates.push(n);
+    }
+    let (w, n) = (median(&mut wasm_rates), median(&mut native_rates));
+    println!(
+        "  median:  wasm {w:>9.0} commands/s   native {n:>9.0} commands/s   ratio wasm/native {:.3} (target >= 0.9)",
+        w / n
+    );
+
+    let history_len = 20;
+    println!("replay + decide alone, no I/O: {history_len}-event history, one thread");
+    let (mut wasm_rates, mut native_rates) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        wasm_rates.push(calls_per_second(wasm.as_ref(), history_len)?);
+        native_rates.push(calls_per_second(native.as_ref(), history_len)?);
+    }
+    let (w, n) = (median(&mut wasm_rates), median(&mut native_rates));
+    println!("  median:  wasm {w:>9.0} calls/s      native {n:>9.0} calls/s      ratio wasm/native {:.3}", w / n);
+    Ok(())
+}
+
+/// Open the accounts, then time `args.commands` deposits and withdrawals through the router.
+async fn commands_per_second(logic: Arc<dyn AggregateLogic>, args: &Args) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir().context("failed to create a temp dir")?;
+    let url = format!("sqlite://{}", dir.path().join("events.db").display());
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(&url).await?);
+    let registry = PluginRegistry::new();
+    registry.register(logic, "bench".into())?;
+    let app = router(AppState { commands: CommandService::new(registry, store), body_limit: DEFAULT_BODY_LIMIT });
+
+    let mut ids = Vec::with_capacity(args.accounts);
+    for i in 0..args.accounts {
+        let body = format!(r#"{{"accountHolder":"holder {i}","accountType":"SAVINGS","openingBalance":1000.00}}"#);
+        let (status, json) = call(&app, Method::POST, "/api/v1/openBankAccount", body).await?;
+        if status != StatusCode::CREATED {
+            bail!("opening an account answered {status}: {json}");
+        }
+        ids.push(json["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let ids = Arc::new(ids);
+    let per_client = args.commands / args.concurrency;
+    let started = Instant::now();
+    let clients: Vec<_> = (0..args.concurrency)
+        .map(|client| {
+            let (app, ids) = (app.clone(), ids.clone());
+            tokio::spawn(async move {
+                for n in 0..per_client {
+                    let id = &ids[(client * per_client + n) % ids.len()];
+                    let (path, amount) = if n % 2 == 0 { ("depositFunds", "10.25") } else { ("withdrawFunds", "5.10") };
+                    let body = format!(r#"{{"amount":{amount}}}"#);
+                    let (status, json) = call(&app, Method::PUT, &format!("/api/v1/{path}/{id}"), body).await?;
+                    if status != StatusCode::OK {
+                        bail!("{path} answered {status}: {json}");
+                    }
+                }
+                Ok::<(), anyhow::Error>(())
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.context("client task failed")??;
+    }
+    Ok((per_client * args.concurrency) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Call `execute` with a fixed history in a loop for about a second.
+fn calls_per_second(logic: &dyn AggregateLogic, history_len: u64) -> anyhow::Result<f64> {
+    let id = "00000000-0000-4000-8000-000000000001";
+    let mut history = Vec::new();
+    let opened = CommandInput {
+        command_type: "OpenAccount".into(),
+        aggregate_id: id.into(),
+        data: r#"{"accountHolder":"h","accountType":"CURRENT","openingBalance":100}"#.into(),
+        issued_at: "2026-01-01T00:00:00Z".into(),
+        fresh_id: id.into(),
+    };
+    let deposit =
+        CommandInput { command_type: "DepositFunds".into(), data: r#"{"amount":1.50}"#.into(), ..opened.clone() };
+    for version in 1..=history_len {
+        let input = if version == 1 { &opened } else { &deposit };
+        let events = logic.execute(&history, input).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for event in events {
+            history.push(sluice::event_store::StoredEvent {
+                aggregate_type: "BankAccount".into(),
+                aggregate_id: id.into(),
+                version,
+                global_position: version,
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                data: event.data,
+                recorded_at: "2026-01-01T00:00:00Z".into(),
+            });
+        }
+    }
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        logic.execute(&history, &deposit).map_err(|e| anyhow::anyhow!("{e}"))?;
+        calls += 1;
+    }
+    Ok(calls as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn call(
+    app: &axum::Router,
+    method: Method,
+    path: &str,
+    body: String,
+) -> anyhow::Result<(StatusCode, serde_json::Value)> {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .context("failed to build a request")?;
+    let response = app.clone().oneshot(request).await.context("router failed")?;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.context("failed to read a response")?;
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok((status, json))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}

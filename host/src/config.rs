@@ -103,16 +103,16 @@ impl Config {
     pub fn load(args: &ServeArgs, file: Option<&Path>) -> Result<Self, ConfigError> {
         let from_file = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
                 toml::from_str::<FileConfig>(&text)
                     .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?
             }
             None => FileConfig::default(),
         };
         let listen_text = args.listen.clone().or(from_file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen = listen_text
-            .parse()
-            .map_err(|e| invalid("--listen", format!("{listen_text:?} is not HOST:PORT ({e})")))?;
+        let listen =
+            listen_text.parse().map_err(|e| invalid("--listen", format!("{listen_text:?} is not HOST:PORT ({e})")))?;
         let data_dir = args.data_dir.clone().or(from_file.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
         let plugins_dir = args.plugins.clone().or(from_file.plugins).unwrap_or_else(|| data_dir.join("plugins"));
         let event_store = args
@@ -135,7 +135,10 @@ impl Config {
             .or(from_file.read_store)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("read.db").display()));
         if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"].iter().any(|s| read_store.starts_with(s)) {
-            return Err(invalid("--read-store", format!("{read_store:?}: expected sqlite://…, postgres://… or mysql://…")));
+            return Err(invalid(
+                "--read-store",
+                format!("{read_store:?}: expected sqlite://…, postgres://… or mysql://…"),
+            ));
         }
         let admin_token = args.admin_token.clone().or(from_file.admin_token).filter(|t| !t.is_empty());
         let defaults = SandboxLimits::default();
@@ -172,8 +175,11 @@ mod tests {
     fn flags_win_over_the_file_and_bad_values_name_the_setting() {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("sluice.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nbus = \"kafka://127.0.0.1:9092\"\n[limits]\nplugin_timeout_ms = 500\n")
-            .expect("write");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nbus = \"kafka://127.0.0.1:9092\"\n[limits]\nplugin_timeout_ms = 500\n",
+        )
+        .expect("write");
         let config = Config::load(&ServeArgs::default(), Some(&file)).expect("valid");
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.bus, BusConfig::Kafka { bootstrap: "127.0.0.1:9092".into() });

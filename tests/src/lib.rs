@@ -1,1 +1,671 @@
-pub fn x(){}
+//! The end-to-end harness: the real `sluice` binary with the real plugin components.
+//!
+//! [`Host::start`] copies the chosen components ([`Plugin`]) into a fresh plugins folder,
+//! spawns `sluice serve --listen 127.0.0.1:0` on a fresh data folder, waits for its
+//! `sluice listening on http://…` line and hands back a handle that talks HTTP to it
+//! ([`Api`], reached through the handle) and controls the process: [`Host::kill`] (SIGKILL),
+//! [`Host::stop`] (SIGTERM, then wait) and [`Host::restart`] on the same data folder.
+//!
+//! The binary is `$SLUICE_BIN`, else `sluice` next to the test executable's `deps/` folder
+//! (`target/<profile>/sluice`), so `cargo build -p sluice` must run before the tests. The
+//! components come from `tests/build.rs`, which builds `plugins/` on every change.
+//!
+//! The host's stdout and stderr go to the test's output, line by line, so libtest shows them
+//! with a failing test (`--nocapture` streams them live); the last lines are also kept for
+//! error messages ([`Host::log`]). `SLUICE_E2E_KEEP=1` keeps each test's folder (data,
+//! plugins) for a look afterwards.
+//!
+//! Responses come back as [`Reply`]: the status and the body parsed by `serde_json` with
+//! `arbitrary_precision`, so amounts keep the exact text the host wrote; compare them with
+//! [`decimal`], never as `f64`.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// Where `tests/build.rs` left the freshly built components.
+pub const PLUGINS_DIR: &str = env!("SLUICE_TEST_PLUGINS");
+
+/// The line (then the base URL) the host prints on stdout once it accepts connections.
+const LISTENING: &str = "sluice listening on ";
+
+/// How long a start may take: the first start of a host compiles every component.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a SIGTERM may take before [`Host::stop`] gives up and kills.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Lines of host output kept for a failing test's report.
+const LOG_LINES: usize = 5000;
+/// Lines of it printed when a test fails.
+const LOG_LINES_SHOWN: usize = 400;
+
+/// A component the tests can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plugin {
+    /// `BankAccount`, with the seed's routes.
+    BankAccount,
+    /// `Faulty`: commands that trap, spin, hog memory or emit an undeclared event.
+    Faulty,
+}
+
+impl Plugin {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::BankAccount => "bank_account.wasm",
+            Self::Faulty => "faulty.wasm",
+        }
+    }
+
+    /// The built component.
+    pub fn path(self) -> PathBuf {
+        Path::new(PLUGINS_DIR).join(self.file_name())
+    }
+}
+
+/// How to start a host.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Components copied into the plugins folder.
+    pub plugins: Vec<Plugin>,
+    /// More `sluice serve` arguments (`--listen`, `--data-dir` and `--plugins` are set).
+    pub args: Vec<String>,
+    /// Environment for the host. Every inherited `SLUICE_*` variable is removed first, so a
+    /// developer's settings never leak into a test.
+    pub env: Vec<(String, String)>,
+    /// Whole-request timeout of the HTTP client; a request that outlives it fails the test.
+    pub request_timeout: Duration,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        Self {
+            plugins: vec![Plugin::BankAccount],
+            args: Vec::new(),
+            env: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl HostOptions {
+    /// Defaults, loading `plugins`.
+    pub fn with_plugins(plugins: &[Plugin]) -> Self {
+        Self { plugins: plugins.to_vec(), ..Self::default() }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+}
+
+/// A running `sluice serve` on its own temporary folder. Killed when dropped.
+///
+/// It dereferences to its [`Api`], so `host.get(…)` talks to it; clone [`Host::api`] to send
+/// from other tasks. A restart listens on a new port: an `Api` cloned before it is stale.
+pub struct Host {
+    options: HostOptions,
+    root: TempDir,
+    child: Option<Child>,
+    api: Api,
+    log: Log,
+    runs: usize,
+}
+
+impl Host {
+    /// Copy the components, spawn the host and wait until it listens.
+    pub async fn start(options: HostOptions) -> Result<Self> {
+        let root =
+            tempfile::Builder::new().prefix("sluice-e2e-").tempdir().context("failed to create the test folder")?;
+        let plugins_dir = root.path().join("plugins");
+        std::fs::create_dir_all(&plugins_dir).context("failed to create the plugins folder")?;
+        std::fs::create_dir_all(root.path().join("data")).context("failed to create the data folder")?;
+        for plugin in &options.plugins {
+            let from = plugin.path();
+            std::fs::copy(&from, plugins_dir.join(plugin.file_name()))
+                .with_context(|| format!("failed to copy {} (built by tests/build.rs)", from.display()))?;
+        }
+        let client = reqwest::Client::builder()
+            .timeout(options.request_timeout)
+            .build()
+            .context("failed to build the HTTP client")?;
+        let mut host = Self {
+            options,
+            root,
+            child: None,
+            api: Api { client, base_url: String::new() },
+            log: Log::default(),
+            runs: 0,
+        };
+        host.launch().await?;
+        Ok(host)
+    }
+
+    /// The client side of the running host.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// `http://127.0.0.1:PORT`, as the host announced it.
+    pub fn base_url(&self) -> &str {
+        &self.api.base_url
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.root.path().join("plugins")
+    }
+
+    /// Whether the process is still alive (it has not exited or been stopped).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The host's output so far (its last lines), oldest first.
+    pub fn log(&self) -> String {
+        self.log.tail(LOG_LINES)
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        child.kill().context("failed to kill sluice")?;
+        child.wait().context("failed to reap sluice")?;
+        self.log.push("[harness] sluice killed (SIGKILL)".to_owned());
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for the exit. Fails (after a SIGKILL) if the host does not exit
+    /// within 20 s; returns its exit status otherwise.
+    pub async fn stop(&mut self) -> Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("sluice is not running");
+        };
+        if let Some(status) = child.try_wait().context("failed to poll sluice")? {
+            bail!("sluice had already exited ({status})\n{}", self.log.report());
+        }
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM)
+            .context("failed to send SIGTERM to sluice")?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().context("failed to poll sluice")? {
+                self.log.push(format!("[harness] sluice stopped on SIGTERM ({status})"));
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("sluice did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed it)\n{}", self.log.report());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Start again on the same data and plugins folders, stopping (SIGTERM) first if it runs.
+    /// The new process listens on a new port.
+    pub async fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            let status = self.stop().await?;
+            ensure!(status.success(), "sluice exited with {status} on SIGTERM\n{}", self.log.report());
+        }
+        self.launch().await
+    }
+
+    async fn launch(&mut self) -> Result<()> {
+        self.runs += 1;
+        let run = self.runs;
+        let bin = sluice_bin()?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--plugins")
+            .arg(self.plugins_dir())
+            .args(&self.options.args)
+            .current_dir(self.root.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SLUICE_") {
+                cmd.env_remove(&name);
+            }
+        }
+        // Plain text in the test output.
+        cmd.env("NO_COLOR", "1");
+        if std::env::var_os("RUST_BACKTRACE").is_none() {
+            cmd.env("RUST_BACKTRACE", "1");
+        }
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
+
+        self.log.push(format!("[harness] run {run}: {cmd:?}"));
+        let mut child = cmd.spawn().with_context(|| format!("failed to start {}", bin.display()))?;
+        let stdout = child.stdout.take().context("sluice has no stdout pipe")?;
+        let stderr = child.stderr.take().context("sluice has no stderr pipe")?;
+        self.child = Some(child);
+
+        let (listening_tx, listening_rx) = oneshot::channel();
+        self.log.follow(stdout, format!("[{run} out]"), Some(listening_tx));
+        self.log.follow(stderr, format!("[{run} err]"), None);
+
+        let url = match tokio::time::timeout(START_TIMEOUT, listening_rx).await {
+            Ok(Ok(url)) => url,
+            Ok(Err(_closed)) => {
+                // Stdout closed without the line: the process is exiting or gone.
+                let status = self.wait_exit(Duration::from_secs(5)).await;
+                bail!("sluice exited before printing `{LISTENING}http://…` ({status})\n{}", self.log.report());
+            }
+            Err(_elapsed) => {
+                let _ = self.kill();
+                bail!(
+                    "sluice did not print `{LISTENING}http://…` within {START_TIMEOUT:?} (killed it)\n{}",
+                    self.log.report()
+                );
+            }
+        };
+        let port_ok = url.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok_and(|p| p != 0));
+        ensure!(url.starts_with("http://") && port_ok, "sluice announced `{url}`, not `http://HOST:PORT`");
+        self.api.base_url = url;
+        Ok(())
+    }
+
+    /// Wait a little for the child to exit and say how it ended.
+    async fn wait_exit(&mut self, within: Duration) -> String {
+        let Some(mut child) = self.child.take() else {
+            return "not running".to_owned();
+        };
+        let deadline = Instant::now() + within;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return "still running after closing stdout; killed it".to_owned();
+                }
+                Err(e) => return format!("unknown: {e}"),
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Host {
+    type Target = Api;
+
+    /// The handle stands for the running host: `host.post_json(…)` talks to it.
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::env::var_os("SLUICE_E2E_KEEP").is_some() {
+            self.root.disable_cleanup(true);
+            eprintln!("[harness] kept {}", self.root.path().display());
+        }
+    }
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("base_url", &self.api.base_url)
+            .field("root", &self.root.path())
+            .field("runs", &self.runs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `$SLUICE_BIN`, else `target/<profile>/sluice` next to this test executable's `deps/`.
+pub fn sluice_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SLUICE_BIN") {
+        let bin = PathBuf::from(bin);
+        ensure!(bin.is_file(), "SLUICE_BIN={} is not a file", bin.display());
+        return Ok(bin);
+    }
+    let exe = std::env::current_exe().context("failed to find the test executable")?;
+    // target/<profile>/deps/<test>-<hash>  ->  target/<profile>/sluice
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("{} is not under target/<profile>/deps", exe.display()))?;
+    let bin = profile_dir.join(format!("sluice{}", std::env::consts::EXE_SUFFIX));
+    ensure!(
+        bin.is_file(),
+        "{} does not exist: run `cargo build -p sluice` (same target dir and profile as the \
+         tests) first, or set SLUICE_BIN",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// HTTP to a running host: plain requests and the few calls every test needs.
+#[derive(Debug, Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    base_url: String,
+}
+
+impl Api {
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A request to build further (headers such as `If-Match`); send it with [`Api::send`].
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Result<Reply> {
+        let response = request.send().await.context("request to sluice failed")?;
+        Reply::read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Reply> {
+        self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> Result<Reply> {
+        self.send(self.request(Method::PUT, path).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Reply> {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    /// Any bytes as the body, labelled `application/json` (malformed and oversized bodies).
+    pub async fn send_raw(&self, method: Method, path: &str, body: impl Into<Vec<u8>>) -> Result<Reply> {
+        let request = self.request(method, path).header(CONTENT_TYPE, "application/json").body(body.into());
+        self.send(request).await
+    }
+
+    /// `POST /api/aggregates/{type}/{id}/commands/{command}`, with `If-Match` when given.
+    pub async fn command(
+        &self,
+        aggregate_type: &str,
+        id: &str,
+        command: &str,
+        body: &Value,
+        if_match: Option<u64>,
+    ) -> Result<Reply> {
+        let path = format!("/api/aggregates/{aggregate_type}/{id}/commands/{command}");
+        let mut request = self.request(Method::POST, &path).json(body);
+        if let Some(version) = if_match {
+            request = request.header("If-Match", version.to_string());
+        }
+        self.send(request).await
+    }
+
+    /// `GET /api/aggregates/{type}/{id}`, or as of `version`.
+    pub async fn state(&self, aggregate_type: &str, id: &str, version: Option<u64>) -> Result<Reply> {
+        let path = match version {
+            Some(v) => format!("/api/aggregates/{aggregate_type}/{id}?version={v}"),
+            None => format!("/api/aggregates/{aggregate_type}/{id}"),
+        };
+        self.get(&path).await
+    }
+
+    /// The events of a stream, which must exist (200).
+    pub async fn events(&self, aggregate_type: &str, id: &str) -> Result<Vec<Value>> {
+        let reply = self.get(&format!("/api/aggregates/{aggregate_type}/{id}/events")).await?.expect_status(200)?;
+        let events =
+            reply.body["events"].as_array().ok_or_else(|| anyhow!("events answer has no `events` list: {reply}"))?;
+        Ok(events.clone())
+    }
+
+    /// `POST /api/v1/openBankAccount`; `opening_balance` is JSON number text, e.g. `"50.25"`.
+    /// Expects 201 and answers the new account's id.
+    pub async fn open_account(&self, holder: &str, opening_balance: &str) -> Result<String> {
+        let body = serde_json::json!({
+            "accountHolder": holder,
+            "accountType": "SAVINGS",
+            "openingBalance": number(opening_balance),
+        });
+        let reply = self.post_json("/api/v1/openBankAccount", &body).await?.expect_status(201)?;
+        let id = reply.str_field("id")?;
+        Ok(id.to_owned())
+    }
+
+    /// `GET /healthz` answers 200 `{"status":"ok"}`.
+    pub async fn healthy(&self) -> Result<()> {
+        let reply = self.get("/healthz").await?.expect_status(200)?;
+        ensure!(reply.body["status"] == "ok", "healthz answered {reply}");
+        Ok(())
+    }
+}
+
+/// A response: status, headers, raw text and the parsed JSON (`Null` when the body is empty
+/// or not JSON; `text` has it then).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl Reply {
+    async fn read(response: reqwest::Response) -> Result<Self> {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.context("failed to read the response body")?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Self { status, headers, text, body })
+    }
+
+    /// The reply, if its status is `status`; an error showing the whole reply otherwise.
+    pub fn expect_status(self, status: u16) -> Result<Self> {
+        ensure!(self.status.as_u16() == status, "expected status {status}, got {self}");
+        Ok(self)
+    }
+
+    /// `code` of an error body.
+    pub fn code(&self) -> Option<&str> {
+        self.body.get("code").and_then(Value::as_str)
+    }
+
+    /// Checks the error contract: this status, a JSON body whose `code` is one of `codes`
+    /// and whose `message` is a non-empty string.
+    pub fn check_error(&self, status: u16, codes: &[&str]) -> Result<()> {
+        ensure!(self.status.as_u16() == status, "expected status {status}, got {self}");
+        let content_type = self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        ensure!(
+            content_type.starts_with("application/json"),
+            "error answer is `{content_type}`, not application/json: {self}"
+        );
+        let code = self.code().ok_or_else(|| anyhow!("error body has no string `code`: {self}"))?;
+        ensure!(codes.contains(&code), "expected code {codes:?}, got {self}");
+        let message = self.body.get("message").and_then(Value::as_str).unwrap_or("");
+        ensure!(!message.trim().is_empty(), "error body has no `message`: {self}");
+        Ok(())
+    }
+
+    pub fn str_field(&self, name: &str) -> Result<&str> {
+        self.body.get(name).and_then(Value::as_str).ok_or_else(|| anyhow!("answer has no string `{name}`: {self}"))
+    }
+
+    pub fn u64_field(&self, name: &str) -> Result<u64> {
+        u64_field(&self.body, name).with_context(|| format!("in {self}"))
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 2000;
+        let text = match self.text.char_indices().nth(SHOWN) {
+            Some((cut, _)) => format!("{}… ({} bytes)", &self.text[..cut], self.text.len()),
+            None => self.text.clone(),
+        };
+        write!(f, "{} {text}", self.status)
+    }
+}
+
+/// A JSON number with exactly this text (`"10.005"`), for request bodies: what a client
+/// types, not what an `f64` rounds it to.
+pub fn number(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value @ Value::Number(_)) => value,
+        _ => panic!("`{text}` is not a JSON number"),
+    }
+}
+
+/// The exact decimal a JSON number stands for, normalised (`"40.250"` and `"40.25"` both give
+/// `"40.25"`, `"100.0"` gives `"100"`). Fails on anything but a plain decimal number.
+pub fn decimal(value: &Value) -> Result<String> {
+    let Value::Number(n) = value else {
+        bail!("expected a JSON number, got {value}");
+    };
+    let text = n.to_string();
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    ensure!(
+        !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && digits.matches('.').count() <= 1,
+        "expected a plain decimal number, got {text}"
+    );
+    let mut normal = text.clone();
+    if normal.contains('.') {
+        normal = normal.trim_end_matches('0').trim_end_matches('.').to_owned();
+    }
+    if normal == "-0" {
+        normal = "0".to_owned();
+    }
+    Ok(normal)
+}
+
+/// `value[name]` as an unsigned integer.
+pub fn u64_field(value: &Value, name: &str) -> Result<u64> {
+    value.get(name).and_then(Value::as_u64).ok_or_else(|| anyhow!("no unsigned integer `{name}` in {value}"))
+}
+
+/// Checks a stream's events: versions `1..=n` in order without gaps, global positions
+/// strictly increasing, every envelope field present.
+pub fn check_stream(events: &[Value], aggregate_type: &str, id: &str) -> Result<()> {
+    let mut last_position = None;
+    for (index, event) in events.iter().enumerate() {
+        let expected = index as u64 + 1;
+        let version = u64_field(event, "version")?;
+        ensure!(version == expected, "event #{expected} has version {version}: {event}");
+        ensure!(event["aggregateType"] == aggregate_type, "wrong aggregateType: {event}");
+        ensure!(event["aggregateId"] == id, "wrong aggregateId: {event}");
+        ensure!(event["eventType"].as_str().is_some_and(|t| !t.is_empty()), "no eventType: {event}");
+        ensure!(u64_field(event, "schemaVersion")? >= 1, "schemaVersion below 1: {event}");
+        ensure!(event["data"].is_object(), "data is not an object: {event}");
+        ensure!(event["recordedAt"].as_str().is_some_and(|t| !t.is_empty()), "no recordedAt: {event}");
+        let position = u64_field(event, "position")?;
+        if let Some(last) = last_position {
+            ensure!(position > last, "position {position} does not follow {last}: {event}");
+        }
+        last_position = Some(position);
+    }
+    Ok(())
+}
+
+/// The host's output: a bounded tail shared by the reader threads of every run.
+#[derive(Clone, Default)]
+struct Log {
+    lines: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Log {
+    fn push(&self, line: String) {
+        // Reader threads inherit the test's output capture: libtest shows these lines with a
+        // failing test (or live under `--nocapture`).
+        eprintln!("{line}");
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        if lines.len() == LOG_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    fn tail(&self, count: usize) -> String {
+        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        let skip = lines.len().saturating_sub(count);
+        lines.iter().skip(skip).map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "----- sluice output (last {LOG_LINES_SHOWN} lines) -----\n{}\n----- end of sluice output -----",
+            self.tail(LOG_LINES_SHOWN)
+        )
+    }
+
+    /// Drain `pipe` on a thread (the host must never block on a full pipe), prefixing each
+    /// line; the first `sluice listening on URL` line sends URL to `listening`.
+    fn follow(&self, pipe: impl Read + Send + 'static, prefix: String, mut listening: Option<oneshot::Sender<String>>) {
+        let log = self.clone();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                // Bytes, not `lines()`: a line that is not UTF-8 must not stop the draining.
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if let Some(url) = line.strip_prefix(LISTENING)
+                    && let Some(tx) = listening.take()
+                {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+                log.push(format!("{prefix} {line}"));
+            }
+            // Dropping `listening` unsent tells `launch` that stdout closed first.
+        });
+    }
+}

@@ -69,7 +69,8 @@ pub struct AggregateManifest {
 }
 
 /// Paths the host serves itself; plugin routes may not shadow them.
-const RESERVED_PREFIXES: &[&str] = &["/api/aggregates", "/api/projections", "/admin", "/healthz", "/readyz", "/metrics"];
+const RESERVED_PREFIXES: &[&str] =
+    &["/api/aggregates", "/api/projections", "/admin", "/healthz", "/readyz", "/metrics"];
 
 impl AggregateManifest {
     pub fn command(&self, name: &str) -> Option<&CommandSpec> {

@@ -157,7 +157,8 @@ impl CommandService {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let history = self.store.read_stream(aggregate_type, aggregate_id, 0, None).await.map_err(CommandError::Store)?;
+            let history =
+                self.store.read_stream(aggregate_type, aggregate_id, 0, None).await.map_err(CommandError::Store)?;
             let version = history.last().map_or(0, |e| e.version);
             if let Some(expected) = expected_version
                 && expected != version
@@ -180,7 +181,11 @@ impl CommandService {
                         .enumerate()
                         .map(|(i, (event, position))| (event.event_type, version + i as u64 + 1, position))
                         .collect();
-                    return Ok(CommandOutcome { aggregate_id: aggregate_id.to_owned(), version: appended.version, events });
+                    return Ok(CommandOutcome {
+                        aggregate_id: aggregate_id.to_owned(),
+                        version: appended.version,
+                        events,
+                    });
                 }
                 Err(EventStoreError::Conflict { expected, actual }) => {
                     if expected_version.is_some() || attempt >= MAX_ATTEMPTS {
@@ -246,7 +251,9 @@ async fn run_blocking(
         Ok(Ok(events)) => Ok(events),
         Ok(Err(LogicError::Refused(refusal))) => Err(CommandError::Refused(refusal)),
         Ok(Err(LogicError::Fault(fault))) => Err(CommandError::Fault(fault)),
-        Err(join) => Err(CommandError::Fault(PluginFault::Trapped { plugin, detail: format!("host task failed: {join}") })),
+        Err(join) => {
+            Err(CommandError::Fault(PluginFault::Trapped { plugin, detail: format!("host task failed: {join}") }))
+        }
     }
 }
 

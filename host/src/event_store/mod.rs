@@ -108,8 +108,6 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, EventStoreError> {
             "the MongoDB event store is not built yet in this version; use --event-store sqlite://…".into(),
         ))
     } else {
-        Err(EventStoreError::Unsupported(format!(
-            "--event-store {url:?}: expected a sqlite:// or mongodb:// URL"
-        )))
+        Err(EventStoreError::Unsupported(format!("--event-store {url:?}: expected a sqlite:// or mongodb:// URL")))
     }
 }

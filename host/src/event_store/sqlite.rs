@@ -9,7 +9,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection};
 
 use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent};
@@ -27,8 +29,7 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (aggregate_type, aggregate_id, version)
 )";
 
-const COLUMNS: &str =
-    "position, aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at";
+const COLUMNS: &str = "position, aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at";
 
 /// The SQLite event store.
 pub struct SqliteEventStore {
@@ -47,10 +48,7 @@ impl SqliteEventStore {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::query(SCHEMA).execute(&writer).await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options.read_only(true))
-            .await?;
+        let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
         Ok(Self { writer, readers })
     }
 
@@ -157,11 +155,7 @@ impl EventStore for SqliteEventStore {
 
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
         let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2");
-        let rows = sqlx::query(&sql)
-            .bind(to_i64(after))
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
-            .await?;
+        let rows = sqlx::query(&sql).bind(to_i64(after)).bind(i64::from(limit)).fetch_all(&self.readers).await?;
         rows.iter().map(to_event).collect()
     }
 

@@ -88,8 +88,9 @@ pub async fn events(
     let mut events = Vec::with_capacity(history.len());
     for event in &history {
         // Stored data was checked to be JSON on the way in.
-        let data: &RawValue = serde_json::from_str(&event.data)
-            .map_err(|e| ApiError::Command(CommandError::Store(crate::event_store::EventStoreError::Backend(e.to_string()))))?;
+        let data: &RawValue = serde_json::from_str(&event.data).map_err(|e| {
+            ApiError::Command(CommandError::Store(crate::event_store::EventStoreError::Backend(e.to_string())))
+        })?;
         let view = EventView {
             aggregate_type: &event.aggregate_type,
             aggregate_id: &event.aggregate_id,

@@ -48,12 +48,18 @@ impl ApiError {
                 CommandError::Refused(Refusal::Rejected(_)) => (StatusCode::BAD_REQUEST, "rejected"),
                 CommandError::Refused(Refusal::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
                 CommandError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-                CommandError::Fault(PluginFault::Trapped { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_trapped"),
-                CommandError::Fault(PluginFault::Timeout { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_timeout"),
+                CommandError::Fault(PluginFault::Trapped { .. }) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "plugin_trapped")
+                }
+                CommandError::Fault(PluginFault::Timeout { .. }) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "plugin_timeout")
+                }
                 CommandError::Fault(PluginFault::OutOfMemory { .. }) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "plugin_out_of_memory")
                 }
-                CommandError::Fault(PluginFault::Contract { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_fault"),
+                CommandError::Fault(PluginFault::Contract { .. }) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "plugin_fault")
+                }
                 CommandError::Store(EventStoreError::Conflict { .. }) => (StatusCode::CONFLICT, "conflict"),
                 CommandError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
@@ -69,9 +75,8 @@ impl ApiError {
                 PluginFault::OutOfMemory { .. } => "the plugin ran out of memory".into(),
                 PluginFault::Contract { .. } => "the plugin returned something the host cannot accept".into(),
             },
-            Self::Command(CommandError::Store(EventStoreError::Conflict { .. })) | Self::Command(CommandError::Conflict { .. }) => {
-                self.to_string()
-            }
+            Self::Command(CommandError::Store(EventStoreError::Conflict { .. }))
+            | Self::Command(CommandError::Conflict { .. }) => self.to_string(),
             Self::Command(CommandError::Store(_)) => "internal error".into(),
             other => other.to_string(),
         }

@@ -3,7 +3,7 @@
 //! Plugin routes are not axum routes: they live in the registry's route table and are matched by
 //! the fallback handler, so plugins can come and go while the router stays the same.
 //!
-//! - [`aggregates`]: `/api/aggregates/{type}/{id}[/events|/commands/{command}]`.
+//! - [`aggregates`]: the `/api/aggregates/…` routes (state, events, commands).
 //! - [`plugin_routes`]: the seed-compatible routes of the loaded plugins.
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`body`]: the bounded JSON body extractor.

@@ -25,12 +25,9 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Result
     let body = read_json_object(request.into_body(), state.body_limit).await?;
     let id = match &found.route.id {
         IdSource::NewUuid => uuid::Uuid::new_v4().to_string(),
-        IdSource::PathParam(name) => found
-            .params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(route_not_found)?,
+        IdSource::PathParam(name) => {
+            found.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).ok_or_else(route_not_found)?
+        }
     };
     let outcome = state.commands.execute(&found.aggregate_type, &id, &found.route.command, body, expected).await?;
     let status = StatusCode::from_u16(found.route.success_status).unwrap_or(StatusCode::OK);

@@ -37,13 +37,18 @@ impl WasmAggregate {
         let link_error = |e: wasmtime::Error| RuntimeError::Link { path: origin.into(), reason: format!("{e:#}") };
         let mut linker = Linker::<PluginCtx>::new(runtime.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
-        let pre = AggregatePluginPre::new(linker.instantiate_pre(component).map_err(link_error)?).map_err(link_error)?;
-        let name = origin.file_name().map_or_else(|| origin.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let pre =
+            AggregatePluginPre::new(linker.instantiate_pre(component).map_err(link_error)?).map_err(link_error)?;
+        let name =
+            origin.file_name().map_or_else(|| origin.display().to_string(), |n| n.to_string_lossy().into_owned());
         let mut store = runtime.new_store();
         let manifest = pre
             .instantiate(&mut store)
             .and_then(|plugin| plugin.sluice_plugin_aggregate().call_describe(&mut store))
-            .map_err(|e| RuntimeError::Contract { plugin: name.clone(), reason: classify_fault(&name, &store, &e).to_string() })?;
+            .map_err(|e| RuntimeError::Contract {
+                plugin: name.clone(),
+                reason: classify_fault(&name, &store, &e).to_string(),
+            })?;
         let manifest = from_wit_manifest(manifest);
         manifest
             .validate()

@@ -111,7 +111,8 @@ impl WasmRuntime {
 
     /// Compile component bytes (`origin` names them in errors), using the cache.
     pub fn component_from_bytes(&self, origin: &Path, bytes: &[u8]) -> Result<Component, RuntimeError> {
-        let compile_error = |e: wasmtime::Error| RuntimeError::Compile { path: origin.into(), reason: format!("{e:#}") };
+        let compile_error =
+            |e: wasmtime::Error| RuntimeError::Compile { path: origin.into(), reason: format!("{e:#}") };
         let Some(cache_dir) = &self.cache_dir else {
             return Component::new(&self.engine, bytes).map_err(compile_error);
         };

@@ -45,14 +45,9 @@ impl Aggregate for BankAccount {
                 CommandSpec::updating("WithdrawFunds"),
                 CommandSpec::updating("CloseAccount"),
             ],
-            events: [
-                "AccountOpenedEvent",
-                "FundsDepositedEvent",
-                "FundsWithdrawnEvent",
-                "AccountClosedEvent",
-            ]
-            .map(String::from)
-            .to_vec(),
+            events: ["AccountOpenedEvent", "FundsDepositedEvent", "FundsWithdrawnEvent", "AccountClosedEvent"]
+                .map(String::from)
+                .to_vec(),
             routes: vec![
                 Route::new(Method::Post, "/api/v1/openBankAccount", "OpenAccount")
                     .with_new_id()
@@ -62,70 +57,52 @@ impl Aggregate for BankAccount {
                     .message("Deposit funds request completed successfully!"),
                 Route::new(Method::Put, "/api/v1/withdrawFunds/{id}", "WithdrawFunds")
                     .message("Withdraw funds request completed successfully!"),
-                Route::new(
-                    Method::Delete,
-                    "/api/v1/closeBankAccount/{id}",
-                    "CloseAccount",
-                )
-                .message("Bank account closure request completed successfully!"),
+                Route::new(Method::Delete, "/api/v1/closeBankAccount/{id}", "CloseAccount")
+                    .message("Bank account closure request completed successfully!"),
             ],
             topic: "BankAccountEvents".to_owned(),
         }
     }
 
-    fn handle(
-        &self,
-        command: BankAccountCommand,
-        ctx: &CommandContext,
-    ) -> Result<Vec<BankAccountEvent>, CommandError> {
-        let Some(account) = &self.account else {
-            return match command {
-                BankAccountCommand::OpenAccount {
-                    account_holder,
-                    account_type,
-                    opening_balance,
-                } => open(ctx, account_holder, account_type, opening_balance)
-                    .map(|event| vec![event]),
-                _ => Err(CommandError::not_found(format!(
-                    "Incorrect account ID provided, no bank account {} exists!",
-                    ctx.aggregate_id
-                ))),
-            };
-        };
-        let event = match command {
-            BankAccountCommand::OpenAccount { .. } => Err(CommandError::rejected(format!(
-                "A bank account with ID {} has already been opened!",
-                account.id
+    fn handle(&self, command: BankAccountCommand, ctx: &CommandContext) -> Result<Vec<BankAccountEvent>, CommandError> {
+        let event = match (&self.account, command) {
+            (None, BankAccountCommand::OpenAccount { account_holder, account_type, opening_balance }) => {
+                open(ctx, account_holder, account_type, opening_balance)
+            }
+            (None, _) => Err(CommandError::not_found(format!(
+                "Incorrect account ID provided, no bank account {} exists!",
+                ctx.aggregate_id
             ))),
-            BankAccountCommand::DepositFunds { amount } => account.deposit(amount),
-            BankAccountCommand::WithdrawFunds { amount } => account.withdraw(amount),
-            BankAccountCommand::CloseAccount {} => account.close(),
+            (Some(account), BankAccountCommand::OpenAccount { .. }) => {
+                Err(CommandError::rejected(format!("A bank account with ID {} has already been opened!", account.id)))
+            }
+            (Some(account), BankAccountCommand::DepositFunds { amount }) => account.deposit(amount),
+            (Some(account), BankAccountCommand::WithdrawFunds { amount }) => account.withdraw(amount),
+            (Some(account), BankAccountCommand::CloseAccount {}) => account.close(),
         }?;
         Ok(vec![event])
     }
 
     fn apply(&mut self, event: BankAccountEvent) {
-        if let BankAccountEvent::AccountOpened {
-            id,
-            account_holder,
-            account_type,
-            created_date,
-            opening_balance,
-        } = event
-        {
-            self.account = Some(Account {
-                id,
-                account_holder,
-                account_type,
-                balance: opening_balance,
-                active: true,
-                created_date,
-            });
-        } else if let Some(account) = &mut self.account {
-            account.apply(event);
+        match event {
+            BankAccountEvent::AccountOpened { id, account_holder, account_type, created_date, opening_balance } => {
+                self.account = Some(Account {
+                    id,
+                    account_holder,
+                    account_type,
+                    balance: opening_balance,
+                    active: true,
+                    created_date,
+                });
+            }
+            // On a stream never opened, any other event contradicts `handle`; events are facts
+            // and cannot be refused, so there is nothing to change.
+            event => {
+                if let Some(account) = &mut self.account {
+                    account.apply(event);
+                }
+            }
         }
-        // Any other event on a stream that was never opened contradicts `handle`; events are
-        // facts and cannot be refused, so there is nothing to change.
     }
 }
 
@@ -136,14 +113,10 @@ fn open(
     opening_balance: Money,
 ) -> Result<BankAccountEvent, CommandError> {
     if account_holder.trim().is_empty() {
-        return Err(CommandError::invalid(
-            "The account holder is required and cannot be blank!",
-        ));
+        return Err(CommandError::invalid("The account holder is required and cannot be blank!"));
     }
     if opening_balance.is_negative() {
-        return Err(CommandError::rejected(
-            "The opening balance cannot be negative!",
-        ));
+        return Err(CommandError::rejected("The opening balance cannot be negative!"));
     }
     Ok(BankAccountEvent::AccountOpened {
         id: ctx.aggregate_id.clone(),
@@ -157,64 +130,41 @@ fn open(
 impl Account {
     fn deposit(&self, amount: Money) -> Result<BankAccountEvent, CommandError> {
         if !self.active {
-            return Err(CommandError::rejected(
-                "Funds cannot be deposited into a closed account!",
-            ));
+            return Err(CommandError::rejected("Funds cannot be deposited into a closed account!"));
         }
         if !amount.is_positive() {
-            return Err(CommandError::rejected(
-                "The deposit amount must be greater than 0!",
-            ));
+            return Err(CommandError::rejected("The deposit amount must be greater than 0!"));
         }
         if self.balance.checked_add(amount).is_none() {
-            return Err(CommandError::rejected(format!(
-                "Deposit declined, the balance cannot exceed {}!",
-                Money::MAX
-            )));
+            return Err(CommandError::rejected(format!("Deposit declined, the balance cannot exceed {}!", Money::MAX)));
         }
-        Ok(BankAccountEvent::FundsDeposited {
-            id: self.id.clone(),
-            amount,
-        })
+        Ok(BankAccountEvent::FundsDeposited { id: self.id.clone(), amount })
     }
 
     fn withdraw(&self, amount: Money) -> Result<BankAccountEvent, CommandError> {
         if !self.active {
-            return Err(CommandError::rejected(
-                "Funds cannot be withdrawn from a closed account!",
-            ));
+            return Err(CommandError::rejected("Funds cannot be withdrawn from a closed account!"));
         }
         if !amount.is_positive() {
-            return Err(CommandError::rejected(
-                "The withdrawal amount must be greater than 0!",
-            ));
+            return Err(CommandError::rejected("The withdrawal amount must be greater than 0!"));
         }
         if amount > self.balance {
-            return Err(CommandError::rejected(
-                "Withdrawal declined, insufficient funds!",
-            ));
+            return Err(CommandError::rejected("Withdrawal declined, insufficient funds!"));
         }
-        Ok(BankAccountEvent::FundsWithdrawn {
-            id: self.id.clone(),
-            amount,
-        })
+        Ok(BankAccountEvent::FundsWithdrawn { id: self.id.clone(), amount })
     }
 
     fn close(&self) -> Result<BankAccountEvent, CommandError> {
         if !self.active {
-            return Err(CommandError::rejected(
-                "The bank account has already been closed!",
-            ));
+            return Err(CommandError::rejected("The bank account has already been closed!"));
         }
-        Ok(BankAccountEvent::AccountClosed {
-            id: self.id.clone(),
-        })
+        Ok(BankAccountEvent::AccountClosed { id: self.id.clone() })
     }
 
     fn apply(&mut self, event: BankAccountEvent) {
         // `handle` keeps every balance within `Money`'s bounds, so the fallbacks are never taken.
         match event {
-            BankAccountEvent::AccountOpened { .. } => {}
+            BankAccountEvent::AccountOpened { .. } => {} // applied by `BankAccount::apply`
             BankAccountEvent::FundsDeposited { amount, .. } => {
                 self.balance = self.balance.checked_add(amount).unwrap_or(Money::MAX);
             }

@@ -20,5 +20,4 @@ pub use money::{Money, MoneyError};
 
 // Only the component exports it: the export names (`sluice:plugin/aggregate@0.1.0#decide`)
 // are not valid symbols for a native linker, and native builds only run the tests.
-#[cfg(target_arch = "wasm32")]
 sluice_sdk::export_aggregate!(BankAccount);

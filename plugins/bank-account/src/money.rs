@@ -22,9 +22,10 @@ impl Money {
     /// Fractional digits an amount may have.
     pub const DECIMAL_PLACES: u32 = 2;
 
-    /// The largest amount (and balance): 15 integer digits, as in a SQL `DECIMAL(17, 2)`.
-    /// Far inside `Decimal`'s range, so the sum or difference of two amounts is always exact.
-    pub const MAX: Money = Money(Decimal::from_parts(0x5D89_FFFF, 0x0163_4578, 0, false, 2)); // 10^17 - 1, scale 2
+    /// The largest amount (and balance), 999 999 999 999 999.99: 15 integer digits, as in a
+    /// SQL `DECIMAL(17, 2)`. Far inside `Decimal`'s range, so the sum or difference of two
+    /// amounts is always exact. (Mantissa 10^17 - 1 = 0x0163_4578_5D89_FFFF, scale 2.)
+    pub const MAX: Money = Money(Decimal::from_parts(0x5D89_FFFF, 0x0163_4578, 0, false, 2));
 
     pub fn is_positive(self) -> bool {
         self.0 > Decimal::ZERO
@@ -70,11 +71,7 @@ impl fmt::Display for MoneyError {
                 Money::DECIMAL_PLACES
             ),
             Self::TooLarge(text) => {
-                write!(
-                    f,
-                    "{text} is too large: an amount of money is at most {}",
-                    Money::MAX
-                )
+                write!(f, "{text} is too large: an amount of money is at most {}", Money::MAX)
             }
         }
     }
@@ -113,9 +110,13 @@ fn exact_decimal(text: &str) -> Option<Decimal> {
     if scale >= 0 {
         value.set_scale(u32::try_from(scale).ok()?).ok()?;
     } else {
+        // Scale the mantissa up by the rest of the power of ten; past 28 digits nothing but
+        // zero fits, so the loop ends at the first overflow.
         value.set_scale(0).ok()?;
-        for _ in 0..scale.unsigned_abs().min(u64::from(Decimal::MAX_SCALE) + 1) {
+        let mut power = scale.unsigned_abs();
+        while power > 0 && !value.is_zero() {
             value = value.checked_mul(Decimal::TEN)?;
+            power -= 1;
         }
     }
     Some(value)
@@ -165,35 +166,17 @@ mod tests {
         assert_eq!(parse("1055e-2"), Ok("10.55".to_owned()));
         assert_eq!(parse("0e999"), Ok("0".to_owned()));
         assert_eq!(parse("-0.0"), Ok("0.0".to_owned()));
-        assert_eq!(
-            parse("999999999999999.99"),
-            Ok("999999999999999.99".to_owned())
-        );
+        assert_eq!(parse("999999999999999.99"), Ok("999999999999999.99".to_owned()));
     }
 
     #[test]
     fn refuses_what_is_not_exact_money() {
-        assert_eq!(
-            parse("10.005"),
-            Err(MoneyError::TooManyDecimalPlaces("10.005".to_owned()))
-        );
-        assert_eq!(
-            parse("1e-3"),
-            Err(MoneyError::TooManyDecimalPlaces("1e-3".to_owned()))
-        );
-        assert_eq!(
-            parse("1000000000000000"),
-            Err(MoneyError::TooLarge("1000000000000000".to_owned()))
-        );
-        assert_eq!(
-            parse("-1e15"),
-            Err(MoneyError::TooLarge("-1e15".to_owned()))
-        );
+        assert_eq!(parse("10.005"), Err(MoneyError::TooManyDecimalPlaces("10.005".to_owned())));
+        assert_eq!(parse("1e-3"), Err(MoneyError::TooManyDecimalPlaces("1e-3".to_owned())));
+        assert_eq!(parse("1000000000000000"), Err(MoneyError::TooLarge("1000000000000000".to_owned())));
+        assert_eq!(parse("-1e15"), Err(MoneyError::TooLarge("-1e15".to_owned())));
         assert_eq!(parse("1e29"), Err(MoneyError::NotExact("1e29".to_owned())));
-        assert_eq!(
-            parse("1e-99999999999999999999"),
-            Err(MoneyError::NotExact("1e-99999999999999999999".to_owned()))
-        );
+        assert_eq!(parse("1e-99999999999999999999"), Err(MoneyError::NotExact("1e-99999999999999999999".to_owned())));
         assert_eq!(parse("abc"), Err(MoneyError::NotExact("abc".to_owned())));
     }
 
@@ -201,14 +184,8 @@ mod tests {
     fn arithmetic_stays_within_bounds() {
         let cent = Money(Decimal::new(1, 2));
         assert_eq!(Money::MAX.checked_add(cent), None);
-        assert_eq!(
-            Money::ZERO.checked_sub(Money::MAX),
-            Some(Money(-Money::MAX.0))
-        );
-        assert_eq!(
-            Money(Decimal::new(1, 1)).checked_add(Money(Decimal::new(2, 1))),
-            Some(Money(Decimal::new(3, 1)))
-        );
+        assert_eq!(Money::ZERO.checked_sub(Money::MAX), Some(Money(-Money::MAX.0)));
+        assert_eq!(Money(Decimal::new(1, 1)).checked_add(Money(Decimal::new(2, 1))), Some(Money(Decimal::new(3, 1))));
     }
 
     #[test]

@@ -13,8 +13,7 @@ fn id() -> String {
 
 #[track_caller]
 fn money(text: &str) -> Money {
-    text.parse()
-        .unwrap_or_else(|e| panic!("test amount {text}: {e}"))
+    text.parse().unwrap_or_else(|e| panic!("test amount {text}: {e}"))
 }
 
 fn opened(balance: &str) -> BankAccountEvent {
@@ -28,17 +27,11 @@ fn opened(balance: &str) -> BankAccountEvent {
 }
 
 fn deposited(amount: &str) -> BankAccountEvent {
-    BankAccountEvent::FundsDeposited {
-        id: id(),
-        amount: money(amount),
-    }
+    BankAccountEvent::FundsDeposited { id: id(), amount: money(amount) }
 }
 
 fn withdrawn(amount: &str) -> BankAccountEvent {
-    BankAccountEvent::FundsWithdrawn {
-        id: id(),
-        amount: money(amount),
-    }
+    BankAccountEvent::FundsWithdrawn { id: id(), amount: money(amount) }
 }
 
 fn closed() -> BankAccountEvent {
@@ -46,15 +39,11 @@ fn closed() -> BankAccountEvent {
 }
 
 fn deposit(amount: &str) -> BankAccountCommand {
-    BankAccountCommand::DepositFunds {
-        amount: money(amount),
-    }
+    BankAccountCommand::DepositFunds { amount: money(amount) }
 }
 
 fn withdraw(amount: &str) -> BankAccountCommand {
-    BankAccountCommand::WithdrawFunds {
-        amount: money(amount),
-    }
+    BankAccountCommand::WithdrawFunds { amount: money(amount) }
 }
 
 /// The state the host would keep after `events`, rendered as `GET /api/aggregates/...` shows it.
@@ -78,15 +67,14 @@ fn rendered_state(events: &[BankAccountEvent]) -> String {
             }
         })
         .collect();
-    let state =
-        runtime::evolve::<BankAccount>(None, &stored).unwrap_or_else(|e| panic!("evolve: {e}"));
+    let state = runtime::evolve::<BankAccount>(None, &stored).unwrap_or_else(|e| panic!("evolve: {e}"));
     runtime::render::<BankAccount>(&state).unwrap_or_else(|e| panic!("render: {e}"))
 }
 
 #[track_caller]
 fn balance_after(events: &[BankAccountEvent]) -> Money {
-    let state: serde_json::Value = serde_json::from_str(&rendered_state(events))
-        .unwrap_or_else(|e| panic!("state is not JSON: {e}"));
+    let state: serde_json::Value =
+        serde_json::from_str(&rendered_state(events)).unwrap_or_else(|e| panic!("state is not JSON: {e}"));
     serde_json::from_value(state["balance"].clone()).unwrap_or_else(|e| panic!("balance: {e}"))
 }
 
@@ -112,10 +100,7 @@ fn open_account_takes_the_seeds_body() {
     };
     Test::given_no_previous_events()
         .with_context(ctx)
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "John Doe", "accountType": "CURRENT", "openingBalance": 50.0}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "John Doe", "accountType": "CURRENT", "openingBalance": 50.0}"#)
         .then_expect_events(vec![BankAccountEvent::AccountOpened {
             id: "5f0c6a5e-8d1e-4c43-9a53-6b2f1c3e9d10".to_owned(),
             account_holder: "John Doe".to_owned(),
@@ -128,20 +113,14 @@ fn open_account_takes_the_seeds_body() {
 #[test]
 fn open_account_with_a_zero_opening_balance() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada Lovelace", "accountType": "SAVINGS", "openingBalance": 0}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada Lovelace", "accountType": "SAVINGS", "openingBalance": 0}"#)
         .then_expect_events(vec![opened("0")]);
 }
 
 #[test]
 fn open_account_without_an_opening_balance_opens_it_empty_as_the_seed_did() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada Lovelace", "accountType": "SAVINGS"}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada Lovelace", "accountType": "SAVINGS"}"#)
         .then_expect_events(vec![opened("0")]);
 }
 
@@ -158,90 +137,63 @@ fn open_account_ignores_fields_it_does_not_know_as_the_seed_did() {
 #[test]
 fn open_account_without_a_holder_is_invalid() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountType": "SAVINGS", "openingBalance": 50.0}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountType": "SAVINGS", "openingBalance": 50.0}"#)
         .then_expect_invalid("missing field `accountHolder`");
 }
 
 #[test]
 fn open_account_with_a_null_holder_is_invalid() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": null, "accountType": "SAVINGS", "openingBalance": 50.0}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": null, "accountType": "SAVINGS", "openingBalance": 50.0}"#)
         .then_expect_invalid("invalid type: null");
 }
 
 #[test]
 fn open_account_with_a_blank_holder_is_invalid() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": " \t ", "accountType": "SAVINGS", "openingBalance": 50.0}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": " \t ", "accountType": "SAVINGS", "openingBalance": 50.0}"#)
         .then_expect_invalid("account holder is required");
 }
 
 #[test]
 fn open_account_with_an_unknown_account_type_is_invalid() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada", "accountType": "CHECKING", "openingBalance": 50.0}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada", "accountType": "CHECKING", "openingBalance": 50.0}"#)
         .then_expect_invalid("unknown variant `CHECKING`, expected `SAVINGS` or `CURRENT`");
 }
 
 #[test]
 fn open_account_type_names_are_upper_case() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada", "accountType": "savings", "openingBalance": 50.0}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada", "accountType": "savings", "openingBalance": 50.0}"#)
         .then_expect_invalid("unknown variant `savings`");
 }
 
 #[test]
 fn open_account_without_an_account_type_is_invalid() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada", "openingBalance": 50.0}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada", "openingBalance": 50.0}"#)
         .then_expect_invalid("missing field `accountType`");
 }
 
 #[test]
 fn open_account_with_a_negative_opening_balance_is_rejected() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": -0.01}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": -0.01}"#)
         .then_expect_rejected("The opening balance cannot be negative!");
 }
 
 #[test]
 fn open_account_with_an_opening_balance_of_three_decimal_places_is_invalid() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 50.125}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 50.125}"#)
         .then_expect_invalid("at most 2 decimal places");
 }
 
 #[test]
 fn open_account_with_a_quoted_opening_balance_is_invalid() {
     Test::given_no_previous_events()
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": "50"}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": "50"}"#)
         .then_expect_invalid("expected a JSON number");
 }
 
@@ -255,10 +207,7 @@ fn open_account_with_malformed_json_is_invalid() {
 #[test]
 fn a_body_that_smuggles_a_second_command_is_invalid() {
     Test::given(vec![opened("50")])
-        .when_json(
-            "DepositFunds",
-            r#"{"amount": 5}, "WithdrawFunds": {"amount": 6}"#,
-        )
+        .when_json("DepositFunds", r#"{"amount": 5}, "WithdrawFunds": {"amount": 6}"#)
         .then_expect_invalid("");
     Test::given(vec![opened("50")])
         .when_json("DepositFunds", r#"{"amount": 5}}"#)
@@ -274,28 +223,20 @@ fn a_duplicated_amount_is_invalid() {
 
 #[test]
 fn open_account_with_a_body_that_is_not_an_object_is_invalid() {
-    Test::given_no_previous_events()
-        .when_json("OpenAccount", "[]")
-        .then_expect_invalid("invalid length 0");
+    Test::given_no_previous_events().when_json("OpenAccount", "[]").then_expect_invalid("invalid length 0");
 }
 
 #[test]
 fn opening_an_open_account_again_is_rejected() {
     Test::given(vec![opened("50")])
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 1}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 1}"#)
         .then_expect_rejected("has already been opened");
 }
 
 #[test]
 fn opening_a_closed_account_again_is_rejected() {
     Test::given(vec![opened("0"), closed()])
-        .when_json(
-            "OpenAccount",
-            r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 1}"#,
-        )
+        .when_json("OpenAccount", r#"{"accountHolder": "Ada", "accountType": "SAVINGS", "openingBalance": 1}"#)
         .then_expect_rejected("has already been opened");
 }
 
@@ -303,9 +244,7 @@ fn opening_a_closed_account_again_is_rejected() {
 
 #[test]
 fn deposit_funds() {
-    Test::given(vec![opened("50")])
-        .when(deposit("10.5"))
-        .then_expect_events(vec![deposited("10.5")]);
+    Test::given(vec![opened("50")]).when(deposit("10.5")).then_expect_events(vec![deposited("10.5")]);
 }
 
 #[test]
@@ -373,18 +312,14 @@ fn deposit_of_null_is_invalid() {
 
 #[test]
 fn deposit_without_an_amount_is_invalid() {
-    Test::given(vec![opened("50")])
-        .when_json("DepositFunds", "{}")
-        .then_expect_invalid("missing field `amount`");
+    Test::given(vec![opened("50")]).when_json("DepositFunds", "{}").then_expect_invalid("missing field `amount`");
 }
 
 #[test]
 fn deposit_of_three_decimal_places_is_invalid() {
     Test::given(vec![opened("50")])
         .when_json("DepositFunds", r#"{"amount": 10.005}"#)
-        .then_expect_invalid(
-            "10.005 has too many decimal places: an amount of money has at most 2 decimal places",
-        );
+        .then_expect_invalid("10.005 has too many decimal places: an amount of money has at most 2 decimal places");
 }
 
 #[test]
@@ -417,10 +352,7 @@ fn deposit_of_an_amount_beyond_money_is_invalid() {
         .when_json("DepositFunds", r#"{"amount": 1e400}"#)
         .then_expect_invalid("is not an exact amount of money");
     Test::given(vec![opened("50")])
-        .when_json(
-            "DepositFunds",
-            r#"{"amount": 123456789012345678901234567890123456789}"#,
-        )
+        .when_json("DepositFunds", r#"{"amount": 123456789012345678901234567890123456789}"#)
         .then_expect_invalid("is not an exact amount of money");
 }
 
@@ -433,12 +365,10 @@ fn deposit_that_would_take_the_balance_beyond_money_is_rejected() {
 
 #[test]
 fn deposit_into_an_account_never_opened_is_not_found() {
-    Test::given_no_previous_events()
-        .when(deposit("10"))
-        .then_expect_error(CommandError::NotFound(format!(
-            "Incorrect account ID provided, no bank account {} exists!",
-            id()
-        )));
+    Test::given_no_previous_events().when(deposit("10")).then_expect_error(CommandError::NotFound(format!(
+        "Incorrect account ID provided, no bank account {} exists!",
+        id()
+    )));
 }
 
 // ---- WithdrawFunds -----------------------------------------------------------------------
@@ -512,10 +442,7 @@ fn withdraw_of_three_decimal_places_is_invalid() {
 
 #[test]
 fn withdraw_from_an_account_never_opened_is_not_found() {
-    match Test::given_no_previous_events()
-        .when(withdraw("10"))
-        .into_result()
-    {
+    match Test::given_no_previous_events().when(withdraw("10")).into_result() {
         Err(CommandError::NotFound(message)) => assert!(message.contains(&id()), "{message}"),
         other => panic!("expected not found, got {other:?}"),
     }
@@ -525,9 +452,7 @@ fn withdraw_from_an_account_never_opened_is_not_found() {
 
 #[test]
 fn close_account() {
-    Test::given(vec![opened("50")])
-        .when_json("CloseAccount", "{}")
-        .then_expect_events(vec![closed()]);
+    Test::given(vec![opened("50")]).when_json("CloseAccount", "{}").then_expect_events(vec![closed()]);
 }
 
 #[test]
@@ -546,10 +471,7 @@ fn close_a_closed_account_is_rejected() {
 
 #[test]
 fn close_an_account_never_opened_is_not_found() {
-    match Test::given_no_previous_events()
-        .when_json("CloseAccount", "{}")
-        .into_result()
-    {
+    match Test::given_no_previous_events().when_json("CloseAccount", "{}").into_result() {
         Err(CommandError::NotFound(_)) => {}
         other => panic!("expected not found, got {other:?}"),
     }
@@ -569,18 +491,11 @@ fn an_unknown_command_is_invalid() {
 #[test]
 fn balances_are_exact_decimals() {
     // In binary floating point 0.1 + 0.2 is 0.30000000000000004.
-    assert_eq!(
-        balance_after(&[opened("0"), deposited("0.1"), deposited("0.2")]),
-        money("0.3")
-    );
+    assert_eq!(balance_after(&[opened("0"), deposited("0.1"), deposited("0.2")]), money("0.3"));
     Test::given(vec![opened("0"), deposited("0.1"), deposited("0.2")])
         .when(withdraw("0.3"))
         .then_expect_events(vec![withdrawn("0.3")]);
-    assert_eq!(
-        balance_after(&[opened("0.3"), withdrawn("0.1"), withdrawn("0.2")]),
-        Money::ZERO,
-        "nothing left over"
-    );
+    assert_eq!(balance_after(&[opened("0.3"), withdrawn("0.1"), withdrawn("0.2")]), Money::ZERO, "nothing left over");
 }
 
 #[test]
@@ -623,10 +538,7 @@ fn events_are_written_with_the_seeds_names_and_fields() {
     let written = runtime::to_new_event(&deposited("10.5"));
     assert_eq!(
         (written.event_type.as_str(), written.data),
-        (
-            "FundsDepositedEvent",
-            format!(r#"{{"id":"{}","amount":10.5}}"#, id())
-        )
+        ("FundsDepositedEvent", format!(r#"{{"id":"{}","amount":10.5}}"#, id()))
     );
 }
 
@@ -659,19 +571,11 @@ fn the_manifest_declares_every_command_and_event_the_code_has() {
         (name, creates)
     })
     .collect();
-    let declared: Vec<(String, bool)> = manifest
-        .commands
-        .into_iter()
-        .map(|c| (c.name, c.creates))
-        .collect();
+    let declared: Vec<(String, bool)> = manifest.commands.into_iter().map(|c| (c.name, c.creates)).collect();
     assert_eq!(declared, commands);
 
     for route in &manifest.routes {
-        assert!(
-            declared.iter().any(|(name, _)| *name == route.command),
-            "route to unknown {}",
-            route.command
-        );
+        assert!(declared.iter().any(|(name, _)| *name == route.command), "route to unknown {}", route.command);
     }
 }
 
@@ -682,17 +586,7 @@ fn the_manifest_mounts_the_seeds_routes() {
     let routes: Vec<_> = BankAccount::manifest()
         .routes
         .into_iter()
-        .map(|r| {
-            (
-                r.method,
-                r.path,
-                r.command,
-                r.id,
-                r.success_status,
-                r.success_message,
-                r.case_insensitive,
-            )
-        })
+        .map(|r| (r.method, r.path, r.command, r.id, r.success_status, r.success_message, r.case_insensitive))
         .collect();
     let path_id = || IdSource::PathParam("id".to_owned());
     assert_eq!(

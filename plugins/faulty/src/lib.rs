@@ -50,11 +50,7 @@ impl Aggregate for Faulty {
         }
     }
 
-    fn handle(
-        &self,
-        command: FaultyCommand,
-        _: &CommandContext,
-    ) -> Result<Vec<FaultyEvent>, CommandError> {
+    fn handle(&self, command: FaultyCommand, _: &CommandContext) -> Result<Vec<FaultyEvent>, CommandError> {
         match command {
             FaultyCommand::Ok {} => Ok(vec![FaultyEvent::Happened {}]),
             FaultyCommand::Trap {} => panic!("the Trap command traps, as asked"),
@@ -86,7 +82,6 @@ fn hog() -> ! {
 
 // Only the component exports it: the export names (`sluice:plugin/aggregate@0.1.0#decide`)
 // are not valid symbols for a native linker, and native builds only run the tests.
-#[cfg(target_arch = "wasm32")]
 sluice_sdk::export_aggregate!(Faulty);
 
 #[cfg(test)]
@@ -105,8 +100,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "the Trap command traps")]
     fn trap_panics() {
-        let _ =
-            AggregateTest::<Faulty>::given(vec![FaultyEvent::Happened {}]).when_json("Trap", "{}");
+        let _ = AggregateTest::<Faulty>::given(vec![FaultyEvent::Happened {}]).when_json("Trap", "{}");
     }
 
     #[test]
@@ -120,16 +114,9 @@ mod tests {
     #[test]
     fn the_manifest_declares_every_command_as_creating() {
         let manifest = Faulty::manifest();
-        let declared: Vec<(&str, bool)> = manifest
-            .commands
-            .iter()
-            .map(|c| (c.name.as_str(), c.creates))
-            .collect();
+        let declared: Vec<(&str, bool)> = manifest.commands.iter().map(|c| (c.name.as_str(), c.creates)).collect();
         assert_eq!(declared, COMMANDS.map(|name| (name, true)));
-        assert_eq!(
-            (manifest.aggregate_type.as_str(), manifest.topic.as_str()),
-            ("Faulty", "FaultyEvents")
-        );
+        assert_eq!((manifest.aggregate_type.as_str(), manifest.topic.as_str()), ("Faulty", "FaultyEvents"));
         assert!(manifest.routes.is_empty());
     }
 }

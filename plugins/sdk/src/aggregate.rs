@@ -17,11 +17,7 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned {
     fn manifest() -> Manifest;
 
     /// Decide what a command does. Pure: time and fresh ids come in `ctx`.
-    fn handle(
-        &self,
-        command: Self::Command,
-        ctx: &CommandContext,
-    ) -> Result<Vec<Self::Event>, CommandError>;
+    fn handle(&self, command: Self::Command, ctx: &CommandContext) -> Result<Vec<Self::Event>, CommandError>;
 
     /// Apply one event to the state. Events are facts: this cannot refuse them.
     fn apply(&mut self, event: Self::Event);

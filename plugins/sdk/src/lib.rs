@@ -33,13 +33,16 @@ pub mod bindings {
 pub use aggregate::{Aggregate, CommandContext, CommandError, DomainEvent, NewEvent, StoredEvent};
 pub use manifest::{CommandSpec, IdSource, Manifest, Method, Route};
 
-/// Makes `$aggregate` (an [`Aggregate`]) the component's `aggregate` export.
+/// Makes `$aggregate` (an [`Aggregate`]) the component's `aggregate` export. Only on wasm32:
+/// natively (domain tests, benchmarks) the crate is a plain library.
 #[macro_export]
 macro_rules! export_aggregate {
     ($aggregate:ty) => {
+        #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
         pub struct SluiceAggregateExport;
 
+        #[cfg(target_arch = "wasm32")]
         impl $crate::bindings::exports::sluice::plugin::aggregate::Guest for SluiceAggregateExport {
             fn describe() -> $crate::bindings::exports::sluice::plugin::aggregate::Manifest {
                 $crate::wasm::manifest::<$aggregate>()
@@ -67,6 +70,7 @@ macro_rules! export_aggregate {
             }
         }
 
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::export_bindings!(SluiceAggregateExport with_types_in $crate::bindings);
     };
 }

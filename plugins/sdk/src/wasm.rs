@@ -10,11 +10,7 @@ pub fn manifest<A: Aggregate>() -> wit::Manifest {
     let m = A::manifest();
     wit::Manifest {
         aggregate_type: m.aggregate_type,
-        commands: m
-            .commands
-            .into_iter()
-            .map(|c| wit::CommandSpec { name: c.name, creates: c.creates })
-            .collect(),
+        commands: m.commands.into_iter().map(|c| wit::CommandSpec { name: c.name, creates: c.creates }).collect(),
         events: m.events,
         routes: m
             .routes
@@ -42,10 +38,7 @@ pub fn manifest<A: Aggregate>() -> wit::Manifest {
     }
 }
 
-pub fn evolve<A: Aggregate>(
-    state: Option<Vec<u8>>,
-    events: Vec<types::EventEnvelope>,
-) -> Result<Vec<u8>, String> {
+pub fn evolve<A: Aggregate>(state: Option<Vec<u8>>, events: Vec<types::EventEnvelope>) -> Result<Vec<u8>, String> {
     let events: Vec<StoredEvent> = events
         .into_iter()
         .map(|e| StoredEvent {
@@ -66,20 +59,13 @@ pub fn decide<A: Aggregate>(
     state: Option<Vec<u8>>,
     command: wit::Command,
 ) -> Result<Vec<types::NewEvent>, wit::CommandError> {
-    let ctx = CommandContext {
-        aggregate_id: command.aggregate_id,
-        issued_at: command.issued_at,
-        fresh_id: command.fresh_id,
-    };
+    let ctx =
+        CommandContext { aggregate_id: command.aggregate_id, issued_at: command.issued_at, fresh_id: command.fresh_id };
     runtime::decide::<A>(state.as_deref(), &command.command_type, &command.data, &ctx)
         .map(|events| {
             events
                 .into_iter()
-                .map(|e| types::NewEvent {
-                    event_type: e.event_type,
-                    schema_version: e.schema_version,
-                    data: e.data,
-                })
+                .map(|e| types::NewEvent { event_type: e.event_type, schema_version: e.schema_version, data: e.data })
                 .collect()
         })
         .map_err(|e| match e {

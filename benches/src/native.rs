@@ -1,0 +1,103 @@
+//! An aggregate plugin's own crate, compiled natively and run through the host's
+//! [`AggregateLogic`] contract via the SDK's glue — the same path the component takes, minus the
+//! sandbox.
+
+use std::marker::PhantomData;
+
+use sluice::command::{
+    AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, HttpMethod, IdSource, LogicError,
+    Refusal,
+};
+use sluice::event_store::{NewEvent, StoredEvent};
+use sluice::runtime::PluginFault;
+use sluice_sdk::{Aggregate, CommandContext, CommandError, runtime};
+
+pub struct NativeAggregate<A> {
+    manifest: AggregateManifest,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> NativeAggregate<A> {
+    pub fn new() -> Self {
+        Self { manifest: host_manifest(A::manifest()), aggregate: PhantomData }
+    }
+
+    fn evolve(&self, history: &[StoredEvent]) -> Result<Vec<u8>, PluginFault> {
+        let events: Vec<sluice_sdk::StoredEvent> = history
+            .iter()
+            .map(|e| sluice_sdk::StoredEvent {
+                aggregate_type: e.aggregate_type.clone(),
+                aggregate_id: e.aggregate_id.clone(),
+                version: e.version,
+                global_position: e.global_position,
+                event_type: e.event_type.clone(),
+                schema_version: e.schema_version,
+                data: e.data.clone(),
+                recorded_at: e.recorded_at.clone(),
+            })
+            .collect();
+        runtime::evolve::<A>(None, &events)
+            .map_err(|detail| PluginFault::Contract { plugin: self.manifest.aggregate_type.clone(), detail })
+    }
+}
+
+impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
+    fn manifest(&self) -> &AggregateManifest {
+        &self.manifest
+    }
+
+    fn execute(&self, history: &[StoredEvent], command: &CommandInput) -> Result<Vec<NewEvent>, LogicError> {
+        let state = if history.is_empty() { None } else { Some(self.evolve(history)?) };
+        let ctx = CommandContext {
+            aggregate_id: command.aggregate_id.clone(),
+            issued_at: command.issued_at.clone(),
+            fresh_id: command.fresh_id.clone(),
+        };
+        match runtime::decide::<A>(state.as_deref(), &command.command_type, &command.data, &ctx) {
+            Ok(events) => Ok(events
+                .into_iter()
+                .map(|e| NewEvent { event_type: e.event_type, schema_version: e.schema_version, data: e.data })
+                .collect()),
+            Err(CommandError::Invalid(m)) => Err(Refusal::Invalid(m).into()),
+            Err(CommandError::Rejected(m)) => Err(Refusal::Rejected(m).into()),
+            Err(CommandError::NotFound(m)) => Err(Refusal::NotFound(m).into()),
+        }
+    }
+
+    fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
+        let state = self.evolve(history)?;
+        runtime::render::<A>(&state)
+            .map_err(|detail| PluginFault::Contract { plugin: self.manifest.aggregate_type.clone(), detail })
+    }
+}
+
+fn host_manifest(m: sluice_sdk::Manifest) -> AggregateManifest {
+    AggregateManifest {
+        aggregate_type: m.aggregate_type,
+        commands: m.commands.into_iter().map(|c| CommandSpec { name: c.name, creates: c.creates }).collect(),
+        events: m.events,
+        routes: m
+            .routes
+            .into_iter()
+            .map(|r| CommandRoute {
+                method: match r.method {
+                    sluice_sdk::Method::Get => HttpMethod::Get,
+                    sluice_sdk::Method::Post => HttpMethod::Post,
+                    sluice_sdk::Method::Put => HttpMethod::Put,
+                    sluice_sdk::Method::Patch => HttpMethod::Patch,
+                    sluice_sdk::Method::Delete => HttpMethod::Delete,
+                },
+                path: r.path,
+                command: r.command,
+                id: match r.id {
+                    sluice_sdk::IdSource::PathParam(name) => IdSource::PathParam(name),
+                    sluice_sdk::IdSource::NewUuid => IdSource::NewUuid,
+                },
+                success_status: r.success_status,
+                success_message: r.success_message,
+                case_insensitive: r.case_insensitive,
+            })
+            .collect(),
+        topic: m.topic,
+    }
+}
