@@ -377,7 +377,27 @@ pub fn sluice_bin() -> Result<PathBuf> {
          tests) first, or set SLUICE_BIN",
         bin.display()
     );
+    warn_if_stale(&bin);
     Ok(bin)
+}
+
+/// `cargo test` does not rebuild the binary: say so (in the test's output) when the host's
+/// sources are newer than it.
+fn warn_if_stale(bin: &Path) {
+    /// The latest modification time of a file, or of anything under a folder.
+    fn newest(path: &Path) -> Option<std::time::SystemTime> {
+        if !path.is_dir() {
+            return std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        }
+        std::fs::read_dir(path).ok()?.flatten().filter_map(|entry| newest(&entry.path())).max()
+    }
+    let host = Path::new(env!("CARGO_MANIFEST_DIR")).join("../host");
+    let changed = newest(&host.join("src")).max(newest(&host.join("Cargo.toml")));
+    if let (Some(built), Some(changed)) = (newest(bin), changed)
+        && changed > built
+    {
+        eprintln!("[harness] warning: {} is older than the host's sources: run `cargo build -p sluice`", bin.display());
+    }
 }
 
 /// HTTP to a running host: plain requests and the few calls every test needs.

@@ -94,6 +94,14 @@ impl IntoResponse for ApiError {
             body["expectedVersion"] = json!(expected);
             body["actualVersion"] = json!(actual);
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::PayloadTooLarge { .. }) {
+            // The unread rest of the body is still on the wire: the connection cannot be reused,
+            // and saying so keeps the client from sending its next request into it.
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+        response
     }
 }

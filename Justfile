@@ -1,0 +1,39 @@
+# Sluice recipes for people who have `just`; each mirrors a script (scripts/*), which stay the
+# reference. Target folders as in scripts/lib/common.sh.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+# List the recipes.
+default:
+    @just --list
+
+# Build the host and the reference plugins, install them, run `sluice serve ARGS...`.
+run *ARGS:
+    scripts/run "$@"
+
+# Every check and test, as CI runs them.
+test:
+    scripts/test
+
+# Benchmarks: Wasm plugins against the same logic compiled natively.
+bench *ARGS:
+    scripts/bench "$@"
+
+# Format both workspaces.
+fmt:
+    source scripts/lib/common.sh && root_cargo fmt --all && plugins_cargo fmt --all
+
+# Lint both workspaces as scripts/test does (plugins natively and as wasm32-wasip2).
+clippy:
+    source scripts/lib/common.sh && root_cargo clippy --workspace --all-targets -- -D warnings
+    source scripts/lib/common.sh && plugins_cargo clippy --workspace --all-targets -- -D warnings
+    source scripts/lib/common.sh && plugins_cargo clippy --workspace --target "$wasm_target" -- -D warnings
+
+# Build the plugin components (target/wasm32-wasip2/release/*.wasm under the plugins target).
+plugins:
+    source scripts/lib/common.sh && ensure_wasm_target && build_plugins
+
+# Local servers for the scale-out tests: start, stop or status.
+servers ACTION="status":
+    scripts/servers "{{ACTION}}"
