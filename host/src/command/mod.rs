@@ -112,11 +112,19 @@ pub struct CommandService {
     registry: PluginRegistry,
     store: Arc<dyn EventStore>,
     locks: Arc<StreamLocks>,
+    /// The last global position this host appended: wakes the projections.
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl CommandService {
     pub fn new(registry: PluginRegistry, store: Arc<dyn EventStore>) -> Self {
-        Self { registry, store, locks: Arc::new(StreamLocks::new()) }
+        let (appended, _) = tokio::sync::watch::channel(0);
+        Self { registry, store, locks: Arc::new(StreamLocks::new()), appended: Arc::new(appended) }
+    }
+
+    /// Follow the positions this host appends.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     pub fn registry(&self) -> &PluginRegistry {
@@ -175,6 +183,13 @@ impl CommandService {
             check_events(logic.manifest(), &events).map_err(CommandError::Fault)?;
             match self.store.append(aggregate_type, aggregate_id, version, &events).await {
                 Ok(appended) => {
+                    if let Some(last) = appended.positions.last() {
+                        self.appended.send_if_modified(|head| {
+                            let newer = *last > *head;
+                            *head = (*head).max(*last);
+                            newer
+                        });
+                    }
                     let events = events
                         .into_iter()
                         .zip(appended.positions)

@@ -95,6 +95,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// Up to `limit` events of the global log with `position > after`, in position order.
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError>;
 
+    /// The position of the last committed event (0 when the store is empty).
+    async fn head_position(&self) -> Result<u64, EventStoreError>;
+
     /// The stream's current version (0 when empty).
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError>;
 }

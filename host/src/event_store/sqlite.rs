@@ -159,6 +159,12 @@ impl EventStore for SqliteEventStore {
         rows.iter().map(to_event).collect()
     }
 
+    async fn head_position(&self) -> Result<u64, EventStoreError> {
+        let head: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(&self.readers).await?;
+        Ok(to_u64(head))
+    }
+
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError> {
         let version: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2",

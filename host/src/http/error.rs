@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::command::{CommandError, Refusal};
 use crate::event_store::EventStoreError;
+use crate::projection::ProjectionError;
 use crate::runtime::PluginFault;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,16 @@ pub enum ApiError {
     VersionNotFound { aggregate_type: String, id: String, version: u64 },
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("projection {projection} has no query {query:?}")]
+    UnknownQuery { projection: String, query: String },
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    QueryNotFound(String),
+    #[error("query failed: {0}")]
+    QueryFailed(String),
 }
 
 impl ApiError {
@@ -39,6 +50,16 @@ impl ApiError {
             Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
             Self::RouteNotFound { .. } => (StatusCode::NOT_FOUND, "route_not_found"),
             Self::VersionNotFound { .. } => (StatusCode::NOT_FOUND, "version_not_found"),
+            Self::UnknownQuery { .. } => (StatusCode::NOT_FOUND, "unknown_query"),
+            Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            Self::QueryNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::QueryFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "query_failed"),
+            Self::Projection(e) => match e {
+                ProjectionError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_projection"),
+                ProjectionError::Behind { .. } => (StatusCode::SERVICE_UNAVAILABLE, "projection_behind"),
+                ProjectionError::Fault(fault) => fault_code(fault),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
             Self::Command(e) => match e {
                 CommandError::UnknownAggregateType(_) => (StatusCode::NOT_FOUND, "unknown_aggregate_type"),
                 CommandError::UnknownCommand { .. } => (StatusCode::NOT_FOUND, "unknown_command"),
@@ -69,18 +90,33 @@ impl ApiError {
     /// What the caller is told. Faults get a generic message; the cause goes to the log.
     fn public_message(&self) -> String {
         match self {
-            Self::Command(CommandError::Fault(fault)) => match fault {
-                PluginFault::Trapped { .. } => "the plugin failed while handling the request".into(),
-                PluginFault::Timeout { .. } => "the plugin ran past its time limit".into(),
-                PluginFault::OutOfMemory { .. } => "the plugin ran out of memory".into(),
-                PluginFault::Contract { .. } => "the plugin returned something the host cannot accept".into(),
-            },
+            Self::Command(CommandError::Fault(fault)) | Self::Projection(ProjectionError::Fault(fault)) => {
+                match fault {
+                    PluginFault::Trapped { .. } => "the plugin failed while handling the request".into(),
+                    PluginFault::Timeout { .. } => "the plugin ran past its time limit".into(),
+                    PluginFault::OutOfMemory { .. } => "the plugin ran out of memory".into(),
+                    PluginFault::Contract { .. } => "the plugin returned something the host cannot accept".into(),
+                }
+            }
+            Self::QueryFailed(_) => "the query failed".into(),
+            Self::Projection(ProjectionError::Unknown(_) | ProjectionError::Behind { .. }) => self.to_string(),
+            Self::Projection(_) => "internal error".into(),
             Self::Command(CommandError::Store(EventStoreError::Conflict { .. }))
             | Self::Command(CommandError::Conflict { .. }) => self.to_string(),
             Self::Command(CommandError::Store(_)) => "internal error".into(),
             other => other.to_string(),
         }
     }
+}
+
+fn fault_code(fault: &PluginFault) -> (StatusCode, &'static str) {
+    let code = match fault {
+        PluginFault::Trapped { .. } => "plugin_trapped",
+        PluginFault::Timeout { .. } => "plugin_timeout",
+        PluginFault::OutOfMemory { .. } => "plugin_out_of_memory",
+        PluginFault::Contract { .. } => "plugin_fault",
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, code)
 }
 
 impl IntoResponse for ApiError {

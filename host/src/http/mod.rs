@@ -12,6 +12,7 @@ pub mod aggregates;
 pub mod body;
 pub mod error;
 pub mod plugin_routes;
+pub mod projections;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -19,6 +20,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::command::CommandService;
+use crate::projection::Projections;
 
 /// Default largest request body.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -27,6 +29,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 #[derive(Clone)]
 pub struct AppState {
     pub commands: CommandService,
+    pub projections: Projections,
     pub body_limit: usize,
 }
 
@@ -37,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/aggregates/{aggregate_type}/{id}", get(aggregates::state))
         .route("/api/aggregates/{aggregate_type}/{id}/events", get(aggregates::events))
         .route("/api/aggregates/{aggregate_type}/{id}/commands/{command}", post(aggregates::command))
+        .route("/api/projections/{name}/queries/{query}", get(projections::query))
         .fallback(plugin_routes::dispatch)
         // Bodies are bounded by our own extractor, which answers in the API's error shape.
         .layer(DefaultBodyLimit::disable())

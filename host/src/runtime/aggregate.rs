@@ -13,7 +13,7 @@ use crate::command::{
 };
 use crate::event_store::{NewEvent, StoredEvent};
 
-mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "aggregate-plugin",
@@ -123,7 +123,7 @@ impl AggregateLogic for WasmAggregate {
     }
 }
 
-fn to_envelope(event: &StoredEvent) -> types::EventEnvelope {
+pub(crate) fn to_envelope(event: &StoredEvent) -> types::EventEnvelope {
     types::EventEnvelope {
         aggregate_type: event.aggregate_type.clone(),
         aggregate_id: event.aggregate_id.clone(),

@@ -10,6 +10,7 @@
 //! - [`registry`]: the loaded plugins and the routes they declare.
 
 pub mod aggregate;
+pub mod projection;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -142,6 +143,11 @@ impl WasmRuntime {
 
     /// A fresh store for one unit of work, bounded in memory and time.
     pub fn new_store(&self) -> Store<PluginCtx> {
+        self.new_store_with_timeout(self.limits.call_timeout)
+    }
+
+    /// A fresh store whose calls may take up to `timeout` of wall-clock time.
+    pub fn new_store_with_timeout(&self, timeout: Duration) -> Store<PluginCtx> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No preopens, env, args or network: the guest's WASI imports resolve to nothing useful.
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
@@ -150,10 +156,11 @@ impl WasmRuntime {
             table: ResourceTable::new(),
             limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, denied: false },
             stderr,
+            sql: None,
         };
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
-        let ticks = self.limits.call_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
         store
@@ -168,12 +175,15 @@ fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Componen
     unsafe { Component::deserialize_file(engine, path) }
 }
 
-/// Per-store host state: the empty WASI context and the limiter.
+/// Per-store host state: the empty WASI context, the limiter, and the capabilities granted to
+/// this unit of work.
 pub struct PluginCtx {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
     stderr: MemoryOutputPipe,
+    /// The projection's `sql` capability for this call (none for aggregates).
+    pub(crate) sql: Option<crate::capabilities::sql::SqlSession>,
 }
 
 impl WasiView for PluginCtx {

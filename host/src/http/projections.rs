@@ -1,0 +1,83 @@
+//! Queries and rebuilds: the generic query route, the answers projections choose, and
+//! read-your-writes (`position=N` in the query string, or the `Sluice-Position` header).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::runtime::projection::QueryOutcome;
+
+/// Header naming the global position a query must reflect.
+pub const POSITION_HEADER: &str = "sluice-position";
+
+/// `GET /api/projections/{name}/queries/{query}?param=value&position=N`.
+pub async fn query(
+    State(state): State<AppState>,
+    Path((name, query)): Path<(String, String)>,
+    Query(mut params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut position = min_position(&headers)?;
+    if let Some(index) = params.iter().position(|(k, _)| k == "position") {
+        let (_, value) = params.remove(index);
+        position = Some(
+            value.parse().map_err(|_| ApiError::BadQuery(format!("position must be a whole number, got {value:?}")))?,
+        );
+    }
+    run_query(&state, &name, &query, params, position).await
+}
+
+/// The position a request asks to read after, from the `Sluice-Position` header.
+pub fn min_position(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(POSITION_HEADER) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default();
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::BadQuery(format!("{POSITION_HEADER} must be a whole number, got {text:?}")))
+}
+
+/// Run a projection's query and turn its answer into a response.
+pub async fn run_query(
+    state: &AppState,
+    projection: &str,
+    query: &str,
+    params: Vec<(String, String)>,
+    position: Option<u64>,
+) -> Result<Response, ApiError> {
+    let runner = state.projections.get(projection)?;
+    if !runner.plugin().manifest().queries.iter().any(|q| q == query) {
+        return Err(ApiError::UnknownQuery { projection: projection.to_owned(), query: query.to_owned() });
+    }
+    match runner.query(query, params, position).await? {
+        QueryOutcome::Answer { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            if body.is_empty() || status == StatusCode::NO_CONTENT {
+                return Ok(status.into_response());
+            }
+            let mut response = (status, body).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(response)
+        }
+        QueryOutcome::UnknownQuery(_) => {
+            Err(ApiError::UnknownQuery { projection: projection.to_owned(), query: query.to_owned() })
+        }
+        QueryOutcome::Invalid(message) => Err(ApiError::InvalidQuery(message)),
+        QueryOutcome::NotFound(message) => Err(ApiError::QueryNotFound(message)),
+        QueryOutcome::Failed(message) => {
+            Err(ApiError::QueryFailed(format!("projection {projection}, query {query}: {message}")))
+        }
+    }
+}
+
+/// Rebuild every projection in place; the old tables serve until each one switches.
+pub async fn rebuild_all(state: &AppState) -> Result<u64, ApiError> {
+    let mut events = 0;
+    for projection in state.projections.all() {
+        events += projection.rebuild(None, &|_, _| {}).await?;
+        tracing::info!(projection = %projection.name(), "rebuilt");
+    }
+    Ok(events)
+}

@@ -1,0 +1,357 @@
+//! Projections at run time: each plugin follows the event store's global log from its own
+//! position, applies batches inside a read-store transaction that also advances the position
+//! (so a replayed event never changes a row twice), dead-letters the event that keeps failing,
+//! answers queries, and rebuilds into fresh tables while the old ones keep serving.
+//!
+//! The embedded bus is the event store's log itself: positions are committed in order, so
+//! following `position > checkpoint` never skips an event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, watch};
+
+use crate::capabilities::sql::SqlSession;
+use crate::event_store::{EventStore, StoredEvent};
+use crate::read_store::{Checkpoint, DeadLetter, ReadStore, ReadStoreError};
+use crate::runtime::PluginFault;
+use crate::runtime::projection::{HandleFailure, QueryOutcome, WasmProjection};
+
+/// Events read from the store per batch.
+const BATCH: u32 = 500;
+/// How long a read-your-writes query waits for its projection.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("no projection {0:?} is loaded")]
+    Unknown(String),
+    #[error(transparent)]
+    ReadStore(#[from] ReadStoreError),
+    #[error("event store: {0}")]
+    EventStore(#[from] crate::event_store::EventStoreError),
+    #[error(transparent)]
+    Fault(#[from] PluginFault),
+    #[error("projection {projection} is at position {at}, not yet at {wanted}")]
+    Behind { projection: String, at: u64, wanted: u64 },
+    #[error("host task failed: {0}")]
+    Task(String),
+}
+
+/// One projection plugin and its progress through the log.
+pub struct Projection {
+    plugin: Arc<WasmProjection>,
+    events: Arc<dyn EventStore>,
+    read_store: ReadStore,
+    /// The generation queries read and the position reached; held while a batch is applied.
+    checkpoint: Mutex<Checkpoint>,
+    serving_generation: AtomicI64,
+    position: watch::Sender<u64>,
+}
+
+impl Projection {
+    /// Prepare the projection's tables (fresh ones when its schema version changed) and load its
+    /// checkpoint.
+    pub async fn open(
+        plugin: Arc<WasmProjection>,
+        events: Arc<dyn EventStore>,
+        read_store: ReadStore,
+    ) -> Result<Arc<Self>, ProjectionError> {
+        let manifest = plugin.manifest();
+        let checkpoint = match read_store.checkpoint(&manifest.name).await? {
+            Some(c) if c.schema_version == manifest.schema_version => c,
+            previous => {
+                let generation = previous.as_ref().map_or(1, |c| c.generation + 1);
+                read_store.create_tables(&manifest.schema, generation).await?;
+                let checkpoint = Checkpoint { generation, position: 0, schema_version: manifest.schema_version };
+                let mut tx = read_store.pool().begin().await.map_err(ReadStoreError::from)?;
+                read_store.save_checkpoint(&mut tx, &manifest.name, &checkpoint).await?;
+                tx.commit().await.map_err(ReadStoreError::from)?;
+                if let Some(old) = previous {
+                    tracing::info!(projection = %manifest.name, "schema version changed: rebuilding from the start");
+                    read_store.drop_tables(&manifest.schema, old.generation).await?;
+                }
+                checkpoint
+            }
+        };
+        let (position, _) = watch::channel(checkpoint.position);
+        Ok(Arc::new(Self {
+            serving_generation: AtomicI64::new(checkpoint.generation),
+            plugin,
+            events,
+            read_store,
+            checkpoint: Mutex::new(checkpoint),
+            position,
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.plugin.manifest().name
+    }
+
+    pub fn plugin(&self) -> &Arc<WasmProjection> {
+        &self.plugin
+    }
+
+    /// The position the projection has committed.
+    pub fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    /// Follow the log until `stop` fires; woken early by `appended`.
+    pub async fn run(self: Arc<Self>, mut appended: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.catch_up_once().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(projection = %self.name(), "projection paused after an error, retrying: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            tokio::select! {
+                _ = appended.changed() => {}
+                _ = stop.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// Apply the next batch, if any. Returns whether there was one.
+    pub async fn catch_up_once(&self) -> Result<bool, ProjectionError> {
+        let mut checkpoint = self.checkpoint.lock().await;
+        let batch = self.events.read_all(checkpoint.position, BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.global_position) else { return Ok(false) };
+        let generation = checkpoint.generation;
+        let next = Checkpoint { position: last, ..checkpoint.clone() };
+        self.apply(&self.read_store, generation, &batch, Some(&next)).await?;
+        *checkpoint = next;
+        self.position.send_replace(last);
+        Ok(true)
+    }
+
+    /// Apply `batch` to the tables of `generation` in `store`, then (when given) write
+    /// `checkpoint` in the same transaction. A batch the plugin refuses is retried event by event,
+    /// and an event that still fails is dead-lettered with the reason.
+    async fn apply(
+        &self,
+        store: &ReadStore,
+        generation: i64,
+        batch: &[StoredEvent],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), ProjectionError> {
+        let subscribed: Vec<StoredEvent> =
+            batch.iter().filter(|e| self.plugin.manifest().subscriptions.contains(&e.event_type)).cloned().collect();
+        match self.handle_in_tx(store, generation, &subscribed, checkpoint).await? {
+            Ok(()) => return Ok(()),
+            Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
+            Err(failure) => {
+                tracing::warn!(projection = %self.name(), "batch failed, retrying event by event: {failure}");
+            }
+        }
+        for event in &subscribed {
+            let one = std::slice::from_ref(event);
+            let step = checkpoint.map(|c| Checkpoint { position: event.global_position, ..c.clone() });
+            match self.handle_in_tx(store, generation, one, step.as_ref()).await? {
+                Ok(()) => {}
+                Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
+                Err(failure) => {
+                    tracing::error!(projection = %self.name(), position = event.global_position, "event dead-lettered: {failure}");
+                    let letter = DeadLetter {
+                        projection: self.name().to_owned(),
+                        position: event.global_position,
+                        event_type: event.event_type.clone(),
+                        aggregate_id: event.aggregate_id.clone(),
+                        reason: failure.to_string(),
+                        recorded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    };
+                    let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+                    store.add_dead_letter(&mut tx, &letter).await?;
+                    if let Some(step) = &step {
+                        store.save_checkpoint(&mut tx, self.name(), step).await?;
+                    }
+                    tx.commit().await.map_err(ReadStoreError::from)?;
+                }
+            }
+        }
+        if let Some(checkpoint) = checkpoint {
+            let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+            store.save_checkpoint(&mut tx, self.name(), checkpoint).await?;
+            tx.commit().await.map_err(ReadStoreError::from)?;
+        }
+        Ok(())
+    }
+
+    /// One transaction: the plugin's writes for `events`, then the checkpoint; committed only if
+    /// the plugin succeeded.
+    async fn handle_in_tx(
+        &self,
+        store: &ReadStore,
+        generation: i64,
+        events: &[StoredEvent],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<Result<(), HandleFailure>, ProjectionError> {
+        let tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+        let schema = Arc::new(self.plugin.manifest().schema.clone());
+        let session = SqlSession::write(store, schema, generation, tx);
+        let (session, outcome) = if events.is_empty() {
+            (session, Ok(()))
+        } else {
+            let plugin = self.plugin.clone();
+            let events = events.to_vec();
+            tokio::task::spawn_blocking(move || plugin.handle(session, &events))
+                .await
+                .map_err(|e| ProjectionError::Task(e.to_string()))?
+        };
+        let Some(mut tx) = session.into_transaction() else {
+            return Err(ProjectionError::Task("a write session lost its transaction".into()));
+        };
+        if outcome.is_err() {
+            tx.rollback().await.map_err(ReadStoreError::from)?;
+            return Ok(outcome);
+        }
+        if let Some(checkpoint) = checkpoint {
+            store.save_checkpoint(&mut tx, self.name(), checkpoint).await?;
+        }
+        tx.commit().await.map_err(ReadStoreError::from)?;
+        Ok(Ok(()))
+    }
+
+    /// Answer a query; with `min_position`, first wait (bounded) until the projection has
+    /// applied that global position.
+    pub async fn query(
+        &self,
+        name: &str,
+        params: Vec<(String, String)>,
+        min_position: Option<u64>,
+    ) -> Result<QueryOutcome, ProjectionError> {
+        if let Some(wanted) = min_position {
+            let mut position = self.position.subscribe();
+            let reached = tokio::time::timeout(READ_YOUR_WRITES_WAIT, position.wait_for(|p| *p >= wanted)).await;
+            if !matches!(reached, Ok(Ok(_))) {
+                return Err(ProjectionError::Behind {
+                    projection: self.name().to_owned(),
+                    at: self.position(),
+                    wanted,
+                });
+            }
+        }
+        let generation = self.serving_generation.load(Ordering::Acquire);
+        let schema = Arc::new(self.plugin.manifest().schema.clone());
+        let session = SqlSession::read(&self.read_store, schema, generation);
+        let plugin = self.plugin.clone();
+        let name = name.to_owned();
+        let outcome = tokio::task::spawn_blocking(move || plugin.query(session, &name, &params))
+            .await
+            .map_err(|e| ProjectionError::Task(e.to_string()))??;
+        Ok(outcome)
+    }
+
+    /// Rebuild from the whole event store into fresh tables of `target` (the serving read store
+    /// when `None`), reporting progress as (events done, events in the store). Queries keep
+    /// reading the old tables until the switch; the live follower pauses only for the final
+    /// catch-up and the switch itself.
+    pub async fn rebuild(
+        &self,
+        target: Option<&ReadStore>,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64, ProjectionError> {
+        let in_place = target.is_none();
+        let store = target.unwrap_or(&self.read_store);
+        let schema = &self.plugin.manifest().schema;
+        let generation = if in_place {
+            self.checkpoint.lock().await.generation + 1
+        } else {
+            store.checkpoint(self.name()).await?.map_or(1, |c| c.generation + 1)
+        };
+        store.create_tables(schema, generation).await?;
+        let head = self.head_position().await?;
+        let mut position = 0;
+        loop {
+            let batch = self.events.read_all(position, BATCH * 4).await?;
+            let Some(last) = batch.last().map(|e| e.global_position) else { break };
+            self.apply(store, generation, &batch, None).await?;
+            position = last;
+            progress(position, head.max(position));
+        }
+        let checkpoint = Checkpoint { generation, position, schema_version: self.plugin.manifest().schema_version };
+        if !in_place {
+            let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+            store.save_checkpoint(&mut tx, self.name(), &checkpoint).await?;
+            tx.commit().await.map_err(ReadStoreError::from)?;
+            return Ok(position);
+        }
+        // The switch: no batch runs on the old tables meanwhile.
+        let mut serving = self.checkpoint.lock().await;
+        let mut checkpoint = checkpoint;
+        loop {
+            let batch = self.events.read_all(checkpoint.position, BATCH * 4).await?;
+            let Some(last) = batch.last().map(|e| e.global_position) else { break };
+            self.apply(store, generation, &batch, None).await?;
+            checkpoint.position = last;
+        }
+        let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+        store.save_checkpoint(&mut tx, self.name(), &checkpoint).await?;
+        tx.commit().await.map_err(ReadStoreError::from)?;
+        let old_generation = serving.generation;
+        *serving = checkpoint.clone();
+        self.serving_generation.store(generation, Ordering::Release);
+        self.position.send_replace(checkpoint.position.max(self.position()));
+        drop(serving);
+        // Queries that started on the old tables finish within their own time limit.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store.drop_tables(schema, old_generation).await?;
+        progress(checkpoint.position, checkpoint.position);
+        Ok(checkpoint.position)
+    }
+
+    async fn head_position(&self) -> Result<u64, ProjectionError> {
+        Ok(self.events.head_position().await?)
+    }
+
+    /// Dead letters of this projection.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, ProjectionError> {
+        Ok(self.read_store.dead_letters(Some(self.name())).await?)
+    }
+}
+
+/// All running projections, by name.
+#[derive(Clone, Default)]
+pub struct Projections {
+    by_name: Arc<std::sync::RwLock<HashMap<String, Arc<Projection>>>>,
+}
+
+impl Projections {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&self, projection: Arc<Projection>) {
+        self.by_name
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(projection.name().to_owned(), projection);
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Projection>, ProjectionError> {
+        self.by_name
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ProjectionError::Unknown(name.to_owned()))
+    }
+
+    /// Every projection, by name.
+    pub fn all(&self) -> Vec<Arc<Projection>> {
+        let mut all: Vec<_> =
+            self.by_name.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+}

@@ -1,0 +1,169 @@
+//! The SQL each read store understands: placeholders, quoting, types, upserts, and how values of
+//! each column type are bound and read so decimals stay exact everywhere (SQLite keeps them as
+//! integer hundredths, the servers as `DECIMAL(17,2)` bound and read as text).
+
+use super::schema::{ColumnType, TableSchema};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Dialect {
+    pub fn from_url(url: &str) -> Option<Self> {
+        let scheme = url.split("://").next()?;
+        match scheme {
+            "sqlite" => Some(Self::Sqlite),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "mysql" | "mariadb" => Some(Self::MySql),
+            _ => None,
+        }
+    }
+
+    /// The `n`th (1-based) bind placeholder.
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Self::Postgres => format!("${n}"),
+            Self::Sqlite | Self::MySql => "?".to_owned(),
+        }
+    }
+
+    /// A quoted identifier (names are validated identifiers; quoting guards against keywords).
+    pub fn quote(self, identifier: &str) -> String {
+        match self {
+            Self::MySql => format!("`{identifier}`"),
+            Self::Sqlite | Self::Postgres => format!("\"{identifier}\""),
+        }
+    }
+
+    fn sql_type(self, column_type: ColumnType, keyed: bool) -> &'static str {
+        match (self, column_type) {
+            (Self::Sqlite, ColumnType::Integer | ColumnType::Decimal | ColumnType::Boolean) => "INTEGER",
+            (Self::Sqlite, ColumnType::Text | ColumnType::Timestamp) => "TEXT",
+            (Self::Postgres, ColumnType::Integer) | (Self::MySql, ColumnType::Integer) => "BIGINT",
+            (Self::Postgres, ColumnType::Decimal) => "NUMERIC(17,2)",
+            (Self::MySql, ColumnType::Decimal) => "DECIMAL(17,2)",
+            (Self::Postgres, ColumnType::Boolean) | (Self::MySql, ColumnType::Boolean) => "BOOLEAN",
+            (Self::Postgres, ColumnType::Text | ColumnType::Timestamp) => "TEXT",
+            (Self::MySql, ColumnType::Timestamp) => "VARCHAR(64)",
+            (Self::MySql, ColumnType::Text) if keyed => "VARCHAR(255)",
+            (Self::MySql, ColumnType::Text) => "TEXT",
+        }
+    }
+
+    /// `CREATE TABLE` and `CREATE INDEX` statements for `table` under its physical name.
+    pub fn create_table(self, table: &TableSchema, physical: &str) -> Vec<String> {
+        let columns: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                let null = if c.nullable { "" } else { " NOT NULL" };
+                format!("{} {}{null}", self.quote(&c.name), self.sql_type(c.column_type, table.is_keyed(&c.name)))
+            })
+            .collect();
+        let key: Vec<String> = table.primary_key.iter().map(|k| self.quote(k)).collect();
+        let mut statements = vec![format!(
+            "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
+            self.quote(physical),
+            columns.join(", "),
+            key.join(", ")
+        )];
+        for (i, index) in table.indexes.iter().enumerate() {
+            let columns: Vec<String> = index.iter().map(|c| self.quote(c)).collect();
+            statements.push(format!(
+                "CREATE INDEX {} ON {} ({})",
+                self.quote(&format!("{physical}_ix{i}")),
+                self.quote(physical),
+                columns.join(", ")
+            ));
+        }
+        statements
+    }
+
+    /// The host's own tables.
+    pub fn bookkeeping_ddl(self) -> Vec<String> {
+        let text = if self == Self::MySql { "VARCHAR(255)" } else { "TEXT" };
+        let long_text = "TEXT";
+        vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS sluice_projections (name {text} NOT NULL PRIMARY KEY, generation BIGINT NOT NULL, \
+                 position BIGINT NOT NULL, schema_version BIGINT NOT NULL, updated_at {text} NOT NULL)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS sluice_dead_letters (projection {text} NOT NULL, position BIGINT NOT NULL, \
+                 event_type {text} NOT NULL, aggregate_id {text} NOT NULL, reason {long_text} NOT NULL, \
+                 recorded_at {text} NOT NULL, PRIMARY KEY (projection, position))"
+            ),
+        ]
+    }
+
+    /// Upsert of a checkpoint: binds name, generation, position, schema version, updated at.
+    pub fn upsert_checkpoint_sql(self) -> String {
+        let p = |n| self.placeholder(n);
+        let insert = format!(
+            "INSERT INTO sluice_projections (name, generation, position, schema_version, updated_at) VALUES ({}, {}, {}, {}, {})",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5)
+        );
+        match self {
+            Self::MySql => format!(
+                "{insert} ON DUPLICATE KEY UPDATE generation = VALUES(generation), position = VALUES(position), \
+                 schema_version = VALUES(schema_version), updated_at = VALUES(updated_at)"
+            ),
+            Self::Sqlite | Self::Postgres => format!(
+                "{insert} ON CONFLICT (name) DO UPDATE SET generation = excluded.generation, position = excluded.position, \
+                 schema_version = excluded.schema_version, updated_at = excluded.updated_at"
+            ),
+        }
+    }
+
+    /// The expression a bound value of `column_type` takes at placeholder `n`.
+    pub fn param(self, n: usize, column_type: ColumnType) -> String {
+        match (self, column_type) {
+            (Self::Postgres, ColumnType::Decimal) => format!("CAST({} AS NUMERIC)", self.placeholder(n)),
+            _ => self.placeholder(n),
+        }
+    }
+
+    /// The expression that reads a column as the type the host decodes (text for decimals,
+    /// integers for booleans).
+    pub fn read(self, column: &str, column_type: ColumnType) -> String {
+        let quoted = self.quote(column);
+        match (self, column_type) {
+            (Self::Postgres, ColumnType::Decimal) => format!("CAST({quoted} AS TEXT)"),
+            (Self::MySql, ColumnType::Decimal) => format!("CAST({quoted} AS CHAR)"),
+            (Self::Postgres, ColumnType::Boolean) => format!("CAST({quoted} AS INTEGER)"),
+            (Self::MySql, ColumnType::Boolean) => format!("CAST({quoted} AS SIGNED)"),
+            _ => quoted,
+        }
+    }
+
+    /// The tail of an upsert: on a key match, replace `others`.
+    pub fn upsert_tail(self, key: &[String], others: &[String]) -> String {
+        if others.is_empty() {
+            return match self {
+                Self::MySql => format!(" ON DUPLICATE KEY UPDATE {0} = {0}", self.quote(&key[0])),
+                Self::Sqlite | Self::Postgres => {
+                    let key: Vec<String> = key.iter().map(|k| self.quote(k)).collect();
+                    format!(" ON CONFLICT ({}) DO NOTHING", key.join(", "))
+                }
+            };
+        }
+        match self {
+            Self::MySql => {
+                let sets: Vec<String> = others.iter().map(|c| format!("{0} = VALUES({0})", self.quote(c))).collect();
+                format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+            }
+            Self::Sqlite | Self::Postgres => {
+                let key: Vec<String> = key.iter().map(|k| self.quote(k)).collect();
+                let sets: Vec<String> = others.iter().map(|c| format!("{0} = excluded.{0}", self.quote(c))).collect();
+                format!(" ON CONFLICT ({}) DO UPDATE SET {}", key.join(", "), sets.join(", "))
+            }
+        }
+    }
+}
