@@ -59,6 +59,14 @@ pub enum Plugin {
     BankAccount,
     /// `Faulty`: commands that trap, spin, hog memory or emit an undeclared event.
     Faulty,
+    /// `Post`, with the .NET seed's routes.
+    Post,
+    /// The `accounts` projection, with the seed's bank queries.
+    AccountsProjection,
+    /// The `posts` projection, with the seed's post queries.
+    PostsProjection,
+    /// `snoop`: a test projection that reaches for another projection's table.
+    SnoopProjection,
 }
 
 impl Plugin {
@@ -66,6 +74,10 @@ impl Plugin {
         match self {
             Self::BankAccount => "bank_account.wasm",
             Self::Faulty => "faulty.wasm",
+            Self::Post => "post.wasm",
+            Self::AccountsProjection => "accounts_projection.wasm",
+            Self::PostsProjection => "posts_projection.wasm",
+            Self::SnoopProjection => "snoop_projection.wasm",
         }
     }
 
@@ -688,4 +700,69 @@ impl Log {
             // Dropping `listening` unsent tells `launch` that stdout closed first.
         });
     }
+}
+
+/// A server the scale-out tests need, named by the environment `scripts/test` sets after
+/// `scripts/servers start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Postgres,
+    MariaDb,
+    MongoDb,
+    Kafka,
+}
+
+impl Server {
+    fn variable(self) -> &'static str {
+        match self {
+            Self::Postgres => "SLUICE_TEST_POSTGRES_URL",
+            Self::MariaDb => "SLUICE_TEST_MYSQL_URL",
+            Self::MongoDb => "SLUICE_TEST_MONGODB_URL",
+            Self::Kafka => "SLUICE_TEST_KAFKA_URL",
+        }
+    }
+
+    /// The server's URL, or `None` when it is not configured — in which case the test says so
+    /// and passes, unless `SLUICE_REQUIRE_SERVERS=1` (as in `scripts/test`), where it fails.
+    pub fn url(self) -> Result<Option<String>> {
+        match std::env::var(self.variable()) {
+            Ok(url) if !url.is_empty() => Ok(Some(url)),
+            _ if std::env::var("SLUICE_REQUIRE_SERVERS").is_ok_and(|v| v == "1") => {
+                bail!("{} is not set but SLUICE_REQUIRE_SERVERS=1: start the servers with scripts/servers", self.variable())
+            }
+            _ => {
+                eprintln!("skipped: set {} (scripts/servers prints it) to run this test", self.variable());
+                Ok(None)
+            }
+        }
+    }
+
+    /// A URL for a fresh database of this test (SQL servers), so tests never share tables.
+    pub fn fresh_database_url(self) -> Result<Option<String>> {
+        let Some(url) = self.url()? else { return Ok(None) };
+        let name = format!("sluice_t{}", uuid::Uuid::new_v4().simple());
+        let base = match url.rfind('/') {
+            Some(slash) if slash > url.find("://").map_or(0, |i| i + 2) => &url[..slash],
+            _ => url.as_str(),
+        };
+        Ok(Some(format!("{base}/{}", &name[..24])))
+    }
+}
+
+/// Run `sluice ARGS…` to completion (an operator command) and return its stdout.
+pub fn sluice_command(args: &[&str]) -> Result<String> {
+    let output = Command::new(sluice_bin()?)
+        .args(args)
+        .env_remove("SLUICE_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .context("failed to run sluice")?;
+    ensure!(
+        output.status.success(),
+        "sluice {args:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
