@@ -63,7 +63,8 @@ impl MemoryDb {
                 return Err(SqlError::InvalidValue(format!("{}.{} may not be null", def.name, column.name)));
             }
         }
-        let key: Vec<usize> = def.primary_key.iter().filter_map(|k| def.columns.iter().position(|c| &c.name == k)).collect();
+        let key: Vec<usize> =
+            def.primary_key.iter().filter_map(|k| def.columns.iter().position(|c| &c.name == k)).collect();
         let existing = rows.iter().position(|r| key.iter().all(|&i| r[i] == row[i]));
         match (existing, replace) {
             (Some(_), false) => Err(SqlError::Constraint(format!("duplicate primary key in {}", def.name))),
