@@ -3,9 +3,10 @@
 //! [`EventStore`] is the contract every backend keeps: an atomic batch append that checks the
 //! expected version in the database itself (so two tasks or two hosts can never both win), and a
 //! global log in commit order for replays, projections and the relay. Backends: [`sqlite`] (the
-//! embedded default). A MongoDB backend must keep the same contract without multi-document
-//! transactions.
+//! embedded default) and [`mongodb`] (scale-out; keeps the same contract without multi-document
+//! transactions, so it also runs on FerretDB).
 
+pub mod mongodb;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -107,9 +108,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, EventStoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteEventStore::open(url).await?))
     } else if url.starts_with("mongodb:") || url.starts_with("mongodb+srv:") {
-        Err(EventStoreError::Unsupported(
-            "the MongoDB event store is not built yet in this version; use --event-store sqlite://…".into(),
-        ))
+        Ok(Arc::new(self::mongodb::MongoEventStore::open(url).await?))
     } else {
         Err(EventStoreError::Unsupported(format!("--event-store {url:?}: expected a sqlite:// or mongodb:// URL")))
     }
