@@ -728,7 +728,10 @@ impl Server {
         match std::env::var(self.variable()) {
             Ok(url) if !url.is_empty() => Ok(Some(url)),
             _ if std::env::var("SLUICE_REQUIRE_SERVERS").is_ok_and(|v| v == "1") => {
-                bail!("{} is not set but SLUICE_REQUIRE_SERVERS=1: start the servers with scripts/servers", self.variable())
+                bail!(
+                    "{} is not set but SLUICE_REQUIRE_SERVERS=1: start the servers with scripts/servers",
+                    self.variable()
+                )
             }
             _ => {
                 eprintln!("skipped: set {} (scripts/servers prints it) to run this test", self.variable());

@@ -45,12 +45,18 @@ async fn seed_bank_queries(url: Option<&str>) -> Result<()> {
     let gone = host.open_account("Ada", "1").await?;
     deposit(&host, &ada, "0.10").await?;
     deposit(&host, &ada, "0.20").await?;
-    host.put_json(&format!("/api/v1/withdrawFunds/{bob}"), &json!({ "amount": number("2.5") })).await?.expect_status(200)?;
-    let last = host.delete(&format!("/api/v1/closeBankAccount/{gone}")).await?.expect_status(200)?.u64_field("position")?;
+    host.put_json(&format!("/api/v1/withdrawFunds/{bob}"), &json!({ "amount": number("2.5") }))
+        .await?
+        .expect_status(200)?;
+    let last =
+        host.delete(&format!("/api/v1/closeBankAccount/{gone}")).await?.expect_status(200)?.u64_field("position")?;
 
     // Read-your-writes through the header: the answer reflects everything up to `last`.
     let all = host
-        .send(host.request(reqwest::Method::GET, "/api/v1/bankAccountLookup/").header("Sluice-Position", last.to_string()))
+        .send(
+            host.request(reqwest::Method::GET, "/api/v1/bankAccountLookup/")
+                .header("Sluice-Position", last.to_string()),
+        )
         .await?
         .expect_status(200)?;
     ensure!(all.str_field("message").is_ok_and(|m| !m.is_empty()), "no message: {all}");
@@ -77,7 +83,10 @@ async fn seed_bank_queries(url: Option<&str>) -> Result<()> {
     host.get("/api/v1/bankAccountLookup/withBalance/SIDEWAYS/1").await?.check_error(400, &["invalid_query"])?;
 
     // The generic route answers the same, and knows no other query.
-    let generic = host.get(&format!("/api/projections/accounts/queries/byId?id={bob}&position={last}")).await?.expect_status(200)?;
+    let generic = host
+        .get(&format!("/api/projections/accounts/queries/byId?id={bob}&position={last}"))
+        .await?
+        .expect_status(200)?;
     ensure!(accounts(&generic.body)?.get(&bob) == listed.get(&bob), "generic byId of Bob: {generic}");
     host.get("/api/projections/accounts/queries/nope").await?.check_error(404, &["unknown_query"])?;
     host.get("/api/projections/nope/queries/all").await?.check_error(404, &["unknown_projection"])?;
@@ -117,7 +126,8 @@ async fn balances_by_replay(api: &Api, ids: &[String]) -> Result<BTreeMap<String
 }
 
 async fn balances_by_query(api: &Api, position: u64) -> Result<BTreeMap<String, String>> {
-    let reply = api.get(&format!("/api/projections/accounts/queries/all?position={position}")).await?.expect_status(200)?;
+    let reply =
+        api.get(&format!("/api/projections/accounts/queries/all?position={position}")).await?.expect_status(200)?;
     Ok(accounts(&reply.body)?.into_iter().map(|(id, (_, balance))| (id, balance)).collect())
 }
 
@@ -148,7 +158,8 @@ async fn a_crash_in_a_burst_changes_no_row_twice() -> Result<()> {
                 let mut acknowledged = 0;
                 for n in 0..63 {
                     let id = &ids[(client + n) % ids.len()];
-                    let sent = api.put_json(&format!("/api/v1/depositFunds/{id}"), &json!({ "amount": number("1.01") })).await;
+                    let sent =
+                        api.put_json(&format!("/api/v1/depositFunds/{id}"), &json!({ "amount": number("1.01") })).await;
                     if matches!(sent, Ok(ref reply) if reply.status == 200) {
                         acknowledged += 1;
                     }
@@ -167,7 +178,10 @@ async fn a_crash_in_a_burst_changes_no_row_twice() -> Result<()> {
     let position = head(&host, &ids).await?;
     let truth = balances_by_replay(&host, &ids).await?;
     let read_model = balances_by_query(&host, position).await?;
-    ensure!(read_model == truth, "read model {read_model:?} differs from replay {truth:?} ({acknowledged} acknowledged)");
+    ensure!(
+        read_model == truth,
+        "read model {read_model:?} differs from replay {truth:?} ({acknowledged} acknowledged)"
+    );
 
     // The same events seen again (a full replay into fresh tables) give the same rows.
     host.send_raw(reqwest::Method::POST, "/api/v1/restoreReadDb", Vec::new()).await?.expect_status(201)?;
@@ -208,7 +222,10 @@ async fn a_projection_cannot_touch_another_projections_tables() -> Result<()> {
     ensure!(host.log().contains("is not a table of projection snoop"), "the log does not say why");
     // …and its own write in the failed transaction was rolled back.
     let notes = host.get("/api/test/snoop/notes").await?;
-    ensure!(notes.status == 204 || notes.body["notes"].as_array().is_some_and(Vec::is_empty), "snoop kept a row: {notes}");
+    ensure!(
+        notes.status == 204 || notes.body["notes"].as_array().is_some_and(Vec::is_empty),
+        "snoop kept a row: {notes}"
+    );
     // Commands keep working.
     deposit(&host, &id, "1").await?;
     Ok(())
@@ -272,7 +289,9 @@ async fn queries_keep_answering_during_a_rebuild_and_a_rebuild_into_postgres_agr
     )
     .await?;
     ensure!(balances_by_query(&on_postgres, position).await? == before, "the PostgreSQL read model differs");
-    for query in ["/api/v1/bankAccountLookup/withBalance/GREATER_THAN/25", "/api/v1/bankAccountLookup/byHolder/holder%203"] {
+    for query in
+        ["/api/v1/bankAccountLookup/withBalance/GREATER_THAN/25", "/api/v1/bankAccountLookup/byHolder/holder%203"]
+    {
         let a = host.get(query).await?;
         let b = on_postgres.get(query).await?;
         ensure!(a.status == b.status && accounts(&a.body)? == accounts(&b.body)?, "{query}: {a} vs {b}");

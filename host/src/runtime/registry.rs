@@ -262,7 +262,7 @@ impl RouteTable {
             }
             for route in &projection.manifest().rebuild_routes {
                 // The seed's restore route is shared: identical declarations are one route.
-                if rebuilds.iter().any(|r| *r == route) {
+                if rebuilds.contains(&route) {
                     continue;
                 }
                 rebuilds.push(route);
@@ -290,7 +290,7 @@ impl RouteTable {
             }
             let index = table.targets.len();
             let (router, template) = if case_insensitive {
-                (&mut table.folded, path.to_ascii_lowercase())
+                (&mut table.folded, fold_literals(&path))
             } else {
                 (&mut table.exact, path.clone())
             };
@@ -323,6 +323,35 @@ impl RouteTable {
 }
 
 /// A path parameter as the client meant it (`John%20Doe` is `John Doe`).
+/// Lower-cases a route template's literal text but not its `{parameter}` names, which the
+/// plugin uses to look the values up.
+fn fold_literals(template: &str) -> String {
+    let mut folded = String::with_capacity(template.len());
+    let mut in_param = false;
+    for c in template.chars() {
+        match c {
+            '{' => in_param = true,
+            '}' => in_param = false,
+            _ => {}
+        }
+        folded.push(if in_param { c } else { c.to_ascii_lowercase() });
+    }
+    folded
+}
+
 fn decode(raw: &str) -> String {
     percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold_literals;
+
+    #[test]
+    fn folding_a_template_keeps_parameter_names() {
+        assert_eq!(
+            fold_literals("/API/v1/Posts/{postId}/Comments/{commentId}"),
+            "/api/v1/posts/{postId}/comments/{commentId}"
+        );
+    }
 }
