@@ -2,6 +2,7 @@
 //! natively, side by side in one run, and prints the ratios. Run it through `scripts/bench`.
 
 mod native;
+mod projection;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,19 @@ struct Args {
     /// Alternating rounds per side; the median is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// The accounts projection component (accounts_projection.wasm); projection benchmarks run
+    /// when given.
+    #[arg(long)]
+    projection: Option<PathBuf>,
+    /// Events the projection catch-up benchmark replays.
+    #[arg(long, default_value_t = 50_000)]
+    projection_events: usize,
+    /// Events of the rebuild benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    rebuild_events: usize,
+    /// A PostgreSQL server URL (a database is created under it) for the PostgreSQL figures.
+    #[arg(long, env = "SLUICE_BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
 }
 
 #[tokio::main]
@@ -78,7 +92,80 @@ async fn main() -> anyhow::Result<()> {
     }
     let (w, n) = (median(&mut wasm_rates), median(&mut native_rates));
     println!("  median:  wasm {w:>9.0} calls/s      native {n:>9.0} calls/s      ratio wasm/native {:.3}", w / n);
+
+    if let Some(path) = &args.projection {
+        projection_benches(&runtime, path, &args).await?;
+    }
     Ok(())
+}
+
+async fn projection_benches(runtime: &WasmRuntime, path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
+    use sluice::read_store::ReadStore;
+    let plugin = projection::load(runtime, path)?;
+    let schema = plugin.manifest().schema.clone();
+    let dir = tempfile::tempdir().context("failed to create a temp dir")?;
+    let events = projection::bank_history(dir.path(), args.projection_events / 20, args.projection_events).await?;
+    let mut targets = vec![("sqlite", format!("sqlite://{}", dir.path().join("read.db").display()))];
+    if let Some(url) = &args.postgres {
+        targets.push(("postgres", with_database(url, "sluice_bench_catchup")));
+    }
+    println!(
+        "projection catch-up, {} events, 500 per transaction: Wasm accounts projection vs raw sqlx writes of the same rows",
+        args.projection_events
+    );
+    for (name, url) in &targets {
+        let (mut wasm, mut raw) = (Vec::new(), Vec::new());
+        for round in 0..args.rounds {
+            let store = ReadStore::open(url).await?;
+            reset(&store, &schema).await?;
+            wasm.push(projection::wasm_catch_up(plugin.clone(), events.clone(), store.clone()).await?);
+            raw.push(projection::raw_writes(&schema, &events, &store).await?);
+            let _ = round;
+        }
+        let (w, r) = (median(&mut wasm), median(&mut raw));
+        println!(
+            "  {name:<8}  wasm {w:>9.0} events/s   raw sqlx {r:>9.0} events/s   ratio {:.3} (target >= 0.8)",
+            w / r
+        );
+    }
+
+    let dir = tempfile::tempdir().context("failed to create a temp dir")?;
+    let started = std::time::Instant::now();
+    let events = projection::bank_history(dir.path(), args.rebuild_events / 100, args.rebuild_events).await?;
+    println!("rebuild of {} events (history written in {:.1}s)", args.rebuild_events, started.elapsed().as_secs_f64());
+    let serving = ReadStore::open(&format!("sqlite://{}", dir.path().join("serving.db").display())).await?;
+    let mut targets = vec![("sqlite", format!("sqlite://{}", dir.path().join("rebuilt.db").display()))];
+    if let Some(url) = &args.postgres {
+        targets.push(("postgres", with_database(url, "sluice_bench_rebuild")));
+    }
+    for (name, url) in targets {
+        let target = ReadStore::open(&url).await?;
+        reset(&target, &schema).await?;
+        let rate = projection::rebuild_rate(plugin.clone(), events.clone(), serving.clone(), &target).await?;
+        println!("  {name:<8}  {rate:>9.0} events/s (target >= 50000)");
+    }
+    Ok(())
+}
+
+/// Forget earlier runs: drop the projection's and the baseline's tables and checkpoint.
+async fn reset(
+    store: &sluice::read_store::ReadStore,
+    schema: &sluice::read_store::ProjectionSchema,
+) -> anyhow::Result<()> {
+    for generation in 1..=8 {
+        store.drop_tables(schema, generation).await?;
+        let raw = sluice::read_store::ProjectionSchema { projection: "raw".into(), tables: schema.tables.clone() };
+        store.drop_tables(&raw, generation).await?;
+    }
+    sqlx::query("DELETE FROM sluice_projections").execute(store.pool()).await?;
+    Ok(())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    match url.rfind('/') {
+        Some(slash) if slash > url.find("://").map_or(0, |i| i + 2) => format!("{}/{name}", &url[..slash]),
+        _ => format!("{url}/{name}"),
+    }
 }
 
 /// Open the accounts, then time `args.commands` deposits and withdrawals through the router.
@@ -88,7 +175,11 @@ async fn commands_per_second(logic: Arc<dyn AggregateLogic>, args: &Args) -> any
     let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(&url).await?);
     let registry = PluginRegistry::new();
     registry.register(logic, "bench".into())?;
-    let app = router(AppState { commands: CommandService::new(registry, store), body_limit: DEFAULT_BODY_LIMIT });
+    let app = router(AppState {
+        commands: CommandService::new(registry, store),
+        projections: sluice::projection::Projections::new(),
+        body_limit: DEFAULT_BODY_LIMIT,
+    });
 
     let mut ids = Vec::with_capacity(args.accounts);
     for i in 0..args.accounts {
