@@ -278,7 +278,17 @@ async fn queries_keep_answering_during_a_rebuild_and_a_rebuild_into_postgres_agr
     // Into another kind of database, by the operator command, while the host runs.
     let Some(postgres) = postgres else { return Ok(()) };
     let data_dir = host.data_dir().to_string_lossy().into_owned();
-    let out = sluice_command(&["rebuild", "accounts", "--data-dir", &data_dir, "--into", &postgres])?;
+    let plugins_dir = host.plugins_dir().to_string_lossy().into_owned();
+    let out = sluice_command(&[
+        "rebuild",
+        "accounts",
+        "--data-dir",
+        &data_dir,
+        "--plugins",
+        &plugins_dir,
+        "--into",
+        &postgres,
+    ])?;
     ensure!(out.contains("rebuilt accounts"), "rebuild said: {out}");
     let on_postgres = Host::start(
         HostOptions::with_plugins(BANK_AND_ACCOUNTS)

@@ -287,7 +287,7 @@ fn read_value(dialect: Dialect, row: &AnyRow, index: usize, column_type: ColumnT
         ColumnType::Decimal if dialect == Dialect::Sqlite => row
             .try_get::<Option<i64>, _>(index)?
             .map_or(Value::Null, |cents| Value::Decimal(Decimal::new(cents, 2).to_string())),
-        ColumnType::Decimal => row.try_get::<Option<String>, _>(index)?.map_or(Value::Null, |text| {
+        ColumnType::Decimal => read_text(row, index)?.map_or(Value::Null, |text| {
             // Normalise what the server prints ("60.00", "60.0000") to two places.
             match Decimal::from_str(&text) {
                 Ok(mut d) => {
@@ -297,10 +297,20 @@ fn read_value(dialect: Dialect, row: &AnyRow, index: usize, column_type: ColumnT
                 Err(_) => Value::Decimal(text),
             }
         }),
-        ColumnType::Text | ColumnType::Timestamp => {
-            row.try_get::<Option<String>, _>(index)?.map_or(Value::Null, Value::Text)
-        }
+        ColumnType::Text | ColumnType::Timestamp => read_text(row, index)?.map_or(Value::Null, Value::Text),
     })
+}
+
+/// A text column. MySQL and MariaDB describe `TEXT` columns as BLOBs, which sqlx's `Any` driver
+/// hands over as bytes; they hold UTF-8 all the same.
+pub(crate) fn read_text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
+    match row.try_get::<Option<String>, _>(index) {
+        Err(sqlx::Error::ColumnDecode { .. }) => row
+            .try_get::<Option<Vec<u8>>, _>(index)?
+            .map(|bytes| String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose(),
+        other => other,
+    }
 }
 
 impl wit::Host for PluginCtx {

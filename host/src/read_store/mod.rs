@@ -222,7 +222,7 @@ impl ReadStore {
                 position: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
                 event_type: row.try_get(2)?,
                 aggregate_id: row.try_get(3)?,
-                reason: row.try_get(4)?,
+                reason: crate::capabilities::sql::read_text(&row, 4)?.unwrap_or_default(),
                 recorded_at: row.try_get(5)?,
             };
             if projection.is_none_or(|p| p == letter.projection) {
