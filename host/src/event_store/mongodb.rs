@@ -269,9 +269,9 @@ impl MongoEventStore {
     async fn page(&self, after: u64, straddle: bool, page: u32) -> Result<(Vec<Commit>, bool), EventStoreError> {
         let mut commits = Vec::new();
         if straddle && after > 0 {
-            let holder =
+            let straddling =
                 self.commits.find_one(doc! { "_id": { "$lte": to_i64(after) } }).sort(doc! { "_id": -1 }).await?;
-            commits.extend(holder.filter(|c| to_u64(c.last_position) > after));
+            commits.extend(straddling.filter(|c| to_u64(c.last_position) > after));
         }
         let mut cursor = self
             .commits
@@ -442,7 +442,7 @@ impl EventStore for MongoEventStore {
         if limit == 0 {
             return Ok(events);
         }
-        // Every position up to `known` is accounted for by the commits walked so far.
+        // Every position up to `known` is covered by the commits walked so far.
         let mut known = after;
         // A gap at the front of what is left to read: its first position and when it was seen.
         let mut waiting: Option<(u64, Instant)> = None;
