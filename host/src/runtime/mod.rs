@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -88,6 +88,7 @@ impl WasmRuntime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(limits)));
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Read { path: dir.clone(), source })?;
@@ -165,6 +166,26 @@ impl WasmRuntime {
         store.epoch_deadline_trap();
         store
     }
+}
+
+/// Instances live in pre-reserved slots that are reused, so a command's fresh instance costs no
+/// mmap and no page-table churn. The slot is larger than the sandbox's memory cap, so growth past
+/// the cap is refused by [`MemoryLimiter`] (which names it) rather than by the pool.
+fn pooling(limits: SandboxLimits) -> PoolingAllocationConfig {
+    // Concurrent instances: commands, projection batches and queries in flight together.
+    const SLOTS: u32 = 256;
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_component_instances(SLOTS)
+        .total_core_instances(SLOTS * 4)
+        .total_memories(SLOTS * 2)
+        .total_tables(SLOTS * 4)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(16)
+        .max_memory_size(limits.memory_bytes.saturating_mul(2).max(16 << 20))
+        .total_stacks(SLOTS);
+    pooling
 }
 
 #[expect(unsafe_code, reason = "the cache holds only artifacts this host serialized itself")]
