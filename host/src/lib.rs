@@ -6,13 +6,16 @@
 //! - [`config`]: the typed configuration (flags, `SLUICE_*` environment, TOML file).
 //! - [`http`]: the axum edge — generic aggregate API, plugin routes, the one error type.
 //! - [`command`]: command dispatch — replay, decide, append with optimistic concurrency.
-//! - [`event_store`]: the event store contract and its backends (SQLite embedded).
+//! - [`event_store`]: the event store contract and its backends (SQLite embedded, MongoDB).
+//! - [`bus`]: the bus events travel on (embedded, or Kafka topics per aggregate type).
+//! - [`relay`]: publishes the event store's log to Kafka, resuming after a crash.
 //! - [`projection`]: projections following the log, checkpoints, dead letters, rebuilds.
 //! - [`read_store`]: the SQL read store (SQLite, PostgreSQL, MySQL/MariaDB) and its dialects.
 //! - [`capabilities`]: the host side of the interfaces plugins import (`sql`).
 //! - [`runtime`]: the wasmtime engine, sandbox limits, component cache and plugin registry.
 //! - [`server`]: wiring all of the above into a running host.
 
+pub mod bus;
 pub mod capabilities;
 pub mod command;
 pub mod config;
@@ -20,5 +23,6 @@ pub mod event_store;
 pub mod http;
 pub mod projection;
 pub mod read_store;
+pub mod relay;
 pub mod runtime;
 pub mod server;

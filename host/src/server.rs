@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::bus::{BusError, KafkaBus};
 use crate::command::CommandService;
 use crate::config::{BusConfig, Config};
 use crate::event_store::{self, EventStore, EventStoreError};
 use crate::http::{self, AppState};
 use crate::projection::{Projection, ProjectionError, Projections};
 use crate::read_store::{ReadStore, ReadStoreError};
+use crate::relay::Relay;
 use crate::runtime::registry::{PluginRegistry, RegistryError};
 use crate::runtime::{RuntimeError, WasmRuntime};
 
@@ -28,8 +30,8 @@ pub enum StartError {
     ReadStore(#[from] ReadStoreError),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
-    #[error("{0}")]
-    NotAvailable(String),
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
 }
 
 /// A host ready to serve: the runtime, the loaded plugins and the stores.
@@ -39,13 +41,14 @@ pub struct Host {
     pub store: Arc<dyn EventStore>,
     pub read_store: ReadStore,
     pub state: AppState,
+    /// The Kafka bus, when configured (else projections follow the event store directly).
+    pub bus: Option<KafkaBus>,
     stop: watch::Sender<bool>,
 }
 
 impl Host {
     /// Open the stores and load the plugins directory; projections are opened but not running.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
-        check_available(config)?;
         for dir in [&config.data_dir, &config.plugins_dir] {
             std::fs::create_dir_all(dir).map_err(|source| StartError::Dir { path: dir.clone(), source })?;
         }
@@ -60,15 +63,53 @@ impl Host {
         }
         let commands = CommandService::new(registry.clone(), store.clone());
         let state = AppState { commands, projections, body_limit: config.body_limit };
+        let bus = match &config.bus {
+            BusConfig::Embedded => None,
+            BusConfig::Kafka { bootstrap } => {
+                let bus = KafkaBus::new(bootstrap)?;
+                let topics: Vec<String> =
+                    registry.aggregates().iter().map(|a| bus.topic(&a.manifest().topic)).collect();
+                bus.ensure_topics(&topics).await?;
+                Some(bus)
+            }
+        };
         let (stop, _) = watch::channel(false);
-        Ok(Self { runtime, registry, store, read_store, state, stop })
+        Ok(Self { runtime, registry, store, read_store, state, bus, stop })
     }
 
-    /// Start following the log with every projection.
+    /// Start following the log with every projection, and with Kafka, the relay.
     pub fn run_projections(&self) {
+        let Some(bus) = &self.bus else {
+            for projection in self.state.projections.all() {
+                tokio::spawn(projection.run(self.state.commands.subscribe(), self.stop.subscribe()));
+            }
+            return;
+        };
+        let relay = Relay::new(self.store.clone(), bus.clone(), self.registry.clone());
+        tokio::spawn(relay.run(self.state.commands.subscribe(), self.stop.subscribe()));
         for projection in self.state.projections.all() {
-            tokio::spawn(projection.run(self.state.commands.subscribe(), self.stop.subscribe()));
+            let topics = self.topics_of(&projection);
+            tokio::spawn(projection.run_kafka(bus.clone(), topics, self.stop.subscribe()));
         }
+    }
+
+    /// The topics of the aggregates whose events `projection` handles (all of them when it
+    /// names none of the loaded aggregates' events).
+    fn topics_of(&self, projection: &Projection) -> Vec<String> {
+        let Some(bus) = &self.bus else { return Vec::new() };
+        let subscriptions = &projection.plugin().manifest().subscriptions;
+        let aggregates = self.registry.aggregates();
+        let mut topics: Vec<String> = aggregates
+            .iter()
+            .filter(|a| a.manifest().events.iter().any(|e| subscriptions.contains(e)))
+            .map(|a| bus.topic(&a.manifest().topic))
+            .collect();
+        if topics.is_empty() {
+            topics = aggregates.iter().map(|a| bus.topic(&a.manifest().topic)).collect();
+        }
+        topics.sort();
+        topics.dedup();
+        topics
     }
 
     /// Stop the projection followers (each finishes the batch it is in).
@@ -79,14 +120,4 @@ impl Host {
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }
-}
-
-/// Backends named by the configuration that this version does not have yet.
-fn check_available(config: &Config) -> Result<(), StartError> {
-    if let BusConfig::Kafka { bootstrap } = &config.bus {
-        return Err(StartError::NotAvailable(format!(
-            "--bus kafka://{bootstrap}: the Kafka bus is not built yet in this version; use --bus embedded"
-        )));
-    }
-    Ok(())
 }

@@ -10,8 +10,10 @@ pub mod mongodb;
 pub mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,6 +33,65 @@ pub struct StoredEvent {
     pub data: String,
     /// RFC 3339.
     pub recorded_at: String,
+}
+
+/// The JSON envelope of an event: what the events route returns and the bus carries.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventEnvelope<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub version: u64,
+    pub position: u64,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    pub data: &'a RawValue,
+    pub recorded_at: &'a str,
+}
+
+/// The envelope read back.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnedEnvelope {
+    aggregate_type: String,
+    aggregate_id: String,
+    version: u64,
+    position: u64,
+    event_type: String,
+    schema_version: u32,
+    data: Box<RawValue>,
+    recorded_at: String,
+}
+
+impl StoredEvent {
+    /// The event's envelope; fails only if the stored data is not JSON (it is checked on append).
+    pub fn envelope(&self) -> Result<EventEnvelope<'_>, serde_json::Error> {
+        Ok(EventEnvelope {
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            version: self.version,
+            position: self.global_position,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            data: serde_json::from_str(&self.data)?,
+            recorded_at: &self.recorded_at,
+        })
+    }
+
+    /// The event an envelope (as JSON bytes) carries.
+    pub fn from_envelope(json: &[u8]) -> Result<Self, serde_json::Error> {
+        let e: OwnedEnvelope = serde_json::from_slice(json)?;
+        Ok(Self {
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            version: e.version,
+            global_position: e.position,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            data: e.data.get().to_owned(),
+            recorded_at: e.recorded_at,
+        })
+    }
 }
 
 /// An event to append.
@@ -101,6 +162,25 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The stream's current version (0 when empty).
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError>;
+
+    /// Take the relay lease for `owner` for `lease` if it is free, expired or already `owner`'s,
+    /// and return the relay's saved position; `None` while another owner holds it. The lease keeps
+    /// two hosts sharing the store from publishing the log at once.
+    async fn claim_relay(&self, owner: &str, lease: Duration) -> Result<Option<u64>, EventStoreError>;
+
+    /// Save the relay's position (it never moves back) and renew the lease, if `owner` still
+    /// holds it; `false` when another owner took it over.
+    async fn save_relay_position(&self, owner: &str, position: u64, lease: Duration) -> Result<bool, EventStoreError>;
+
+    /// The relay's saved position: every event up to it has been acknowledged by the bus
+    /// (0 before the first save).
+    async fn relay_position(&self) -> Result<u64, EventStoreError>;
+}
+
+/// Milliseconds since the Unix epoch, `lease` from now: when a relay lease taken now expires.
+pub(crate) fn lease_expiry(lease: Duration) -> (i64, i64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    (now, now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)))
 }
 
 /// Open the event store a URL names.

@@ -63,6 +63,8 @@ use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent};
 
 /// The `_id` of the global position counter in `counters`.
 const POSITION_COUNTER: &str = "global_position";
+/// The `_id` of the relay's document in `relay`.
+const RELAY: &str = "relay";
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
 /// How many fresh position ranges one append tries before it reports a failure.
@@ -144,6 +146,8 @@ pub struct MongoEventStore {
     /// The same collection, untyped, for queries that return only some fields.
     raw: Collection<Document>,
     counters: Collection<Document>,
+    /// The relay's lease and position: one document, `_id` [`RELAY`].
+    relay: Collection<Document>,
     timing: Timing,
     hold: Mutex<Option<Hold>>,
 }
@@ -187,6 +191,7 @@ impl MongoEventStore {
             commits: db.collection("commits"),
             raw: db.collection("commits"),
             counters: db.collection("counters"),
+            relay: db.collection("relay"),
             timing,
             hold: Mutex::new(None),
         };
@@ -512,6 +517,40 @@ impl EventStore for MongoEventStore {
             .projection(doc! { "end": 1 })
             .await?;
         Ok(latest.as_ref().and_then(|d| number(d.get("end"))).map_or(0, to_u64))
+    }
+
+    async fn claim_relay(&self, owner: &str, lease: Duration) -> Result<Option<u64>, EventStoreError> {
+        let (now, expires_at) = super::lease_expiry(lease);
+        let fresh = doc! { "_id": RELAY, "owner": owner, "expires_at": expires_at, "position": 0_i64 };
+        match self.relay.insert_one(fresh).await {
+            Ok(_) => return Ok(Some(0)),
+            Err(e) if is_duplicate_key(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Single-document updates are atomic: of two claimants of an expired lease, one matches.
+        let free = doc! { "_id": RELAY, "$or": [{ "owner": owner }, { "expires_at": { "$lt": now } }] };
+        let taken = self.relay.update_one(free, doc! { "$set": { "owner": owner, "expires_at": expires_at } }).await?;
+        if taken.matched_count == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.relay_position().await?))
+    }
+
+    async fn save_relay_position(&self, owner: &str, position: u64, lease: Duration) -> Result<bool, EventStoreError> {
+        let (_, expires_at) = super::lease_expiry(lease);
+        let saved = self
+            .relay
+            .update_one(
+                doc! { "_id": RELAY, "owner": owner },
+                doc! { "$max": { "position": to_i64(position) }, "$set": { "expires_at": expires_at } },
+            )
+            .await?;
+        Ok(saved.matched_count == 1)
+    }
+
+    async fn relay_position(&self) -> Result<u64, EventStoreError> {
+        let relay = self.relay.find_one(doc! { "_id": RELAY }).await?;
+        Ok(relay.as_ref().and_then(|d| number(d.get("position"))).map_or(0, to_u64))
     }
 }
 

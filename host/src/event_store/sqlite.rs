@@ -29,6 +29,15 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (aggregate_type, aggregate_id, version)
 )";
 
+/// The relay's lease and position: one row.
+const RELAY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS relay (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    owner       TEXT    NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    position    INTEGER NOT NULL
+)";
+
 const COLUMNS: &str = "position, aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at";
 
 /// The SQLite event store.
@@ -48,6 +57,7 @@ impl SqliteEventStore {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::query(SCHEMA).execute(&writer).await?;
+        sqlx::query(RELAY_SCHEMA).execute(&writer).await?;
         let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
         Ok(Self { writer, readers })
     }
@@ -175,6 +185,41 @@ impl EventStore for SqliteEventStore {
         .await?;
         Ok(to_u64(version))
     }
+
+    async fn claim_relay(&self, owner: &str, lease: Duration) -> Result<Option<u64>, EventStoreError> {
+        let (now, expires_at) = super::lease_expiry(lease);
+        // The upsert's WHERE keeps a live lease of another owner; then no row comes back.
+        let position: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO relay (id, owner, expires_at, position) VALUES (1, ?1, ?2, 0)
+             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+             WHERE relay.owner = excluded.owner OR relay.expires_at < ?3
+             RETURNING position",
+        )
+        .bind(owner)
+        .bind(expires_at)
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(position.map(to_u64))
+    }
+
+    async fn save_relay_position(&self, owner: &str, position: u64, lease: Duration) -> Result<bool, EventStoreError> {
+        let (_, expires_at) = super::lease_expiry(lease);
+        let saved =
+            sqlx::query("UPDATE relay SET position = max(position, ?1), expires_at = ?2 WHERE id = 1 AND owner = ?3")
+                .bind(to_i64(position))
+                .bind(expires_at)
+                .bind(owner)
+                .execute(&self.writer)
+                .await?;
+        Ok(saved.rows_affected() == 1)
+    }
+
+    async fn relay_position(&self) -> Result<u64, EventStoreError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM relay WHERE id = 1").fetch_optional(&self.readers).await?;
+        Ok(position.map_or(0, to_u64))
+    }
 }
 
 fn to_event(row: &SqliteRow) -> Result<StoredEvent, EventStoreError> {
@@ -213,6 +258,24 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("events.db").display());
         let store = SqliteEventStore::open(&url).await.expect("open store");
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn one_relay_holds_the_lease_and_its_position_only_grows() {
+        let (_dir, store) = store().await;
+        let lease = Duration::from_secs(30);
+        assert_eq!(store.claim_relay("a", lease).await.expect("claim"), Some(0));
+        assert_eq!(store.claim_relay("b", lease).await.expect("claim"), None);
+        assert!(store.save_relay_position("a", 7, lease).await.expect("save"));
+        assert!(store.save_relay_position("a", 5, lease).await.expect("save"));
+        assert!(!store.save_relay_position("b", 9, lease).await.expect("save"));
+        assert_eq!(store.relay_position().await.expect("position"), 7);
+        assert_eq!(store.claim_relay("a", lease).await.expect("renew"), Some(7));
+        // An expired lease goes to whoever claims it next, with the saved position.
+        assert!(store.save_relay_position("a", 8, Duration::ZERO).await.expect("save"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(store.claim_relay("b", lease).await.expect("take over"), Some(8));
+        assert!(!store.save_relay_position("a", 9, lease).await.expect("fenced"));
     }
 
     #[tokio::test]

@@ -3,8 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -63,19 +62,6 @@ pub async fn state(
     Ok(Json(json!({ "aggregateType": aggregate_type, "id": id, "version": version, "state": state_json })))
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EventView<'a> {
-    aggregate_type: &'a str,
-    aggregate_id: &'a str,
-    version: u64,
-    position: u64,
-    event_type: &'a str,
-    schema_version: u32,
-    data: &'a RawValue,
-    recorded_at: &'a str,
-}
-
 /// `GET /api/aggregates/{type}/{id}/events`: the stream, the audit log.
 pub async fn events(
     State(state): State<AppState>,
@@ -88,19 +74,9 @@ pub async fn events(
     let mut events = Vec::with_capacity(history.len());
     for event in &history {
         // Stored data was checked to be JSON on the way in.
-        let data: &RawValue = serde_json::from_str(&event.data).map_err(|e| {
+        let view = event.envelope().map_err(|e| {
             ApiError::Command(CommandError::Store(crate::event_store::EventStoreError::Backend(e.to_string())))
         })?;
-        let view = EventView {
-            aggregate_type: &event.aggregate_type,
-            aggregate_id: &event.aggregate_id,
-            version: event.version,
-            position: event.global_position,
-            event_type: &event.event_type,
-            schema_version: event.schema_version,
-            data,
-            recorded_at: &event.recorded_at,
-        };
         events.push(serde_json::to_value(view).map_err(|e| ApiError::InvalidJson(e.to_string()))?);
     }
     Ok(Json(json!({ "aggregateType": aggregate_type, "id": id, "events": events })))

@@ -4,7 +4,10 @@
 //! answers queries, and rebuilds into fresh tables while the old ones keep serving.
 //!
 //! The embedded bus is the event store's log itself: positions are committed in order, so
-//! following `position > checkpoint` never skips an event.
+//! following `position > checkpoint` never skips an event. With Kafka, [`kafka`] feeds the same
+//! apply step from the projection's consumer group, saving partition offsets instead.
+
+pub mod kafka;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use tokio::sync::{Mutex, watch};
 
 use crate::capabilities::sql::SqlSession;
 use crate::event_store::{EventStore, StoredEvent};
-use crate::read_store::{Checkpoint, DeadLetter, ReadStore, ReadStoreError};
+use crate::read_store::{Checkpoint, DeadLetter, OffsetAdvance, ReadStore, ReadStoreError};
 use crate::runtime::PluginFault;
 use crate::runtime::projection::{HandleFailure, QueryOutcome, WasmProjection};
 
@@ -38,6 +41,56 @@ pub enum ProjectionError {
     Behind { projection: String, at: u64, wanted: u64 },
     #[error("host task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusError),
+}
+
+/// What a batch's transaction records besides the rows, so that it is never applied twice.
+pub(crate) enum Progress {
+    /// Nothing: a rebuild saves its checkpoint once it is done.
+    Untracked,
+    /// The position in the event store's log.
+    Checkpoint(Checkpoint),
+    /// Bus offsets per partition.
+    Offsets(kafka::BatchOffsets),
+}
+
+/// One transaction's share of a [`Progress`].
+enum Step {
+    None,
+    Checkpoint(Checkpoint),
+    Offsets(Vec<OffsetAdvance>),
+}
+
+impl Progress {
+    /// After the whole batch.
+    fn whole(&self) -> Step {
+        match self {
+            Self::Untracked => Step::None,
+            Self::Checkpoint(c) => Step::Checkpoint(c.clone()),
+            Self::Offsets(o) => Step::Offsets(o.advances.clone()),
+        }
+    }
+
+    /// After `event` alone, when a batch is retried event by event.
+    fn after(&self, event: &StoredEvent) -> Step {
+        match self {
+            Self::Untracked => Step::None,
+            Self::Checkpoint(c) => Step::Checkpoint(Checkpoint { position: event.global_position, ..c.clone() }),
+            Self::Offsets(o) => o.after(event).map_or(Step::None, |a| Step::Offsets(vec![a])),
+        }
+    }
+
+    /// After the event-by-event retry: the rest of the batch, which carries no rows.
+    fn rest(&self) -> Step {
+        match self {
+            Self::Untracked => Step::None,
+            Self::Checkpoint(c) => Step::Checkpoint(c.clone()),
+            Self::Offsets(o) => {
+                Step::Offsets(o.advances.iter().map(|a| OffsetAdvance { fence: None, ..a.clone() }).collect())
+            }
+        }
+    }
 }
 
 /// One projection plugin and its progress through the log.
@@ -68,6 +121,8 @@ impl Projection {
                 let checkpoint = Checkpoint { generation, position: 0, schema_version: manifest.schema_version };
                 let mut tx = read_store.pool().begin().await.map_err(ReadStoreError::from)?;
                 read_store.save_checkpoint(&mut tx, &manifest.name, &checkpoint).await?;
+                // Fresh tables start from the log's beginning, not from old bus offsets.
+                read_store.clear_offsets(&mut tx, &manifest.name).await?;
                 tx.commit().await.map_err(ReadStoreError::from)?;
                 if let Some(old) = previous {
                     tracing::info!(projection = %manifest.name, "schema version changed: rebuilding from the start");
@@ -129,25 +184,25 @@ impl Projection {
         let Some(last) = batch.last().map(|e| e.global_position) else { return Ok(false) };
         let generation = checkpoint.generation;
         let next = Checkpoint { position: last, ..checkpoint.clone() };
-        self.apply(&self.read_store, generation, &batch, Some(&next)).await?;
+        self.apply(&self.read_store, generation, &batch, &Progress::Checkpoint(next.clone())).await?;
         *checkpoint = next;
         self.position.send_replace(last);
         Ok(true)
     }
 
-    /// Apply `batch` to the tables of `generation` in `store`, then (when given) write
-    /// `checkpoint` in the same transaction. A batch the plugin refuses is retried event by event,
-    /// and an event that still fails is dead-lettered with the reason.
+    /// Apply `batch` to the tables of `generation` in `store`, then write its `progress` in the
+    /// same transaction. A batch the plugin refuses is retried event by event, and an event that
+    /// still fails is dead-lettered with the reason.
     async fn apply(
         &self,
         store: &ReadStore,
         generation: i64,
         batch: &[StoredEvent],
-        checkpoint: Option<&Checkpoint>,
+        progress: &Progress,
     ) -> Result<(), ProjectionError> {
         let subscribed: Vec<StoredEvent> =
             batch.iter().filter(|e| self.plugin.manifest().subscriptions.contains(&e.event_type)).cloned().collect();
-        match self.handle_in_tx(store, generation, &subscribed, checkpoint).await? {
+        match self.handle_in_tx(store, generation, &subscribed, &progress.whole()).await? {
             Ok(()) => return Ok(()),
             Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
             Err(failure) => {
@@ -156,8 +211,8 @@ impl Projection {
         }
         for event in &subscribed {
             let one = std::slice::from_ref(event);
-            let step = checkpoint.map(|c| Checkpoint { position: event.global_position, ..c.clone() });
-            match self.handle_in_tx(store, generation, one, step.as_ref()).await? {
+            let step = progress.after(event);
+            match self.handle_in_tx(store, generation, one, &step).await? {
                 Ok(()) => {}
                 Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
                 Err(failure) => {
@@ -172,29 +227,47 @@ impl Projection {
                     };
                     let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
                     store.add_dead_letter(&mut tx, &letter).await?;
-                    if let Some(step) = &step {
-                        store.save_checkpoint(&mut tx, self.name(), step).await?;
-                    }
+                    self.save_step(store, &mut tx, &step).await?;
                     tx.commit().await.map_err(ReadStoreError::from)?;
                 }
             }
         }
-        if let Some(checkpoint) = checkpoint {
+        let rest = progress.rest();
+        if !matches!(rest, Step::None) {
             let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
-            store.save_checkpoint(&mut tx, self.name(), checkpoint).await?;
+            self.save_step(store, &mut tx, &rest).await?;
             tx.commit().await.map_err(ReadStoreError::from)?;
         }
         Ok(())
     }
 
-    /// One transaction: the plugin's writes for `events`, then the checkpoint; committed only if
-    /// the plugin succeeded.
+    /// Write a step of progress inside `tx`.
+    async fn save_step(
+        &self,
+        store: &ReadStore,
+        tx: &mut sqlx::AnyConnection,
+        step: &Step,
+    ) -> Result<(), ProjectionError> {
+        match step {
+            Step::None => {}
+            Step::Checkpoint(checkpoint) => store.save_checkpoint(tx, self.name(), checkpoint).await?,
+            Step::Offsets(advances) => {
+                for advance in advances {
+                    store.save_offset(tx, self.name(), advance).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One transaction: the plugin's writes for `events`, then the progress step; committed only
+    /// if the plugin succeeded.
     async fn handle_in_tx(
         &self,
         store: &ReadStore,
         generation: i64,
         events: &[StoredEvent],
-        checkpoint: Option<&Checkpoint>,
+        step: &Step,
     ) -> Result<Result<(), HandleFailure>, ProjectionError> {
         let tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
         let schema = Arc::new(self.plugin.manifest().schema.clone());
@@ -215,8 +288,9 @@ impl Projection {
             tx.rollback().await.map_err(ReadStoreError::from)?;
             return Ok(outcome);
         }
-        if let Some(checkpoint) = checkpoint {
-            store.save_checkpoint(&mut tx, self.name(), checkpoint).await?;
+        if let Err(e) = self.save_step(store, &mut tx, step).await {
+            tx.rollback().await.map_err(ReadStoreError::from)?;
+            return Err(e);
         }
         tx.commit().await.map_err(ReadStoreError::from)?;
         Ok(Ok(()))
@@ -275,7 +349,7 @@ impl Projection {
         loop {
             let batch = self.events.read_all(position, BATCH * 4).await?;
             let Some(last) = batch.last().map(|e| e.global_position) else { break };
-            self.apply(store, generation, &batch, None).await?;
+            self.apply(store, generation, &batch, &Progress::Untracked).await?;
             position = last;
             progress(position, head.max(position));
         }
@@ -292,7 +366,7 @@ impl Projection {
         loop {
             let batch = self.events.read_all(checkpoint.position, BATCH * 4).await?;
             let Some(last) = batch.last().map(|e| e.global_position) else { break };
-            self.apply(store, generation, &batch, None).await?;
+            self.apply(store, generation, &batch, &Progress::Untracked).await?;
             checkpoint.position = last;
         }
         let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;

@@ -96,6 +96,11 @@ impl Dialect {
                  event_type {text} NOT NULL, aggregate_id {text} NOT NULL, reason {long_text} NOT NULL, \
                  recorded_at {text} NOT NULL, PRIMARY KEY (projection, position))"
             ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS sluice_offsets (projection {text} NOT NULL, topic {text} NOT NULL, \
+                 part BIGINT NOT NULL, next_offset BIGINT NOT NULL, last_position BIGINT NOT NULL, \
+                 PRIMARY KEY (projection, topic, part))"
+            ),
         ]
     }
 

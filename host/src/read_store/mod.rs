@@ -3,10 +3,12 @@
 //!
 //! Projections never write SQL: they declare tables ([`ProjectionSchema`]) and send structured
 //! statements, and [`dialect`] writes the SQL for the store at hand. The host's own bookkeeping
-//! lives in two tables: `sluice_projections` (each projection's generation and position, updated
-//! in the same transaction as its rows) and `sluice_dead_letters`.
+//! lives in three tables: `sluice_projections` (each projection's generation and position, updated
+//! in the same transaction as its rows), `sluice_offsets` (with the Kafka bus, each projection's
+//! offset per partition, likewise; see [`offsets`]) and `sluice_dead_letters`.
 
 pub mod dialect;
+pub mod offsets;
 pub mod schema;
 
 use std::str::FromStr;
@@ -16,6 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor, Row};
 
 pub use dialect::Dialect;
+pub use offsets::{OffsetAdvance, PartitionOffset};
 pub use schema::{ColumnType, ProjectionSchema, TableSchema};
 
 /// Why the read store failed.
@@ -25,6 +28,10 @@ pub enum ReadStoreError {
     Open { url: String, message: String },
     #[error("read store: {0}")]
     Backend(String),
+    /// Another consumer moved the partition's offset first (it took the partition over): the
+    /// transaction is rolled back and the consumer re-reads its offsets.
+    #[error("projection {projection}: offset of {topic}/{partition} moved to {stored} by another consumer")]
+    OffsetMoved { projection: String, topic: String, partition: i32, stored: i64 },
 }
 
 impl From<sqlx::Error> for ReadStoreError {

@@ -190,6 +190,14 @@ impl PluginRegistry {
         self.current.load().projections.get(name).map(|(p, _)| p.clone())
     }
 
+    /// Every loaded aggregate, by type.
+    pub fn aggregates(&self) -> Vec<Arc<dyn AggregateLogic>> {
+        let snapshot = self.current.load();
+        let mut all: Vec<_> = snapshot.aggregates.values().map(|(logic, _)| logic.clone()).collect();
+        all.sort_by(|a, b| a.manifest().aggregate_type.cmp(&b.manifest().aggregate_type));
+        all
+    }
+
     /// Every loaded projection plugin.
     pub fn projections(&self) -> Vec<Arc<WasmProjection>> {
         let snapshot = self.current.load();

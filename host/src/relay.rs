@@ -1,0 +1,161 @@
+//! The relay: follows the event store's global log and publishes every event to Kafka, so a
+//! crash between an append and its publication loses nothing. Commands never publish.
+//!
+//! The relay publishes a batch, waits until the broker acknowledged all of it, and only then
+//! saves its position in the event store; after a crash it resumes from the saved position, so
+//! a message may appear twice on the wire but none is missing (consumers skip the repeats by
+//! global position, see [`crate::projection`]). Hosts sharing a store each run a relay, but
+//! only the holder of the store's relay lease publishes; a relay that loses the lease stops
+//! before saving, and the one that takes over starts from the last saved position.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::watch;
+
+use crate::bus::kafka::{HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_SCHEMA_VERSION};
+use crate::bus::{BusError, KafkaBus};
+use crate::event_store::{EventStore, EventStoreError};
+use crate::runtime::registry::PluginRegistry;
+
+/// Events published per batch.
+const BATCH: u32 = 500;
+/// How long a lease lasts without renewal.
+const LEASE: Duration = Duration::from_secs(10);
+/// How often a relay renews its lease while idle.
+const RENEW: Duration = Duration::from_secs(3);
+
+/// Why a batch was not published; the relay retries from its saved position.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("event store: {0}")]
+    Store(#[from] EventStoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("kafka refused event at position {position}: {reason}")]
+    Delivery { position: u64, reason: String },
+    #[error(
+        "event at position {position} belongs to aggregate type {aggregate_type:?}, which no loaded plugin declares"
+    )]
+    UnknownAggregate { position: u64, aggregate_type: String },
+    #[error("event at position {position} is not JSON: {reason}")]
+    Envelope { position: u64, reason: String },
+}
+
+/// The relay of one host.
+pub struct Relay {
+    store: Arc<dyn EventStore>,
+    bus: KafkaBus,
+    registry: PluginRegistry,
+    owner: String,
+    producer: Option<FutureProducer>,
+    /// The saved position while this relay holds the lease.
+    held: Option<u64>,
+    renewed: Instant,
+}
+
+impl Relay {
+    pub fn new(store: Arc<dyn EventStore>, bus: KafkaBus, registry: PluginRegistry) -> Self {
+        Self {
+            store,
+            bus,
+            registry,
+            owner: format!("relay-{}", uuid::Uuid::new_v4()),
+            producer: None,
+            held: None,
+            renewed: Instant::now(),
+        }
+    }
+
+    /// Publish until `stop` fires; woken early by `appended`.
+    pub async fn run(mut self, mut appended: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.publish_once().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(owner = %self.owner, "relay paused after an error, resuming from its saved position: {e}");
+                    // A fatal producer error (e.g. a gap) makes the producer unusable.
+                    self.producer = None;
+                    self.held = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            tokio::select! {
+                _ = appended.changed() => {}
+                _ = stop.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
+    /// Publish the next batch if this relay holds the lease. Returns whether there was one.
+    pub async fn publish_once(&mut self) -> Result<bool, RelayError> {
+        let position = match self.held {
+            Some(position) if self.renewed.elapsed() < RENEW => position,
+            _ => match self.store.claim_relay(&self.owner, LEASE).await? {
+                Some(position) => {
+                    if self.held.is_none() {
+                        tracing::info!(owner = %self.owner, position, "relay holds the lease");
+                    }
+                    self.held = Some(position);
+                    self.renewed = Instant::now();
+                    position
+                }
+                None => {
+                    self.held = None;
+                    return Ok(false);
+                }
+            },
+        };
+        let batch = self.store.read_all(position, BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.global_position) else { return Ok(false) };
+        let producer = match &self.producer {
+            Some(producer) => producer,
+            None => self.producer.insert(self.bus.producer()?),
+        };
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for event in &batch {
+            let position = event.global_position;
+            let Some(aggregate) = self.registry.aggregate(&event.aggregate_type) else {
+                return Err(RelayError::UnknownAggregate { position, aggregate_type: event.aggregate_type.clone() });
+            };
+            let topic = self.bus.topic(&aggregate.manifest().topic);
+            let envelope = event
+                .envelope()
+                .and_then(|e| serde_json::to_vec(&e))
+                .map_err(|e| RelayError::Envelope { position, reason: e.to_string() })?;
+            let schema_version = event.schema_version.to_string();
+            let position_text = position.to_string();
+            let headers = OwnedHeaders::new_with_capacity(3)
+                .insert(Header { key: HEADER_EVENT_TYPE, value: Some(&event.event_type) })
+                .insert(Header { key: HEADER_SCHEMA_VERSION, value: Some(&schema_version) })
+                .insert(Header { key: HEADER_POSITION, value: Some(&position_text) });
+            let record = FutureRecord::to(&topic).key(&event.aggregate_id).payload(&envelope).headers(headers);
+            let delivery = producer
+                .send_result(record)
+                .map_err(|(e, _)| RelayError::Delivery { position, reason: e.to_string() })?;
+            deliveries.push((position, delivery));
+        }
+        for (position, delivery) in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(RelayError::Delivery { position, reason: e.to_string() }),
+                Err(_) => return Err(RelayError::Delivery { position, reason: "the producer went away".into() }),
+            }
+        }
+        if !self.store.save_relay_position(&self.owner, last, LEASE).await? {
+            tracing::warn!(owner = %self.owner, "relay lost its lease to another host");
+            self.held = None;
+            return Ok(false);
+        }
+        self.held = Some(last);
+        self.renewed = Instant::now();
+        Ok(true)
+    }
+}
