@@ -6,7 +6,9 @@
 //! a message may appear twice on the wire but none is missing (consumers skip the repeats by
 //! global position, see [`crate::projection`]). Hosts sharing a store each run a relay, but
 //! only the holder of the store's relay lease publishes; a relay that loses the lease stops
-//! before saving, and the one that takes over starts from the last saved position.
+//! before saving, and the one that takes over starts from the last saved position. The owner
+//! name is the host's id (kept in its data directory), so a host restarted after a crash takes
+//! its own lease back at once instead of waiting for it to expire.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,16 +59,9 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(store: Arc<dyn EventStore>, bus: KafkaBus, registry: PluginRegistry) -> Self {
-        Self {
-            store,
-            bus,
-            registry,
-            owner: format!("relay-{}", uuid::Uuid::new_v4()),
-            producer: None,
-            held: None,
-            renewed: Instant::now(),
-        }
+    /// A relay that claims the lease as `owner` (stable across restarts of one host).
+    pub fn new(store: Arc<dyn EventStore>, bus: KafkaBus, registry: PluginRegistry, owner: String) -> Self {
+        Self { store, bus, registry, owner, producer: None, held: None, renewed: Instant::now() }
     }
 
     /// Publish until `stop` fires; woken early by `appended`.
@@ -82,8 +77,16 @@ impl Relay {
                     tracing::warn!(owner = %self.owner, "relay paused after an error, resuming from its saved position: {e}");
                     // A fatal producer error (e.g. a gap) makes the producer unusable.
                     self.producer = None;
+                    let mut pause = Duration::from_secs(1);
+                    if let RelayError::UnknownAggregate { position, .. } = e
+                        && let Some(held) = self.held
+                    {
+                        // Another host may have the plugin: let it take the lease over.
+                        let _ = self.store.save_relay_position(&self.owner, held.min(position), Duration::ZERO).await;
+                        pause = RENEW * 2;
+                    }
                     self.held = None;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(pause).await;
                 }
             }
             tokio::select! {

@@ -43,6 +43,8 @@ pub struct Host {
     pub state: AppState,
     /// The Kafka bus, when configured (else projections follow the event store directly).
     pub bus: Option<KafkaBus>,
+    /// This host's name among the hosts sharing the stores (kept in the data directory).
+    pub host_id: String,
     stop: watch::Sender<bool>,
 }
 
@@ -74,7 +76,8 @@ impl Host {
             }
         };
         let (stop, _) = watch::channel(false);
-        Ok(Self { runtime, registry, store, read_store, state, bus, stop })
+        let host_id = host_id(&config.data_dir)?;
+        Ok(Self { runtime, registry, store, read_store, state, bus, host_id, stop })
     }
 
     /// Start following the log with every projection, and with Kafka, the relay.
@@ -85,11 +88,11 @@ impl Host {
             }
             return;
         };
-        let relay = Relay::new(self.store.clone(), bus.clone(), self.registry.clone());
+        let relay = Relay::new(self.store.clone(), bus.clone(), self.registry.clone(), self.host_id.clone());
         tokio::spawn(relay.run(self.state.commands.subscribe(), self.stop.subscribe()));
         for projection in self.state.projections.all() {
             let topics = self.topics_of(&projection);
-            tokio::spawn(projection.run_kafka(bus.clone(), topics, self.stop.subscribe()));
+            tokio::spawn(projection.run_kafka(bus.clone(), topics, self.host_id.clone(), self.stop.subscribe()));
         }
     }
 
@@ -120,4 +123,19 @@ impl Host {
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }
+}
+
+/// The host's id: read from `<data-dir>/host-id`, created on the first start.
+fn host_id(data_dir: &std::path::Path) -> Result<String, StartError> {
+    let path = data_dir.join("host-id");
+    let io = |source| StartError::Dir { path: path.clone(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let id = format!("host-{}", uuid::Uuid::new_v4());
+    std::fs::write(&path, format!("{id}\n")).map_err(io)?;
+    Ok(id)
 }

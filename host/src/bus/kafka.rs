@@ -105,15 +105,19 @@ impl KafkaBus {
     }
 
     /// A consumer in `group` that never commits on its own and starts a new group at the
-    /// beginning of each partition.
+    /// beginning of each partition. `member` is its static membership: a member restarted under
+    /// the same name gets its partitions back at once, without waiting for the session timeout
+    /// of its previous incarnation.
     pub fn consumer<C: ConsumerContext + 'static>(
         &self,
         group: &str,
+        member: &str,
         context: C,
     ) -> Result<StreamConsumer<C>, BusError> {
         Ok(self
             .config()
             .set("group.id", group)
+            .set("group.instance.id", member)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")

@@ -74,8 +74,15 @@ type States = HashMap<PartitionKey, (i64, u64)>;
 type Ends = Vec<(PartitionKey, i64)>;
 
 impl Projection {
-    /// Consume `topics` until `stop` fires; a consumer that fails is dropped and a new one joins.
-    pub async fn run_kafka(self: Arc<Self>, bus: KafkaBus, topics: Vec<String>, mut stop: watch::Receiver<bool>) {
+    /// Consume `topics` as group member `{host_id}.{projection}` until `stop` fires; a consumer
+    /// that fails is dropped and a new one joins.
+    pub async fn run_kafka(
+        self: Arc<Self>,
+        bus: KafkaBus,
+        topics: Vec<String>,
+        host_id: String,
+        mut stop: watch::Receiver<bool>,
+    ) {
         if topics.is_empty() {
             tracing::warn!(projection = %self.name(), "no aggregate is loaded, so there is no topic to consume");
             return;
@@ -85,7 +92,7 @@ impl Projection {
             if *stop.borrow() {
                 return;
             }
-            match self.consume(&bus, &topics, &mut stop).await {
+            match self.consume(&bus, &topics, &host_id, &mut stop).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(projection = %self.name(), "consumer stopped after an error, rejoining: {e}");
@@ -99,12 +106,14 @@ impl Projection {
         &self,
         bus: &KafkaBus,
         topics: &[String],
+        host_id: &str,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), ProjectionError> {
         if self.read_store.partition_offsets(self.name()).await?.is_empty() {
             while self.catch_up_once().await? {}
         }
-        let consumer = bus.consumer(&bus.projection_group(self.name()), Rebalances::default())?;
+        let member = format!("{host_id}.{}", self.name());
+        let consumer = bus.consumer(&bus.projection_group(self.name()), &member, Rebalances::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(BusError::from)?;
         let mut states = States::new();
