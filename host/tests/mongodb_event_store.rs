@@ -327,3 +327,41 @@ async fn a_gap_that_outlives_the_timeout_is_closed_and_its_commit_moves_later() 
     assert_eq!(store.head_position().await.expect("head"), 3);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn one_relay_holds_the_lease_and_its_position_only_grows() {
+    let Some(db) = TestDb::new("one_relay_holds_the_lease_and_its_position_only_grows") else { return };
+    let store = db.open().await;
+    let lease = Duration::from_secs(30);
+    assert_eq!(store.relay_position().await.expect("position"), 0);
+    assert_eq!(store.claim_relay("a", lease).await.expect("claim"), Some(0));
+    assert_eq!(store.claim_relay("b", lease).await.expect("claim"), None);
+    assert!(store.save_relay_position("a", 7, lease).await.expect("save"));
+    assert!(store.save_relay_position("a", 5, lease).await.expect("save"));
+    assert!(!store.save_relay_position("b", 9, lease).await.expect("save"));
+    assert_eq!(store.relay_position().await.expect("position"), 7);
+    assert_eq!(store.claim_relay("a", lease).await.expect("renew"), Some(7));
+    // An expired lease goes to whoever claims it next, with the saved position; the old owner
+    // can no longer save.
+    assert!(store.save_relay_position("a", 8, Duration::ZERO).await.expect("save"));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.claim_relay("b", lease).await.expect("take over"), Some(8));
+    assert!(!store.save_relay_position("a", 9, lease).await.expect("fenced"));
+    assert_eq!(store.claim_relay("a", lease).await.expect("claim"), None);
+    // Of many claimants of a free lease, exactly one wins.
+    assert!(store.save_relay_position("b", 8, Duration::ZERO).await.expect("release"));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let store = Arc::new(store);
+    let claims: Vec<_> = (0..8)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_relay(&format!("c{n}"), lease).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for claim in claims {
+        winners += usize::from(claim.await.expect("task").expect("claim").is_some());
+    }
+    assert_eq!(winners, 1);
+    db.drop().await;
+}

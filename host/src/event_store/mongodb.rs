@@ -8,7 +8,10 @@
 //! last stream version), `last_position`, `recorded_at` and `events`, each with `version`,
 //! `position`, `event_type`, `schema_version`, `data` (JSON text) and `recorded_at`. A unique index
 //! covers (aggregate_type, aggregate_id, start). The `counters` collection holds the global
-//! position counter. The database is the URL's path (`mongodb://host:27017/sluice`), `sluice` when
+//! position counter. The relay's saved position is the `relay` document of `relay`; its lease is
+//! the newest document of `relay_leases` (`_id` = epoch, `owner`, `expires_at` in Unix ms): a
+//! claimant of an expired lease inserts the next epoch, so the unique `_id` picks one winner
+//! without relying on an atomic conditional update. The database is the URL's path (`mongodb://host:27017/sluice`), `sluice` when
 //! it names none; indexes and the counter are created on open, idempotently.
 //!
 //! **Atomic batches.** A batch is one document and a single insert is atomic, so a crash never
@@ -140,14 +143,23 @@ impl Commit {
     }
 }
 
+/// A relay lease as stored.
+struct Lease {
+    epoch: i64,
+    owner: String,
+    expires_at: i64,
+}
+
 /// The MongoDB event store.
 pub struct MongoEventStore {
     commits: Collection<Commit>,
     /// The same collection, untyped, for queries that return only some fields.
     raw: Collection<Document>,
     counters: Collection<Document>,
-    /// The relay's lease and position: one document, `_id` [`RELAY`].
+    /// The relay's position: one document, `_id` [`RELAY`].
     relay: Collection<Document>,
+    /// The relay's leases: one document per epoch (`_id`), with `owner` and `expires_at`.
+    relay_leases: Collection<Document>,
     timing: Timing,
     hold: Mutex<Option<Hold>>,
 }
@@ -192,6 +204,7 @@ impl MongoEventStore {
             raw: db.collection("commits"),
             counters: db.collection("counters"),
             relay: db.collection("relay"),
+            relay_leases: db.collection("relay_leases"),
             timing,
             hold: Mutex::new(None),
         };
@@ -217,6 +230,16 @@ impl MongoEventStore {
         }
         self.counters.update_one(doc! { "_id": POSITION_COUNTER }, doc! { "$max": { "value": used } }).await?;
         Ok(())
+    }
+
+    /// The newest relay lease, if any.
+    async fn current_lease(&self) -> Result<Option<Lease>, EventStoreError> {
+        let newest = self.relay_leases.find_one(doc! {}).sort(doc! { "_id": -1 }).await?;
+        Ok(newest.map(|d| Lease {
+            epoch: number(d.get("_id")).unwrap_or(0),
+            owner: d.get_str("owner").unwrap_or_default().to_owned(),
+            expires_at: number(d.get("expires_at")).unwrap_or(0),
+        }))
     }
 
     /// Take `count` positions from the counter: the first of them and when the request was sent.
@@ -521,31 +544,37 @@ impl EventStore for MongoEventStore {
 
     async fn claim_relay(&self, owner: &str, lease: Duration) -> Result<Option<u64>, EventStoreError> {
         let (now, expires_at) = super::lease_expiry(lease);
-        let fresh = doc! { "_id": RELAY, "owner": owner, "expires_at": expires_at, "position": 0_i64 };
-        match self.relay.insert_one(fresh).await {
-            Ok(_) => return Ok(Some(0)),
-            Err(e) if is_duplicate_key(&e) => {}
-            Err(e) => return Err(e.into()),
+        let epoch = match self.current_lease().await? {
+            Some(current) if current.owner == owner => {
+                let renew = doc! { "$set": { "expires_at": expires_at } };
+                self.relay_leases.update_one(doc! { "_id": current.epoch, "owner": owner }, renew).await?;
+                return Ok(Some(self.relay_position().await?));
+            }
+            Some(current) if current.expires_at >= now => return Ok(None),
+            Some(current) => current.epoch + 1,
+            None => 1,
+        };
+        // A new epoch is a new document: of two claimants, the unique `_id` lets one win.
+        match self.relay_leases.insert_one(doc! { "_id": epoch, "owner": owner, "expires_at": expires_at }).await {
+            Ok(_) => Ok(Some(self.relay_position().await?)),
+            Err(e) if is_duplicate_key(&e) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        // Single-document updates are atomic: of two claimants of an expired lease, one matches.
-        let free = doc! { "_id": RELAY, "$or": [{ "owner": owner }, { "expires_at": { "$lt": now } }] };
-        let taken = self.relay.update_one(free, doc! { "$set": { "owner": owner, "expires_at": expires_at } }).await?;
-        if taken.matched_count == 0 {
-            return Ok(None);
-        }
-        Ok(Some(self.relay_position().await?))
     }
 
     async fn save_relay_position(&self, owner: &str, position: u64, lease: Duration) -> Result<bool, EventStoreError> {
         let (_, expires_at) = super::lease_expiry(lease);
-        let saved = self
-            .relay
-            .update_one(
-                doc! { "_id": RELAY, "owner": owner },
-                doc! { "$max": { "position": to_i64(position) }, "$set": { "expires_at": expires_at } },
-            )
+        let Some(current) = self.current_lease().await?.filter(|c| c.owner == owner) else { return Ok(false) };
+        // Saved positions only ever grow and were acknowledged by the bus, so a relay that loses
+        // its lease between the check and this write still saves a true position.
+        self.relay
+            .update_one(doc! { "_id": RELAY }, doc! { "$max": { "position": to_i64(position) } })
+            .upsert(true)
             .await?;
-        Ok(saved.matched_count == 1)
+        self.relay_leases
+            .update_one(doc! { "_id": current.epoch, "owner": owner }, doc! { "$set": { "expires_at": expires_at } })
+            .await?;
+        Ok(true)
     }
 
     async fn relay_position(&self) -> Result<u64, EventStoreError> {
