@@ -3,6 +3,7 @@
 
 mod native;
 mod projection;
+mod relay;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +55,12 @@ struct Args {
     /// A PostgreSQL server URL (a database is created under it) for the PostgreSQL figures.
     #[arg(long, env = "SLUICE_BENCH_POSTGRES_URL")]
     postgres: Option<String>,
+    /// A Kafka bootstrap URL (kafka://HOST:PORT) for the relay figures.
+    #[arg(long, env = "SLUICE_BENCH_KAFKA_URL")]
+    kafka: Option<String>,
+    /// Events of the relay benchmark.
+    #[arg(long, default_value_t = 50_000)]
+    relay_events: usize,
 }
 
 #[tokio::main]
@@ -95,6 +102,16 @@ async fn main() -> anyhow::Result<()> {
 
     if let Some(path) = &args.projection {
         projection_benches(&runtime, path, &args).await?;
+    }
+    if let Some(kafka) = &args.kafka {
+        let dir = tempfile::tempdir().context("failed to create a temp dir")?;
+        let store = projection::bank_history(dir.path(), args.relay_events / 20, args.relay_events).await?;
+        println!(
+            "relay to Kafka, {} events from the SQLite event store: relay vs a raw rdkafka producer (same settings)",
+            args.relay_events
+        );
+        let (relay, raw) = relay::relay_vs_raw(kafka, native.clone(), store).await?;
+        println!("  relay {relay:>9.0} events/s   raw producer {raw:>9.0} events/s   ratio {:.3}", relay / raw);
     }
     Ok(())
 }

@@ -19,11 +19,11 @@ use tokio::sync::watch;
 
 use crate::bus::kafka::{HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_SCHEMA_VERSION};
 use crate::bus::{BusError, KafkaBus};
-use crate::event_store::{EventStore, EventStoreError};
+use crate::event_store::{EventStore, EventStoreError, StoredEvent};
 use crate::runtime::registry::PluginRegistry;
 
 /// Events published per batch.
-const BATCH: u32 = 500;
+const BATCH: u32 = 1000;
 /// How long a lease lasts without renewal.
 const LEASE: Duration = Duration::from_secs(10);
 /// How often a relay renews its lease while idle.
@@ -55,13 +55,15 @@ pub struct Relay {
     producer: Option<FutureProducer>,
     /// The saved position while this relay holds the lease.
     held: Option<u64>,
+    /// The batch after a position, read ahead while the previous one was acknowledged.
+    prefetched: Option<(u64, Vec<StoredEvent>)>,
     renewed: Instant,
 }
 
 impl Relay {
     /// A relay that claims the lease as `owner` (stable across restarts of one host).
     pub fn new(store: Arc<dyn EventStore>, bus: KafkaBus, registry: PluginRegistry, owner: String) -> Self {
-        Self { store, bus, registry, owner, producer: None, held: None, renewed: Instant::now() }
+        Self { store, bus, registry, owner, producer: None, held: None, prefetched: None, renewed: Instant::now() }
     }
 
     /// Publish until `stop` fires; woken early by `appended`.
@@ -116,7 +118,10 @@ impl Relay {
                 }
             },
         };
-        let batch = self.store.read_all(position, BATCH).await?;
+        let batch = match self.prefetched.take() {
+            Some((after, batch)) if after == position => batch,
+            _ => self.store.read_all(position, BATCH).await?,
+        };
         let Some(last) = batch.last().map(|e| e.global_position) else { return Ok(false) };
         let producer = match &self.producer {
             Some(producer) => producer,
@@ -145,12 +150,23 @@ impl Relay {
                 .map_err(|(e, _)| RelayError::Delivery { position, reason: e.to_string() })?;
             deliveries.push((position, delivery));
         }
-        for (position, delivery) in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(RelayError::Delivery { position, reason: e.to_string() }),
-                Err(_) => return Err(RelayError::Delivery { position, reason: "the producer went away".into() }),
+        // The next batch is read while the broker acknowledges this one.
+        let acknowledged = async {
+            for (position, delivery) in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(RelayError::Delivery { position, reason: e.to_string() }),
+                    Err(_) => return Err(RelayError::Delivery { position, reason: "the producer went away".into() }),
+                }
             }
+            Ok(())
+        };
+        let (acknowledged, next) = tokio::join!(acknowledged, self.store.read_all(last, BATCH));
+        acknowledged?;
+        if let Ok(next) = next
+            && !next.is_empty()
+        {
+            self.prefetched = Some((last, next));
         }
         if !self.store.save_relay_position(&self.owner, last, LEASE).await? {
             tracing::warn!(owner = %self.owner, "relay lost its lease to another host");
