@@ -3,7 +3,8 @@
 //! resumes publishing without a gap and its read model equals a fresh rebuild; two hosts on one
 //! stack never overdraw and agree on the read model.
 //!
-//! Each test uses its own MongoDB database, PostgreSQL database and Kafka topic prefix.
+//! Each test uses its own MongoDB database, SQL database (PostgreSQL, once MariaDB) and Kafka
+//! topic prefix.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ struct Stack {
     kafka: String,
     prefix: String,
     mongodb: String,
-    postgres: String,
+    read_store: String,
 }
 
 impl Stack {
@@ -40,18 +41,22 @@ impl Stack {
             kafka: kafka.trim_start_matches("kafka://").to_owned(),
             prefix: format!("t{}.", &unique[..12]),
             mongodb: format!("{base}/sluice_t{}", &unique[..12]),
-            postgres,
+            read_store: postgres,
         }))
     }
 
     fn options(&self) -> HostOptions {
-        HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountsProjection])
+        self.options_with(&[Plugin::BankAccount, Plugin::AccountsProjection])
+    }
+
+    fn options_with(&self, plugins: &[Plugin]) -> HostOptions {
+        HostOptions::with_plugins(plugins)
             .arg("--event-store")
             .arg(&self.mongodb)
             .arg("--bus")
             .arg(format!("kafka://{}?topic_prefix={}", self.kafka, self.prefix))
             .arg("--read-store")
-            .arg(&self.postgres)
+            .arg(&self.read_store)
     }
 
     fn topic(&self) -> String {
@@ -179,6 +184,18 @@ async fn deposit(api: &Api, id: &str, amount: &str) -> Result<u64> {
 #[tokio::test]
 async fn the_seed_flow_lands_in_kafka_keyed_by_account_in_version_order() -> Result<()> {
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    seed_flow(&stack).await
+}
+
+#[tokio::test]
+async fn the_seed_flow_on_kafka_with_a_mariadb_read_store() -> Result<()> {
+    let Some(mut stack) = Stack::fresh()? else { return Ok(()) };
+    let Some(mariadb) = Server::MariaDb.fresh_database_url()? else { return Ok(()) };
+    stack.read_store = mariadb;
+    seed_flow(&stack).await
+}
+
+async fn seed_flow(stack: &Stack) -> Result<()> {
     let host = Host::start(stack.options()).await?;
     let ada = host.open_account("Ada", "50.00").await?;
     let bob = host.open_account("Bob", "10").await?;
@@ -217,6 +234,36 @@ async fn the_seed_flow_lands_in_kafka_keyed_by_account_in_version_order() -> Res
     let first = messages.iter().find(|m| m.envelope["version"] == 1).context("no first event")?;
     let id = first.key.as_str();
     ensure!(first.envelope == streams[id][0], "envelope {} vs route {}", first.envelope, streams[id][0]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_projection_consumes_the_topic_of_its_aggregate() -> Result<()> {
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let host = Host::start(stack.options_with(&[
+        Plugin::BankAccount,
+        Plugin::Post,
+        Plugin::AccountsProjection,
+        Plugin::PostsProjection,
+    ]))
+    .await?;
+    let id = host.open_account("Ada", "5").await?;
+    let post = host
+        .post_json("/api/v1/newPost", &json!({ "author": "Grace", "message": "hello" }))
+        .await?
+        .expect_status(201)?;
+    let post_id = post.str_field("id")?.to_owned();
+    let liked = host.put_json(&format!("/api/v1/likePost/{post_id}"), &json!({})).await?.expect_status(200)?;
+    let last = liked.u64_field("position")?;
+    let request = host.request(reqwest::Method::GET, "/api/v1/postLookup/").header("Sluice-Position", last.to_string());
+    let posts = host.send(request).await?.expect_status(200)?;
+    let listed = posts.body["posts"].as_array().with_context(|| format!("no posts in {posts}"))?;
+    ensure!(listed.len() == 1 && listed[0]["likes"] == 1, "posts read model: {posts}");
+    ensure!(balances_by_query(&host, last).await?.get(&id).map(String::as_str) == Some("5"), "accounts read model");
+    let post_events = read_topic(&stack.kafka, &format!("{}SocialMediaPostEvents", stack.prefix), 2).await?;
+    ensure!(post_events.len() == 2 && post_events.iter().all(|m| m.key == post_id), "post topic: {post_events:?}");
+    let bank_events = read_topic(&stack.kafka, &stack.topic(), 1).await?;
+    ensure!(bank_events.len() == 1 && bank_events[0].key == id, "bank topic: {bank_events:?}");
     Ok(())
 }
 
@@ -286,7 +333,7 @@ async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a
         "--event-store",
         &stack.mongodb,
         "--read-store",
-        &stack.postgres,
+        &stack.read_store,
         "--into",
         &fresh,
     ])?;
