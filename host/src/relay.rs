@@ -32,16 +32,22 @@ const RENEW: Duration = Duration::from_secs(3);
 /// Why a batch was not published; the relay retries from its saved position.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    /// Reading the log or saving the position failed: retried.
     #[error("event store: {0}")]
     Store(#[from] EventStoreError),
+    /// The producer could not be created: retried.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// The broker did not acknowledge a message: the batch is produced again.
     #[error("kafka refused event at position {position}: {reason}")]
     Delivery { position: u64, reason: String },
+    /// No loaded plugin names the event's topic: this host hands the lease over, since another
+    /// host may have the plugin; the operator's to fix if none has.
     #[error(
         "event at position {position} belongs to aggregate type {aggregate_type:?}, which no loaded plugin declares"
     )]
     UnknownAggregate { position: u64, aggregate_type: String },
+    /// A stored event's data is not JSON (appends check it): a bug or a corrupted store.
     #[error("event at position {position} is not JSON: {reason}")]
     Envelope { position: u64, reason: String },
 }

@@ -25,10 +25,15 @@ pub const HEADER_POSITION: &str = "position";
 /// Why talking to Kafka failed: the broker or the network, never the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// The client or the broker failed (unreachable, timed out, refused): the caller retries
+    /// (relay, consumers) or the host does not start.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The broker refused to create a topic the host needs (e.g. not authorised): the host does
+    /// not start.
     #[error("kafka: cannot create topic {topic}: {code}")]
     Topic { topic: String, code: RDKafkaErrorCode },
+    /// The `--bus` URL is malformed: the operator's to fix.
     #[error("--bus kafka://{0}: {1}")]
     Config(String, String),
 }

@@ -193,3 +193,27 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, EventStoreError> {
         Err(EventStoreError::Unsupported(format!("--event-store {url:?}: expected a sqlite:// or mongodb:// URL")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_reads_back_as_the_event() {
+        let event = StoredEvent {
+            aggregate_type: "Thing".into(),
+            aggregate_id: "t-1".into(),
+            version: 3,
+            global_position: 42,
+            event_type: "ThingMoved".into(),
+            schema_version: 2,
+            data: r#"{"to":"here","by":1.50}"#.into(),
+            recorded_at: "2026-01-01T00:00:00.000000Z".into(),
+        };
+        let json = serde_json::to_vec(&event.envelope().expect("JSON data")).expect("serialise");
+        let text = String::from_utf8_lossy(&json);
+        assert!(text.contains(r#""position":42"#) && text.contains(r#""by":1.50"#), "{text}");
+        assert_eq!(StoredEvent::from_envelope(&json).expect("envelope"), event);
+        assert!(StoredEvent::from_envelope(b"{}").is_err());
+    }
+}
