@@ -157,6 +157,13 @@ impl Projection {
 
     /// Follow the log until `stop` fires; woken early by `appended`.
     pub async fn run(self: Arc<Self>, mut appended: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
+        while let Err(e) = self.leave_bus().await {
+            tracing::warn!(projection = %self.name(), "cannot switch from the Kafka bus yet, retrying: {e}");
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
         loop {
             if *stop.borrow() {
                 return;
@@ -175,6 +182,21 @@ impl Projection {
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
+    }
+
+    /// If the projection was fed by Kafka, its rows may hold events past its position (the
+    /// position only says that everything up to it is applied), so following the log from there
+    /// could apply some twice: rebuild it from the event store, then forget the bus offsets.
+    async fn leave_bus(&self) -> Result<(), ProjectionError> {
+        if self.read_store.partition_offsets(self.name()).await?.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(projection = %self.name(), "was fed by the Kafka bus: rebuilding from the event store");
+        self.rebuild(None, &|_, _| {}).await?;
+        let mut tx = self.read_store.pool().begin().await.map_err(ReadStoreError::from)?;
+        self.read_store.clear_offsets(&mut tx, self.name()).await?;
+        tx.commit().await.map_err(ReadStoreError::from)?;
+        Ok(())
     }
 
     /// Apply the next batch, if any. Returns whether there was one.
