@@ -286,6 +286,48 @@ async fn each_projection_consumes_the_topic_of_its_aggregate() -> Result<()> {
 }
 
 #[tokio::test]
+async fn an_event_a_projection_cannot_handle_is_dead_lettered_once_and_the_others_carry_on() -> Result<()> {
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let plugins = [Plugin::BankAccount, Plugin::AccountsProjection, Plugin::SnoopProjection];
+    let mut host = Host::start(stack.options_with(&plugins)).await?;
+    // The snoop handles only openings, and fails on each: each is dead-lettered once, with its
+    // offset saved, even across a crash and a restart that redelivers from the last offset hint.
+    let eve = host.open_account("Eve", "5").await?;
+    let last = deposit(&host, &eve, "1").await?;
+    let ivy = host.open_account("Ivy", "2").await?;
+    let balances = balances_by_query(&host, last + 1).await?;
+    ensure!(balances.get(&eve).map(String::as_str) == Some("6"), "accounts: {balances:?}");
+    let snoop_letters = |letters: &str| letters.lines().filter(|l| l.contains("\"projection\":\"snoop\"")).count();
+    let letters = wait_for_letters(&stack, 2, snoop_letters).await?;
+    host.kill()?;
+    host.restart().await?;
+    let zed = host.open_account("Zed", "3").await?;
+    let last = deposit(&host, &zed, "1").await?;
+    let balances = balances_by_query(&host, last).await?;
+    let expected = [(&eve, "6"), (&ivy, "2"), (&zed, "4")];
+    ensure!(expected.iter().all(|(id, b)| balances.get(*id).map(String::as_str) == Some(*b)), "accounts: {balances:?}");
+    let after = wait_for_letters(&stack, 3, snoop_letters).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let settled = sluice_command(&["dead-letters", "--read-store", &stack.read_store])?;
+    ensure!(snoop_letters(&settled) == 3, "one dead letter per opening:\n{letters}\n{after}\n{settled}");
+    ensure!(!host.log().contains("consumer stopped after an error"), "a consumer failed:\n{}", host.log());
+    Ok(())
+}
+
+/// The dead letters once `count(letters) >= wanted`, waiting up to 20 s.
+async fn wait_for_letters(stack: &Stack, wanted: usize, count: impl Fn(&str) -> usize) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let letters = sluice_command(&["dead-letters", "--read-store", &stack.read_store])?;
+        if count(&letters) >= wanted {
+            return Ok(letters);
+        }
+        ensure!(Instant::now() < deadline, "expected {wanted} dead letters:\n{letters}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a_rebuild() -> Result<()> {
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
     let mut host = Host::start(stack.options()).await?;
