@@ -88,8 +88,11 @@ impl Host {
             }
             return;
         };
-        let relay = Relay::new(self.store.clone(), bus.clone(), self.registry.clone(), self.host_id.clone());
-        tokio::spawn(relay.run(self.state.commands.subscribe(), self.stop.subscribe()));
+        // A host without aggregates knows no topic to publish to; hosts that have them relay.
+        if !self.registry.aggregates().is_empty() {
+            let relay = Relay::new(self.store.clone(), bus.clone(), self.registry.clone(), self.host_id.clone());
+            tokio::spawn(relay.run(self.state.commands.subscribe(), self.stop.subscribe()));
+        }
         for projection in self.state.projections.all() {
             let topics = self.topics_of(&projection);
             tokio::spawn(projection.run_kafka(bus.clone(), topics, self.host_id.clone(), self.stop.subscribe()));
