@@ -1,7 +1,7 @@
 //! The scale-out stack: MongoDB (FerretDB) event store, Kafka bus, PostgreSQL read store. The
 //! seed's bank flow lands in Kafka keyed by account in version order; a host killed in a burst
 //! resumes publishing without a gap and its read model equals a fresh rebuild; two hosts on one
-//! stack never overdraw and agree on the read model.
+//! stack never overdraw and agree on the read model, also while hosts join and leave mid-burst.
 //!
 //! Each test uses its own MongoDB database, SQL database (PostgreSQL, once MariaDB) and Kafka
 //! topic prefix.
@@ -472,5 +472,52 @@ async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
     let streams = self::streams(&second, std::slice::from_ref(&id)).await?;
     let messages = read_topic(&stack.kafka, &stack.topic(), 12).await?;
     ensure!(check_per_key_order(&messages, &streams)? == 12, "every event published after the failover");
+    Ok(())
+}
+
+#[tokio::test]
+async fn hosts_joining_and_leaving_mid_burst_share_the_work_and_agree_with_the_replay() -> Result<()> {
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let first = Host::start(stack.options()).await?;
+    let mut second = Host::start(stack.options()).await?;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(first.open_account(&format!("holder {n}"), "100").await?);
+    }
+    // 240 deposits through both hosts while a third host joins and the second leaves (SIGTERM):
+    // the consumer groups rebalance twice under load.
+    let apis = [first.api().clone(), second.api().clone()];
+    let burst: Vec<_> = (0..8)
+        .map(|client| {
+            let (api, ids) = (apis[client % 2].clone(), ids.clone());
+            tokio::spawn(async move {
+                for n in 0..30 {
+                    let id = &ids[(client * 5 + n) % ids.len()];
+                    let reply =
+                        api.put_json(&format!("/api/v1/depositFunds/{id}"), &json!({ "amount": number("0.01") })).await;
+                    if reply.is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let third = Host::start(stack.options()).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    second.stop().await?;
+    for client in burst {
+        client.await?;
+    }
+    let streams = streams(&first, &ids).await?;
+    let position = head(&streams);
+    let truth = balances_by_replay(&first, &ids).await?;
+    for host in [&first, &third] {
+        let read_model = balances_by_query(host, position).await?;
+        ensure!(read_model == truth, "read model {read_model:?} differs from replay {truth:?}");
+    }
+    let total: usize = streams.values().map(Vec::len).sum();
+    let messages = read_topic(&stack.kafka, &stack.topic(), total).await?;
+    ensure!(check_per_key_order(&messages, &streams)? == total, "every event published");
     Ok(())
 }
