@@ -112,7 +112,9 @@ impl KafkaBus {
     /// A consumer in `group` that never commits on its own and starts a new group at the
     /// beginning of each partition. `member` is its static membership: a member restarted under
     /// the same name gets its partitions back at once, without waiting for the session timeout
-    /// of its previous incarnation.
+    /// of its previous incarnation. The price: a static member does not leave the group when it
+    /// stops, so its partitions wait for the session timeout (6 s, the broker's default minimum)
+    /// before another host takes them.
     pub fn consumer<C: ConsumerContext + 'static>(
         &self,
         group: &str,
@@ -127,7 +129,8 @@ impl KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("session.timeout.ms", "10000")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "2000")
             .create_with_context(context)?)
     }
 
