@@ -365,3 +365,41 @@ async fn one_relay_holds_the_lease_and_its_position_only_grows() {
     assert_eq!(winners, 1);
     db.drop().await;
 }
+
+/// FerretDB's `$inc` is a read then a write: under load the counter hands the same positions to
+/// two appenders. Every position must still hold one event, and every stream's positions must
+/// rise with its versions.
+#[tokio::test]
+async fn racing_appenders_never_share_a_position() {
+    let Some(db) = TestDb::new("racing_appenders_never_share_a_position") else { return };
+    let store = Arc::new(db.open().await);
+    let tasks: Vec<_> = (0..16u32)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for version in 0..25u32 {
+                    let batch = [event(version * 2), event(version * 2 + 1)];
+                    store
+                        .append("Thing", &format!("t{task}"), u64::from(version) * 2, &batch)
+                        .await
+                        .expect("an uncontended stream appends");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("the appender finished");
+    }
+    let log = store.read_all(0, 10_000).await.expect("read the log");
+    assert_eq!(log.len(), 16 * 50, "every event is in the log once");
+    let mut seen = std::collections::HashSet::new();
+    let mut last: std::collections::HashMap<String, (u64, u64)> = std::collections::HashMap::new();
+    for event in &log {
+        assert!(seen.insert(event.global_position), "position {} holds two events", event.global_position);
+        let (version, position) = last.get(&event.aggregate_id).copied().unwrap_or((0, 0));
+        assert_eq!(event.version, version + 1, "{}: versions in log order", event.aggregate_id);
+        assert!(event.global_position > position, "{}: positions rise with versions", event.aggregate_id);
+        last.insert(event.aggregate_id.clone(), (event.version, event.global_position));
+    }
+    db.drop().await;
+}

@@ -8,7 +8,9 @@
 //! last stream version), `last_position`, `recorded_at` and `events`, each with `version`,
 //! `position`, `event_type`, `schema_version`, `data` (JSON text) and `recorded_at`. A unique index
 //! covers (aggregate_type, aggregate_id, start). The `counters` collection holds the global
-//! position counter. The relay's saved position is the `relay` document of `relay`; its lease is
+//! position counter; `position_claims` holds one document per position handed out (`_id`), because
+//! FerretDB's `$inc` is not atomic: a position is an appender's only once its unique insert there
+//! succeeded. The relay's saved position is the `relay` document of `relay`; its lease is
 //! the newest document of `relay_leases` (`_id` = epoch, `owner`, `expires_at` in Unix ms): a
 //! claimant of an expired lease inserts the next epoch, so the unique `_id` picks one winner
 //! without relying on an atomic conditional update. The database is the URL's path (`mongodb://host:27017/sluice`), `sluice` when
@@ -66,6 +68,8 @@ use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent};
 
 /// The `_id` of the global position counter in `counters`.
 const POSITION_COUNTER: &str = "global_position";
+/// Tries to claim a range of positions before an append gives up.
+const CLAIM_ATTEMPTS: u32 = 200;
 /// The `_id` of the relay's document in `relay`.
 const RELAY: &str = "relay";
 /// MongoDB's duplicate-key error code.
@@ -156,6 +160,8 @@ pub struct MongoEventStore {
     /// The same collection, untyped, for queries that return only some fields.
     raw: Collection<Document>,
     counters: Collection<Document>,
+    /// One document per allocated position (`_id`): the unique insert that makes it ours.
+    claims: Collection<Document>,
     /// The relay's position: one document, `_id` [`RELAY`].
     relay: Collection<Document>,
     /// The relay's leases: one document per epoch (`_id`), with `owner` and `expires_at`.
@@ -203,6 +209,7 @@ impl MongoEventStore {
             commits: db.collection("commits"),
             raw: db.collection("commits"),
             counters: db.collection("counters"),
+            claims: db.collection("position_claims"),
             relay: db.collection("relay"),
             relay_leases: db.collection("relay_leases"),
             timing,
@@ -255,10 +262,51 @@ impl MongoEventStore {
                 "the position counter ({POSITION_COUNTER:?} in `counters`) is missing or not an integer"
             )));
         };
-        match (to_u64(value) + 1).checked_sub(count) {
-            Some(first) if first > 0 => Ok((first, sent)),
-            _ => Err(EventStoreError::Backend(format!("the position counter is at {value}, below {count}"))),
+        let mut first = match (to_u64(value) + 1).checked_sub(count) {
+            Some(first) if first > 0 => first,
+            _ => return Err(EventStoreError::Backend(format!("the position counter is at {value}, below {count}"))),
+        };
+        // FerretDB applies `$inc` as a read then a write, so two appenders may be handed the same
+        // positions. Each position is therefore claimed by a unique insert, which the database
+        // does decide: only a range claimed whole is ours. After a clash the next try starts
+        // past the newest claim; each round has a winner, and a short random pause spreads the
+        // losers out.
+        for attempt in 0..CLAIM_ATTEMPTS {
+            let last = first + count - 1;
+            let claims: Vec<Document> = (first..=last).map(|p| doc! { "_id": to_i64(p) }).collect();
+            match self.claims.insert_many(claims).ordered(true).await {
+                Ok(_) => {
+                    if attempt > 0 {
+                        // Best effort: the counter's next answer should be past this range.
+                        let bump = doc! { "$max": { "value": to_i64(last) } };
+                        self.counters.update_one(doc! { "_id": POSITION_COUNTER }, bump).await?;
+                    }
+                    return Ok((first, sent));
+                }
+                Err(e) if is_duplicate_key(&e) => {
+                    // Ordered: everything before the first failed document was inserted.
+                    let claimed = match &*e.kind {
+                        ErrorKind::InsertMany(failure) => failure
+                            .write_errors
+                            .as_ref()
+                            .and_then(|errors| errors.iter().map(|w| w.index).min())
+                            .map_or(0, |n| n as u64),
+                        _ => 0,
+                    };
+                    if claimed > 0 {
+                        self.give_up(first, first + claimed - 1).await;
+                    }
+                    let newest = self.claims.find_one(doc! {}).sort(doc! { "_id": -1 }).await?;
+                    first = newest.as_ref().and_then(|d| number(d.get("_id"))).map_or(first + count, |n| to_u64(n) + 1);
+                    let pause = (uuid::Uuid::new_v4().as_u128() % 5) as u64 + u64::from(attempt.min(10));
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        Err(EventStoreError::Backend(format!(
+            "could not claim {count} positions: {CLAIM_ATTEMPTS} ranges in a row were taken (is the store very busy?)"
+        )))
     }
 
     /// Fill positions `first..=last`, which this appender allocated and will never insert, so that
