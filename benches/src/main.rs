@@ -1,6 +1,7 @@
 //! `sluice-bench`: measures the host with a Wasm aggregate against the same aggregate compiled
 //! natively, side by side in one run, and prints the ratios. Run it through `scripts/bench`.
 
+mod append;
 mod native;
 mod projection;
 mod relay;
@@ -58,6 +59,12 @@ struct Args {
     /// A Kafka bootstrap URL (kafka://HOST:PORT) for the relay figures.
     #[arg(long, env = "SLUICE_BENCH_KAFKA_URL")]
     kafka: Option<String>,
+    /// A MongoDB URL (FerretDB in scripts/servers) for the append figures.
+    #[arg(long, env = "SLUICE_BENCH_MONGODB_URL")]
+    mongodb: Option<String>,
+    /// Appends of the append benchmark.
+    #[arg(long, default_value_t = 4000)]
+    appends: usize,
     /// Events of the relay benchmark.
     #[arg(long, default_value_t = 50_000)]
     relay_events: usize,
@@ -112,6 +119,17 @@ async fn main() -> anyhow::Result<()> {
         );
         let (relay, raw) = relay::relay_vs_raw(kafka, native.clone(), store).await?;
         println!("  relay {relay:>9.0} events/s   raw producer {raw:>9.0} events/s   ratio {:.3}", relay / raw);
+    }
+    if let Some(url) = &args.mongodb {
+        println!(
+            "appends to the MongoDB event store vs raw insert_many of equivalent documents, {} appends, {} clients",
+            args.appends, args.concurrency
+        );
+        let (store, raw) = append::append_vs_insert_many(url, args.appends, args.concurrency).await?;
+        println!(
+            "  store {store:>9.0} appends/s   raw insert_many {raw:>9.0} docs/s   ratio {:.3} (target >= 0.8)",
+            store / raw
+        );
     }
     Ok(())
 }

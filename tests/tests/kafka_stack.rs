@@ -64,6 +64,9 @@ impl Stack {
     }
 }
 
+/// The broker-restart test takes the broker away from every other test of this file.
+static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// One message of the bank topic.
 #[derive(Debug, Clone)]
 struct Published {
@@ -192,12 +195,14 @@ async fn deposit(api: &Api, id: &str, amount: &str) -> Result<u64> {
 
 #[tokio::test]
 async fn the_seed_flow_lands_in_kafka_keyed_by_account_in_version_order() -> Result<()> {
+    let _broker = BROKER.read().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
     seed_flow(&stack).await
 }
 
 #[tokio::test]
 async fn the_seed_flow_on_kafka_with_a_mariadb_read_store() -> Result<()> {
+    let _broker = BROKER.read().await;
     let Some(mut stack) = Stack::fresh()? else { return Ok(()) };
     let Some(mariadb) = Server::MariaDb.fresh_database_url()? else { return Ok(()) };
     stack.read_store = mariadb;
@@ -266,6 +271,7 @@ async fn seed_flow(stack: &Stack) -> Result<()> {
 
 #[tokio::test]
 async fn each_projection_consumes_the_topic_of_its_aggregate() -> Result<()> {
+    let _broker = BROKER.read().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
     let host = Host::start(stack.options_with(&[
         Plugin::BankAccount,
@@ -296,6 +302,7 @@ async fn each_projection_consumes_the_topic_of_its_aggregate() -> Result<()> {
 
 #[tokio::test]
 async fn an_event_a_projection_cannot_handle_is_dead_lettered_once_and_the_others_carry_on() -> Result<()> {
+    let _broker = BROKER.read().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
     let plugins = [Plugin::BankAccount, Plugin::AccountsProjection, Plugin::SnoopProjection];
     let mut host = Host::start(stack.options_with(&plugins)).await?;
@@ -338,6 +345,7 @@ async fn wait_for_letters(stack: &Stack, wanted: usize, count: impl Fn(&str) -> 
 
 #[tokio::test]
 async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a_rebuild() -> Result<()> {
+    let _broker = BROKER.read().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
     let mut host = Host::start(stack.options()).await?;
     let mut ids = Vec::new();
@@ -422,6 +430,7 @@ async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a
 
 #[tokio::test]
 async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
+    let _broker = BROKER.read().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
     let first = Host::start(stack.options()).await?;
     let second = Host::start(stack.options()).await?;
@@ -486,6 +495,7 @@ async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
 
 #[tokio::test]
 async fn hosts_joining_and_leaving_mid_burst_share_the_work_and_agree_with_the_replay() -> Result<()> {
+    let _broker = BROKER.read().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
     let first = Host::start(stack.options()).await?;
     let mut second = Host::start(stack.options()).await?;
@@ -528,5 +538,63 @@ async fn hosts_joining_and_leaving_mid_burst_share_the_work_and_agree_with_the_r
     let total: usize = streams.values().map(Vec::len).sum();
     let messages = read_topic(&stack.kafka, &stack.topic(), total).await?;
     ensure!(check_per_key_order(&messages, &streams)? == total, "every event published");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_broker_restart_in_a_burst_loses_nothing() -> Result<()> {
+    let _broker = BROKER.write().await;
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let host = Host::start(stack.options()).await?;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(host.open_account(&format!("holder {n}"), "100").await?);
+    }
+    // 8 clients deposit while the broker is stopped and started again (commands need only the
+    // event store; the relay and the consumers wait for the broker and carry on).
+    let api = host.api().clone();
+    let burst: Vec<_> = (0..8)
+        .map(|client| {
+            let (api, ids) = (api.clone(), ids.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = 0;
+                for n in 0..50 {
+                    let id = &ids[(client + n) % ids.len()];
+                    if deposit(&api, id, "1.01").await.is_ok() {
+                        acknowledged += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let servers = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/servers");
+    let restart = tokio::process::Command::new(servers).args(["restart", "kafka"]).output().await?;
+    ensure!(restart.status.success(), "scripts/servers restart kafka: {}", String::from_utf8_lossy(&restart.stderr));
+    let mut acknowledged = 0;
+    for client in burst {
+        acknowledged += client.await?;
+    }
+    ensure!(acknowledged == 8 * 50, "only {acknowledged} of 400 deposits were acknowledged");
+
+    let streams = streams(&host, &ids).await?;
+    let total: usize = streams.values().map(Vec::len).sum();
+    ensure!(total == 6 + 400, "{total} events in the store");
+    let messages = read_topic(&stack.kafka, &stack.topic(), total).await?;
+    ensure!(check_per_key_order(&messages, &streams)? == total, "every event published");
+    let truth = balances_by_replay(&host, &ids).await?;
+    // The consumers reconnect on their own schedule: each try waits up to the host's
+    // read-your-writes bound.
+    let mut read_model = balances_by_query(&host, head(&streams)).await;
+    for _ in 0..5 {
+        if read_model.is_ok() {
+            break;
+        }
+        read_model = balances_by_query(&host, head(&streams)).await;
+    }
+    let read_model = read_model?;
+    ensure!(read_model == truth, "read model {read_model:?} differs from replay {truth:?}");
     Ok(())
 }
