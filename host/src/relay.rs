@@ -22,8 +22,9 @@ use crate::bus::{BusError, KafkaBus};
 use crate::event_store::{EventStore, EventStoreError, StoredEvent};
 use crate::runtime::registry::PluginRegistry;
 
-/// Events published per batch.
-const BATCH: u32 = 1000;
+/// Events published per batch: large, since each batch waits once for the broker and once for
+/// the saved position.
+const BATCH: u32 = 5000;
 /// How long a lease lasts without renewal.
 const LEASE: Duration = Duration::from_secs(10);
 /// How often a relay renews its lease while idle.

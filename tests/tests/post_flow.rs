@@ -21,12 +21,46 @@ const POST_PLUGINS: &[Plugin] = &[Plugin::Post, Plugin::PostsProjection];
 const BOTH_DOMAINS: &[Plugin] =
     &[Plugin::BankAccount, Plugin::AccountsProjection, Plugin::Post, Plugin::PostsProjection];
 
-/// A host with `plugins`, on the read store at `read_store` (the embedded SQLite when `None`).
-async fn start(plugins: &[Plugin], read_store: Option<&str>) -> Result<Host> {
-    let mut options = HostOptions::with_plugins(plugins);
-    if let Some(url) = read_store {
-        options = options.arg("--read-store").arg(url);
+/// Where a test host keeps its events, publishes them and keeps its read models.
+enum Backends {
+    /// SQLite event store, embedded bus, the read store at this URL (the embedded SQLite if none).
+    Embedded(Option<String>),
+    /// The scale-out stack: this test's own MongoDB database, topic prefix and read store.
+    Stack { mongodb: String, kafka: String, read_store: String },
+}
+
+impl Backends {
+    fn postgres() -> Result<Option<Self>> {
+        Ok(Server::Postgres.fresh_database_url()?.map(|url| Self::Embedded(Some(url))))
     }
+
+    /// FerretDB + Kafka + PostgreSQL, or `None` (the test skips) when they are not configured.
+    fn stack() -> Result<Option<Self>> {
+        let (Some(kafka), Some(mongodb), Some(read_store)) =
+            (Server::Kafka.url()?, Server::MongoDb.url()?, Server::Postgres.fresh_database_url()?)
+        else {
+            return Ok(None);
+        };
+        let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let base = mongodb.rsplit_once('/').map_or(mongodb.as_str(), |(base, _)| base).to_owned();
+        Ok(Some(Self::Stack {
+            mongodb: format!("{base}/sluice_p{unique}"),
+            kafka: format!("{kafka}?topic_prefix=p{unique}."),
+            read_store,
+        }))
+    }
+}
+
+/// A host with `plugins` on `backends`.
+async fn start(plugins: &[Plugin], backends: &Backends) -> Result<Host> {
+    let options = HostOptions::with_plugins(plugins);
+    let options = match backends {
+        Backends::Embedded(None) => options,
+        Backends::Embedded(Some(url)) => options.arg("--read-store").arg(url),
+        Backends::Stack { mongodb, kafka, read_store } => {
+            options.arg("--event-store").arg(mongodb).arg("--bus").arg(kafka).arg("--read-store").arg(read_store)
+        }
+    };
     Host::start(options).await
 }
 
@@ -319,8 +353,8 @@ fn comment_ids(post: &Value) -> Vec<String> {
 
 /// The seed's post flow: create, edit, like, comment, edit and remove a comment, delete, with
 /// every lookup checked against the events after each step.
-async fn seed_post_flow(read_store: Option<&str>) -> Result<()> {
-    let host = start(POST_PLUGINS, read_store).await?;
+async fn seed_post_flow(backends: &Backends) -> Result<()> {
+    let host = start(POST_PLUGINS, backends).await?;
     host.healthy().await?;
     let mut flow = Flow::new(host.api());
 
@@ -480,13 +514,19 @@ async fn seed_post_flow(read_store: Option<&str>) -> Result<()> {
 
 #[tokio::test]
 async fn seed_post_flow_on_sqlite() -> Result<()> {
-    seed_post_flow(None).await
+    seed_post_flow(&Backends::Embedded(None)).await
 }
 
 #[tokio::test]
 async fn seed_post_flow_on_postgres() -> Result<()> {
-    let Some(url) = Server::Postgres.fresh_database_url()? else { return Ok(()) };
-    seed_post_flow(Some(&url)).await
+    let Some(backends) = Backends::postgres()? else { return Ok(()) };
+    seed_post_flow(&backends).await
+}
+
+#[tokio::test]
+async fn seed_post_flow_on_the_stack() -> Result<()> {
+    let Some(backends) = Backends::stack()? else { return Ok(()) };
+    seed_post_flow(&backends).await
 }
 
 /// A request body for a refusal case.
@@ -582,8 +622,8 @@ const NO_SUCH_POST: (u16, &str) = (404, "aggregate_not_found");
 const NO_SUCH_COMMENT: (u16, &str) = (404, "not_found");
 
 /// Every refusal of the post domain, each with its exact status and code, each appending nothing.
-async fn every_refusal_appends_nothing(read_store: Option<&str>) -> Result<()> {
-    let host = start(POST_PLUGINS, read_store).await?;
+async fn every_refusal_appends_nothing(backends: &Backends) -> Result<()> {
+    let host = start(POST_PLUGINS, backends).await?;
     let mut flow = Flow::new(host.api());
 
     // A live post with Grace's comment and a comment Alan made and removed; a deleted post.
@@ -724,13 +764,19 @@ async fn every_refusal_appends_nothing(read_store: Option<&str>) -> Result<()> {
 
 #[tokio::test]
 async fn every_refusal_appends_nothing_on_sqlite() -> Result<()> {
-    every_refusal_appends_nothing(None).await
+    every_refusal_appends_nothing(&Backends::Embedded(None)).await
 }
 
 #[tokio::test]
 async fn every_refusal_appends_nothing_on_postgres() -> Result<()> {
-    let Some(url) = Server::Postgres.fresh_database_url()? else { return Ok(()) };
-    every_refusal_appends_nothing(Some(&url)).await
+    let Some(backends) = Backends::postgres()? else { return Ok(()) };
+    every_refusal_appends_nothing(&backends).await
+}
+
+#[tokio::test]
+async fn every_refusal_appends_nothing_on_the_stack() -> Result<()> {
+    let Some(backends) = Backends::stack()? else { return Ok(()) };
+    every_refusal_appends_nothing(&backends).await
 }
 
 /// An answer with its lists sorted by id, so two answers compare whatever order rows come in.
@@ -770,8 +816,8 @@ fn balances(reply: &Reply) -> Result<BTreeMap<String, String>> {
 
 /// The bank and post domains on one host: their routes live side by side, their streams are
 /// apart, and one restoreReadDb rebuilds both read models to the same answers.
-async fn both_domains_share_a_host(read_store: Option<&str>) -> Result<()> {
-    let host = start(BOTH_DOMAINS, read_store).await?;
+async fn both_domains_share_a_host(backends: &Backends) -> Result<()> {
+    let host = start(BOTH_DOMAINS, backends).await?;
     let mut flow = Flow::new(host.api());
 
     // Bank: two accounts live, one closed.
@@ -879,11 +925,17 @@ async fn both_domains_share_a_host(read_store: Option<&str>) -> Result<()> {
 
 #[tokio::test]
 async fn both_domains_share_a_host_on_sqlite() -> Result<()> {
-    both_domains_share_a_host(None).await
+    both_domains_share_a_host(&Backends::Embedded(None)).await
 }
 
 #[tokio::test]
 async fn both_domains_share_a_host_on_postgres() -> Result<()> {
-    let Some(url) = Server::Postgres.fresh_database_url()? else { return Ok(()) };
-    both_domains_share_a_host(Some(&url)).await
+    let Some(backends) = Backends::postgres()? else { return Ok(()) };
+    both_domains_share_a_host(&backends).await
+}
+
+#[tokio::test]
+async fn both_domains_share_a_host_on_the_stack() -> Result<()> {
+    let Some(backends) = Backends::stack()? else { return Ok(()) };
+    both_domains_share_a_host(&backends).await
 }

@@ -162,6 +162,9 @@ pub struct MongoEventStore {
     counters: Collection<Document>,
     /// One document per allocated position (`_id`): the unique insert that makes it ours.
     claims: Collection<Document>,
+    /// Appenders of this process take positions one at a time, so they never clash with each
+    /// other over a counter that FerretDB does not update atomically; only other hosts can.
+    allocating: tokio::sync::Mutex<()>,
     /// The relay's position: one document, `_id` [`RELAY`].
     relay: Collection<Document>,
     /// The relay's leases: one document per epoch (`_id`), with `owner` and `expires_at`.
@@ -210,6 +213,7 @@ impl MongoEventStore {
             raw: db.collection("commits"),
             counters: db.collection("counters"),
             claims: db.collection("position_claims"),
+            allocating: tokio::sync::Mutex::new(()),
             relay: db.collection("relay"),
             relay_leases: db.collection("relay_leases"),
             timing,
@@ -251,6 +255,7 @@ impl MongoEventStore {
 
     /// Take `count` positions from the counter: the first of them and when the request was sent.
     async fn allocate(&self, count: u64) -> Result<(u64, Instant), EventStoreError> {
+        let _one_at_a_time = self.allocating.lock().await;
         let sent = Instant::now();
         let counter = self
             .counters
