@@ -19,18 +19,33 @@ impl FromRequest<AppState> for JsonObject {
     }
 }
 
+/// How much of an oversized body is still read (and dropped) before the 413 goes out. A client
+/// that is still writing when the server closes gets a broken pipe instead of the answer; reading
+/// the rest of a moderately large body lets it see why it was refused. Past this, the connection
+/// is simply closed.
+const DRAIN_LIMIT: usize = 16 << 20;
+
 /// Read a body of at most `limit` bytes and check it is one JSON object.
 pub async fn read_json_object(body: Body, limit: usize) -> Result<String, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .and_then(|inner| inner.downcast_ref::<http_body_util::LengthLimitError>())
-            .is_some();
-        if too_large {
-            ApiError::PayloadTooLarge { limit }
-        } else {
-            ApiError::InvalidJson(format!("the body could not be read: {e}"))
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::InvalidJson(format!("the body could not be read: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            continue;
         }
-    })?;
+        bytes.extend_from_slice(&data);
+    }
+    if seen > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
     let text = std::str::from_utf8(&bytes).map_err(|e| ApiError::InvalidJson(format!("the body is not UTF-8: {e}")))?;
     if text.trim().is_empty() {
         return Ok("{}".to_owned());
