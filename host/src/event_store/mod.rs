@@ -194,6 +194,15 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, EventStoreError> {
     }
 }
 
+// Both backends store integers as i64; versions and positions never come near the limit.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

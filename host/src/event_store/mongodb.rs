@@ -64,7 +64,7 @@ use ::mongodb::{Client, Collection, IndexModel};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent};
+use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent, to_i64, to_u64};
 
 /// The `_id` of the global position counter in `counters`.
 const POSITION_COUNTER: &str = "global_position";
@@ -679,15 +679,6 @@ fn number(value: Option<&Bson>) -> Option<i64> {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-// BSON integers are i64; versions and positions never come near the limit.
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn to_u64(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
 }
 
 #[cfg(test)]

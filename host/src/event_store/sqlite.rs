@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqliteConnection};
 
-use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent};
+use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent, to_i64, to_u64};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -234,15 +234,6 @@ fn to_event(row: &SqliteRow) -> Result<StoredEvent, EventStoreError> {
         data: row.try_get("data")?,
         recorded_at: row.try_get("recorded_at")?,
     })
-}
-
-// SQLite integers are i64; versions and positions never come near the limit.
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn to_u64(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
 }
 
 #[cfg(test)]
