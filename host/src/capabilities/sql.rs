@@ -304,13 +304,13 @@ fn read_value(dialect: Dialect, row: &AnyRow, index: usize, column_type: ColumnT
 /// A text column. MySQL and MariaDB describe `TEXT` columns as BLOBs, which sqlx's `Any` driver
 /// hands over as bytes; they hold UTF-8 all the same.
 pub(crate) fn read_text(row: &AnyRow, index: usize) -> Result<Option<String>, sqlx::Error> {
-    match row.try_get::<Option<String>, _>(index) {
-        Err(sqlx::Error::ColumnDecode { .. }) => row
-            .try_get::<Option<Vec<u8>>, _>(index)?
-            .map(|bytes| String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-            .transpose(),
-        other => other,
+    use sqlx::{Column, TypeInfo};
+    if row.try_column(index)?.type_info().name() != "BLOB" {
+        return row.try_get::<Option<String>, _>(index);
     }
+    row.try_get::<Option<Vec<u8>>, _>(index)?
+        .map(|bytes| String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .transpose()
 }
 
 impl wit::Host for PluginCtx {
