@@ -507,6 +507,37 @@ impl Api {
         Ok(id.to_owned())
     }
 
+    /// `PUT /api/v1/depositFunds/{id}`; expects 200 and answers the event's global position.
+    pub async fn deposit(&self, id: &str, amount: &str) -> Result<u64> {
+        let body = serde_json::json!({ "amount": number(amount) });
+        let reply = self.put_json(&format!("/api/v1/depositFunds/{id}"), &body).await?;
+        reply.expect_status(200)?.u64_field("position")
+    }
+
+    /// Every account's balance as the aggregate's own replay says (the truth), by id.
+    pub async fn balances_by_replay(&self, ids: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut balances = std::collections::BTreeMap::new();
+        for id in ids {
+            let reply = self.state("BankAccount", id, None).await?.expect_status(200)?;
+            balances.insert(id.clone(), decimal(&reply.body["state"]["balance"])?);
+        }
+        Ok(balances)
+    }
+
+    /// Every account's balance as the accounts projection's `all` query says, by id, once the
+    /// projection has reached `position` (read-your-writes).
+    pub async fn balances_by_query(&self, position: u64) -> Result<std::collections::BTreeMap<String, String>> {
+        let path = format!("/api/projections/accounts/queries/all?position={position}");
+        let reply = self.get(&path).await?.expect_status(200)?;
+        let list = reply.body["accounts"].as_array().ok_or_else(|| anyhow!("no accounts in {reply}"))?;
+        let mut balances = std::collections::BTreeMap::new();
+        for account in list {
+            let id = account["id"].as_str().ok_or_else(|| anyhow!("no id in {account}"))?.to_owned();
+            balances.insert(id, decimal(&account["balance"])?);
+        }
+        Ok(balances)
+    }
+
     /// `GET /healthz` answers 200 `{"status":"ok"}`.
     pub async fn healthy(&self) -> Result<()> {
         let reply = self.get("/healthz").await?.expect_status(200)?;

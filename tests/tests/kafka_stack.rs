@@ -166,33 +166,6 @@ fn head(streams: &BTreeMap<String, Vec<Value>>) -> u64 {
     streams.values().flatten().filter_map(|e| e["position"].as_u64()).max().unwrap_or(0)
 }
 
-/// The `all` query's balances by account, waiting for `position` (read-your-writes).
-async fn balances_by_query(api: &Api, position: u64) -> Result<BTreeMap<String, String>> {
-    let reply =
-        api.get(&format!("/api/projections/accounts/queries/all?position={position}")).await?.expect_status(200)?;
-    let list = reply.body["accounts"].as_array().with_context(|| format!("no accounts in {reply}"))?;
-    let mut balances = BTreeMap::new();
-    for account in list {
-        let id = account["id"].as_str().context("no id")?.to_owned();
-        balances.insert(id, decimal(&account["balance"])?);
-    }
-    Ok(balances)
-}
-
-async fn balances_by_replay(api: &Api, ids: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut balances = BTreeMap::new();
-    for id in ids {
-        let reply = api.state("BankAccount", id, None).await?.expect_status(200)?;
-        balances.insert(id.clone(), decimal(&reply.body["state"]["balance"])?);
-    }
-    Ok(balances)
-}
-
-async fn deposit(api: &Api, id: &str, amount: &str) -> Result<u64> {
-    let reply = api.put_json(&format!("/api/v1/depositFunds/{id}"), &json!({ "amount": number(amount) })).await?;
-    reply.expect_status(200)?.u64_field("position")
-}
-
 #[tokio::test]
 async fn the_seed_flow_lands_in_kafka_keyed_by_account_in_version_order() -> Result<()> {
     let _broker = BROKER.read().await;
@@ -214,8 +187,8 @@ async fn seed_flow(stack: &Stack) -> Result<()> {
     let ada = host.open_account("Ada", "50.00").await?;
     let bob = host.open_account("Bob", "10").await?;
     let gone = host.open_account("Ada", "1").await?;
-    deposit(&host, &ada, "0.10").await?;
-    deposit(&host, &ada, "0.20").await?;
+    host.deposit(&ada, "0.10").await?;
+    host.deposit(&ada, "0.20").await?;
     host.put_json(&format!("/api/v1/withdrawFunds/{bob}"), &json!({ "amount": number("2.5") }))
         .await?
         .expect_status(200)?;
@@ -223,7 +196,7 @@ async fn seed_flow(stack: &Stack) -> Result<()> {
         host.delete(&format!("/api/v1/closeBankAccount/{gone}")).await?.expect_status(200)?.u64_field("position")?;
 
     // Read-your-writes through Kafka: the answer reflects everything up to `last`.
-    let balances = balances_by_query(&host, last).await?;
+    let balances = host.balances_by_query(last).await?;
     let expected: BTreeMap<String, String> =
         [(ada.clone(), "50.3".to_owned()), (bob.clone(), "7.5".to_owned())].into_iter().collect();
     ensure!(balances == expected, "read model {balances:?}, expected {expected:?}");
@@ -233,11 +206,11 @@ async fn seed_flow(stack: &Stack) -> Result<()> {
     // A rebuild in place (from the event store) while the consumer runs, then more events:
     // nothing is applied twice or lost across the switch.
     host.send_raw(reqwest::Method::POST, "/api/v1/restoreReadDb", Vec::new()).await?.expect_status(201)?;
-    ensure!(balances_by_query(&host, last).await? == expected, "the rebuild changed the answers");
-    let last = deposit(&host, &bob, "1").await?;
+    ensure!(host.balances_by_query(last).await? == expected, "the rebuild changed the answers");
+    let last = host.deposit(&bob, "1").await?;
     let after: BTreeMap<String, String> =
         [(ada.clone(), "50.3".to_owned()), (bob.clone(), "8.5".to_owned())].into_iter().collect();
-    ensure!(balances_by_query(&host, last).await? == after, "a deposit after the rebuild");
+    ensure!(host.balances_by_query(last).await? == after, "a deposit after the rebuild");
 
     let ids = [ada.clone(), bob.clone(), gone];
     let streams = streams(&host, &ids).await?;
@@ -261,10 +234,10 @@ async fn seed_flow(stack: &Stack) -> Result<()> {
             .arg(&stack.read_store),
     )
     .await?;
-    let last = deposit(&embedded, &ada, "1").await?;
+    let last = embedded.deposit(&ada, "1").await?;
     let after: BTreeMap<String, String> =
         [(ada.clone(), "51.3".to_owned()), (bob.clone(), "8.5".to_owned())].into_iter().collect();
-    let balances = balances_by_query(&embedded, last).await?;
+    let balances = embedded.balances_by_query(last).await?;
     ensure!(balances == after, "after the switch to the embedded bus: {balances:?}");
     Ok(())
 }
@@ -292,7 +265,7 @@ async fn each_projection_consumes_the_topic_of_its_aggregate() -> Result<()> {
     let posts = host.send(request).await?.expect_status(200)?;
     let listed = posts.body["posts"].as_array().with_context(|| format!("no posts in {posts}"))?;
     ensure!(listed.len() == 1 && listed[0]["likes"] == 1, "posts read model: {posts}");
-    ensure!(balances_by_query(&host, last).await?.get(&id).map(String::as_str) == Some("5"), "accounts read model");
+    ensure!(host.balances_by_query(last).await?.get(&id).map(String::as_str) == Some("5"), "accounts read model");
     let post_events = read_topic(&stack.kafka, &format!("{}SocialMediaPostEvents", stack.prefix), 2).await?;
     ensure!(post_events.len() == 2 && post_events.iter().all(|m| m.key == post_id), "post topic: {post_events:?}");
     let bank_events = read_topic(&stack.kafka, &stack.topic(), 1).await?;
@@ -309,17 +282,17 @@ async fn an_event_a_projection_cannot_handle_is_dead_lettered_once_and_the_other
     // The snoop handles only openings, and fails on each: each is dead-lettered once, with its
     // offset saved, even across a crash and a restart that redelivers from the last offset hint.
     let eve = host.open_account("Eve", "5").await?;
-    let last = deposit(&host, &eve, "1").await?;
+    let last = host.deposit(&eve, "1").await?;
     let ivy = host.open_account("Ivy", "2").await?;
-    let balances = balances_by_query(&host, last + 1).await?;
+    let balances = host.balances_by_query(last + 1).await?;
     ensure!(balances.get(&eve).map(String::as_str) == Some("6"), "accounts: {balances:?}");
     let snoop_letters = |letters: &str| letters.lines().filter(|l| l.contains("\"projection\":\"snoop\"")).count();
     let letters = wait_for_letters(&stack, 2, snoop_letters).await?;
     host.kill()?;
     host.restart().await?;
     let zed = host.open_account("Zed", "3").await?;
-    let last = deposit(&host, &zed, "1").await?;
-    let balances = balances_by_query(&host, last).await?;
+    let last = host.deposit(&zed, "1").await?;
+    let balances = host.balances_by_query(last).await?;
     let expected = [(&eve, "6"), (&ivy, "2"), (&zed, "4")];
     ensure!(expected.iter().all(|(id, b)| balances.get(*id).map(String::as_str) == Some(*b)), "accounts: {balances:?}");
     let after = wait_for_letters(&stack, 3, snoop_letters).await?;
@@ -385,8 +358,8 @@ async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a
     host.restart().await?;
     let streams = streams(&host, &ids).await?;
     let position = head(&streams);
-    let truth = balances_by_replay(&host, &ids).await?;
-    let read_model = balances_by_query(&host, position).await?;
+    let truth = host.balances_by_replay(&ids).await?;
+    let read_model = host.balances_by_query(position).await?;
     ensure!(read_model == truth, "read model {read_model:?} differs from replay {truth:?}");
 
     let total: usize = streams.values().map(Vec::len).sum();
@@ -423,7 +396,7 @@ async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a
             .arg(&fresh),
     )
     .await?;
-    let rebuilt = balances_by_query(&reader, position).await?;
+    let rebuilt = reader.balances_by_query(position).await?;
     ensure!(rebuilt == read_model, "rebuild {rebuilt:?} differs from the live read model {read_model:?}");
     Ok(())
 }
@@ -466,7 +439,7 @@ async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
     let streams = streams(&first, std::slice::from_ref(&id)).await?;
     let position = head(&streams);
     for host in [&first, &second] {
-        let balances = balances_by_query(host, position).await?;
+        let balances = host.balances_by_query(position).await?;
         ensure!(balances.get(&id).map(String::as_str) == Some("0"), "read model {balances:?}");
     }
     let messages = read_topic(&stack.kafka, &stack.topic(), 11).await?;
@@ -476,12 +449,12 @@ async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
     // one's lease and group session expire, and nothing is lost.
     let mut first = first;
     first.kill()?;
-    let last = deposit(&second, &id, "25").await?;
+    let last = second.deposit(&id, "25").await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let reply = second.get(&format!("/api/projections/accounts/queries/all?position={last}")).await?;
         if reply.status == 200 {
-            let balances = balances_by_query(&second, last).await?;
+            let balances = second.balances_by_query(last).await?;
             ensure!(balances.get(&id).map(String::as_str) == Some("25"), "read model after failover {balances:?}");
             break;
         }
@@ -530,9 +503,9 @@ async fn hosts_joining_and_leaving_mid_burst_share_the_work_and_agree_with_the_r
     }
     let streams = streams(&first, &ids).await?;
     let position = head(&streams);
-    let truth = balances_by_replay(&first, &ids).await?;
+    let truth = first.balances_by_replay(&ids).await?;
     for host in [&first, &third] {
-        let read_model = balances_by_query(host, position).await?;
+        let read_model = host.balances_by_query(position).await?;
         ensure!(read_model == truth, "read model {read_model:?} differs from replay {truth:?}");
     }
     let total: usize = streams.values().map(Vec::len).sum();
@@ -551,8 +524,8 @@ async fn a_broker_restart_in_a_burst_loses_nothing() -> Result<()> {
         ids.push(host.open_account(&format!("holder {n}"), "100").await?);
     }
     // The system is running: the relay publishes and the projection's consumer has joined.
-    let position = deposit(&host, &ids[0], "0.01").await?;
-    balances_by_query(&host, position).await?;
+    let position = host.deposit(&ids[0], "0.01").await?;
+    host.balances_by_query(position).await?;
     // 8 clients deposit while the broker is stopped and started again (commands need only the
     // event store; the relay and the consumers wait for the broker and carry on).
     let api = host.api().clone();
@@ -563,7 +536,7 @@ async fn a_broker_restart_in_a_burst_loses_nothing() -> Result<()> {
                 let mut acknowledged = 0;
                 for n in 0..50 {
                     let id = &ids[(client + n) % ids.len()];
-                    if deposit(&api, id, "1.01").await.is_ok() {
+                    if api.deposit(id, "1.01").await.is_ok() {
                         acknowledged += 1;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -587,15 +560,15 @@ async fn a_broker_restart_in_a_burst_loses_nothing() -> Result<()> {
     ensure!(total == 6 + 1 + 400, "{total} events in the store");
     let messages = read_topic(&stack.kafka, &stack.topic(), total).await?;
     ensure!(check_per_key_order(&messages, &streams)? == total, "every event published");
-    let truth = balances_by_replay(&host, &ids).await?;
+    let truth = host.balances_by_replay(&ids).await?;
     // The consumers reconnect on their own schedule: each try waits up to the host's
     // read-your-writes bound.
-    let mut read_model = balances_by_query(&host, head(&streams)).await;
+    let mut read_model = host.balances_by_query(head(&streams)).await;
     for _ in 0..5 {
         if read_model.is_ok() {
             break;
         }
-        read_model = balances_by_query(&host, head(&streams)).await;
+        read_model = host.balances_by_query(head(&streams)).await;
     }
     let read_model = read_model?;
     ensure!(read_model == truth, "read model {read_model:?} differs from replay {truth:?}");

@@ -19,12 +19,6 @@ async fn bank_host(read_store: Option<&str>) -> Result<Host> {
     Host::start(options).await
 }
 
-/// The position of the last event appended so far, from a command answer.
-async fn deposit(api: &Api, id: &str, amount: &str) -> Result<u64> {
-    let reply = api.put_json(&format!("/api/v1/depositFunds/{id}"), &json!({ "amount": number(amount) })).await?;
-    reply.expect_status(200)?.u64_field("position")
-}
-
 /// Accounts of a lookup answer, by id, with exact balances.
 fn accounts(reply: &Value) -> Result<BTreeMap<String, (String, String)>> {
     let list = reply["accounts"].as_array().with_context(|| format!("no accounts list in {reply}"))?;
@@ -43,8 +37,8 @@ async fn seed_bank_queries(url: Option<&str>) -> Result<()> {
     let ada = host.open_account("Ada", "50.00").await?;
     let bob = host.open_account("Bob", "10").await?;
     let gone = host.open_account("Ada", "1").await?;
-    deposit(&host, &ada, "0.10").await?;
-    deposit(&host, &ada, "0.20").await?;
+    host.deposit(&ada, "0.10").await?;
+    host.deposit(&ada, "0.20").await?;
     host.put_json(&format!("/api/v1/withdrawFunds/{bob}"), &json!({ "amount": number("2.5") }))
         .await?
         .expect_status(200)?;
@@ -115,22 +109,6 @@ async fn seed_bank_queries_on_mariadb() -> Result<()> {
     seed_bank_queries(Some(&url)).await
 }
 
-/// Every account's balance as the aggregate's own replay says (the truth).
-async fn balances_by_replay(api: &Api, ids: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut balances = BTreeMap::new();
-    for id in ids {
-        let reply = api.state("BankAccount", id, None).await?.expect_status(200)?;
-        balances.insert(id.clone(), decimal(&reply.body["state"]["balance"])?);
-    }
-    Ok(balances)
-}
-
-async fn balances_by_query(api: &Api, position: u64) -> Result<BTreeMap<String, String>> {
-    let reply =
-        api.get(&format!("/api/projections/accounts/queries/all?position={position}")).await?.expect_status(200)?;
-    Ok(accounts(&reply.body)?.into_iter().map(|(id, (_, balance))| (id, balance)).collect())
-}
-
 /// The last position in the store, from the events of every account.
 async fn head(api: &Api, ids: &[String]) -> Result<u64> {
     let mut head = 0;
@@ -176,8 +154,8 @@ async fn a_crash_in_a_burst_changes_no_row_twice() -> Result<()> {
     }
     host.restart().await?;
     let position = head(&host, &ids).await?;
-    let truth = balances_by_replay(&host, &ids).await?;
-    let read_model = balances_by_query(&host, position).await?;
+    let truth = host.balances_by_replay(&ids).await?;
+    let read_model = host.balances_by_query(position).await?;
     ensure!(
         read_model == truth,
         "read model {read_model:?} differs from replay {truth:?} ({acknowledged} acknowledged)"
@@ -185,11 +163,11 @@ async fn a_crash_in_a_burst_changes_no_row_twice() -> Result<()> {
 
     // The same events seen again (a full replay into fresh tables) give the same rows.
     host.send_raw(reqwest::Method::POST, "/api/v1/restoreReadDb", Vec::new()).await?.expect_status(201)?;
-    let rebuilt = balances_by_query(&host, position).await?;
+    let rebuilt = host.balances_by_query(position).await?;
     ensure!(rebuilt == truth, "rebuild {rebuilt:?} differs from replay {truth:?}");
     // And a restart (the projection resumes at its committed position) changes nothing.
     host.restart().await?;
-    ensure!(balances_by_query(&host, position).await? == truth, "a restart changed the read model");
+    ensure!(host.balances_by_query(position).await? == truth, "a restart changed the read model");
     Ok(())
 }
 
@@ -202,7 +180,7 @@ async fn a_projection_cannot_touch_another_projections_tables() -> Result<()> {
     ]))
     .await?;
     let id = host.open_account("Eve", "5").await?;
-    let position = deposit(&host, &id, "1").await?;
+    let position = host.deposit(&id, "1").await?;
     // The accounts projection carries on.
     let reply = host.get(&format!("/api/projections/accounts/queries/byId?id={id}&position={position}")).await?;
     ensure!(accounts(&reply.expect_status(200)?.body)?[&id].1 == "6", "accounts projection broken");
@@ -227,7 +205,7 @@ async fn a_projection_cannot_touch_another_projections_tables() -> Result<()> {
         "snoop kept a row: {notes}"
     );
     // Commands keep working.
-    deposit(&host, &id, "1").await?;
+    host.deposit(&id, "1").await?;
     Ok(())
 }
 
@@ -242,10 +220,10 @@ async fn queries_keep_answering_during_a_rebuild_and_a_rebuild_into_postgres_agr
     let mut position = 0;
     for round in 0..30 {
         for id in &ids {
-            position = deposit(&host, id, if round % 2 == 0 { "0.05" } else { "1" }).await?;
+            position = host.deposit(id, if round % 2 == 0 { "0.05" } else { "1" }).await?;
         }
     }
-    let before = balances_by_query(&host, position).await?;
+    let before = host.balances_by_query(position).await?;
     ensure!(before.len() == ids.len(), "all accounts listed");
 
     let api = host.api().clone();
@@ -273,7 +251,7 @@ async fn queries_keep_answering_during_a_rebuild_and_a_rebuild_into_postgres_agr
     host.send_raw(reqwest::Method::POST, "/api/v1/restoreReadDb", Vec::new()).await?.expect_status(201)?;
     let (answers, bad) = probe.await?;
     ensure!(bad.is_empty(), "queries failed during the rebuild ({answers} answered): {bad:?}");
-    ensure!(balances_by_query(&host, position).await? == before, "in-place rebuild changed the answers");
+    ensure!(host.balances_by_query(position).await? == before, "in-place rebuild changed the answers");
 
     // Into another kind of database, by the operator command, while the host runs.
     let Some(postgres) = postgres else { return Ok(()) };
@@ -298,7 +276,7 @@ async fn queries_keep_answering_during_a_rebuild_and_a_rebuild_into_postgres_agr
             .arg(&postgres),
     )
     .await?;
-    ensure!(balances_by_query(&on_postgres, position).await? == before, "the PostgreSQL read model differs");
+    ensure!(on_postgres.balances_by_query(position).await? == before, "the PostgreSQL read model differs");
     for query in
         ["/api/v1/bankAccountLookup/withBalance/GREATER_THAN/25", "/api/v1/bankAccountLookup/byHolder/holder%203"]
     {

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::{Value, json};
-use sluice_e2e::{Host, HostOptions, Plugin, Server, number};
+use serde_json::Value;
+use sluice_e2e::{Host, HostOptions, Plugin, Server};
 
 /// Run a client program, returning its standard output.
 fn client(program: &str, args: &[&str]) -> Result<String> {
@@ -70,9 +70,7 @@ async fn kafka_mongodb_and_postgres_clients_see_what_the_host_wrote() -> Result<
         let id = host.open_account(holder, "50").await?;
         let mut types = vec!["AccountOpenedEvent"];
         for _ in 0..deposits {
-            let reply =
-                host.put_json(&format!("/api/v1/depositFunds/{id}"), &json!({ "amount": number("10.25") })).await?;
-            position = reply.expect_status(200)?.u64_field("position")?;
+            position = host.deposit(&id, "10.25").await?;
             types.push("FundsDepositedEvent");
         }
         balances.insert(id.clone(), balance);
