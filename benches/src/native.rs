@@ -5,8 +5,7 @@
 use std::marker::PhantomData;
 
 use sluice::command::{
-    AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, HttpMethod, IdSource, LogicError,
-    Refusal,
+    AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, Decision, HttpMethod, IdSource, Refusal,
 };
 use sluice::event_store::{NewEvent, StoredEvent};
 use sluice::runtime::PluginFault;
@@ -22,7 +21,7 @@ impl<A: Aggregate> NativeAggregate<A> {
         Self { manifest: host_manifest(A::manifest()), aggregate: PhantomData }
     }
 
-    fn evolve(&self, history: &[StoredEvent]) -> Result<Vec<u8>, PluginFault> {
+    fn evolve(&self, state: Option<&[u8]>, history: &[StoredEvent]) -> Result<Vec<u8>, PluginFault> {
         let events: Vec<sluice_sdk::StoredEvent> = history
             .iter()
             .map(|e| sluice_sdk::StoredEvent {
@@ -36,7 +35,7 @@ impl<A: Aggregate> NativeAggregate<A> {
                 recorded_at: e.recorded_at.clone(),
             })
             .collect();
-        runtime::evolve::<A>(None, &events)
+        runtime::evolve::<A>(state, &events)
             .map_err(|detail| PluginFault::Contract { plugin: self.manifest.aggregate_type.clone(), detail })
     }
 }
@@ -46,26 +45,35 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
         &self.manifest
     }
 
-    fn execute(&self, history: &[StoredEvent], command: &CommandInput) -> Result<Vec<NewEvent>, LogicError> {
-        let state = if history.is_empty() { None } else { Some(self.evolve(history)?) };
+    fn execute(
+        &self,
+        state: Option<&[u8]>,
+        events: &[StoredEvent],
+        command: &CommandInput,
+    ) -> Result<Decision, PluginFault> {
+        let state = match (state, events.is_empty()) {
+            (state, true) => state.map(<[u8]>::to_vec),
+            (state, false) => Some(self.evolve(state, events)?),
+        };
         let ctx = CommandContext {
             aggregate_id: command.aggregate_id.clone(),
             issued_at: command.issued_at.clone(),
             fresh_id: command.fresh_id.clone(),
         };
-        match runtime::decide::<A>(state.as_deref(), &command.command_type, &command.data, &ctx) {
+        let verdict = match runtime::decide::<A>(state.as_deref(), &command.command_type, &command.data, &ctx) {
             Ok(events) => Ok(events
                 .into_iter()
                 .map(|e| NewEvent { event_type: e.event_type, schema_version: e.schema_version, data: e.data })
                 .collect()),
-            Err(CommandError::Invalid(m)) => Err(Refusal::Invalid(m).into()),
-            Err(CommandError::Rejected(m)) => Err(Refusal::Rejected(m).into()),
-            Err(CommandError::NotFound(m)) => Err(Refusal::NotFound(m).into()),
-        }
+            Err(CommandError::Invalid(m)) => Err(Refusal::Invalid(m)),
+            Err(CommandError::Rejected(m)) => Err(Refusal::Rejected(m)),
+            Err(CommandError::NotFound(m)) => Err(Refusal::NotFound(m)),
+        };
+        Ok(Decision { state, verdict })
     }
 
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
-        let state = self.evolve(history)?;
+        let state = self.evolve(None, history)?;
         runtime::render::<A>(&state)
             .map_err(|detail| PluginFault::Contract { plugin: self.manifest.aggregate_type.clone(), detail })
     }

@@ -61,6 +61,8 @@ struct FileLimits {
     plugin_timeout_ms: Option<u64>,
     /// Largest request body, KiB.
     body_limit_kib: Option<usize>,
+    /// Aggregate states kept in memory, so commands replay only what was appended since (0: none).
+    cached_states: Option<usize>,
 }
 
 /// The bus the host publishes events on.
@@ -82,7 +84,12 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub limits: SandboxLimits,
     pub body_limit: usize,
+    /// Streams whose latest state commands may start from.
+    pub cached_states: usize,
 }
+
+/// Streams whose state is kept in memory unless `limits.cached_states` says otherwise.
+pub const DEFAULT_CACHED_STATES: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -153,7 +160,19 @@ impl Config {
             return Err(invalid("limits.plugin_timeout_ms", "must be at least 10"));
         }
         let body_limit = from_file.limits.body_limit_kib.map_or(crate::http::DEFAULT_BODY_LIMIT, |kib| kib << 10);
-        Ok(Self { listen, data_dir, plugins_dir, event_store, bus, read_store, admin_token, limits, body_limit })
+        let cached_states = from_file.limits.cached_states.unwrap_or(DEFAULT_CACHED_STATES);
+        Ok(Self {
+            listen,
+            data_dir,
+            plugins_dir,
+            event_store,
+            bus,
+            read_store,
+            admin_token,
+            limits,
+            body_limit,
+            cached_states,
+        })
     }
 }
 

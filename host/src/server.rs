@@ -63,7 +63,7 @@ impl Host {
         for plugin in registry.projections() {
             projections.insert(Projection::open(plugin, store.clone(), read_store.clone()).await?);
         }
-        let commands = CommandService::new(registry.clone(), store.clone());
+        let commands = CommandService::new(registry.clone(), store.clone(), config.cached_states);
         let state = AppState { commands, projections, body_limit: config.body_limit };
         let bus = match &config.bus {
             BusConfig::Embedded => None,

@@ -8,12 +8,14 @@
 //! correct; a lost race is retried unless the caller named the version it expects.
 
 pub mod manifest;
+pub mod state_cache;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use manifest::{AggregateManifest, CommandRoute, CommandSpec, HttpMethod, IdSource};
+pub use state_cache::{CachedState, StateCache};
 
 use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
 use crate::runtime::PluginFault;
@@ -43,13 +45,14 @@ pub enum Refusal {
     NotFound(String),
 }
 
-/// What an aggregate call can return instead of events.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LogicError {
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error(transparent)]
-    Fault(#[from] PluginFault),
+/// What an aggregate made of a command.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The state the command was decided on (`None` for an empty stream): what the next command
+    /// can start from.
+    pub state: Option<Vec<u8>>,
+    /// The events to append, or why not.
+    pub verdict: Result<Vec<NewEvent>, Refusal>,
 }
 
 /// The decide/evolve contract the dispatcher runs. Calls are synchronous and CPU-bound: the
@@ -57,8 +60,14 @@ pub enum LogicError {
 pub trait AggregateLogic: Send + Sync + 'static {
     fn manifest(&self) -> &AggregateManifest;
 
-    /// Replay `history` and decide on `command`, in one sandbox.
-    fn execute(&self, history: &[StoredEvent], command: &CommandInput) -> Result<Vec<NewEvent>, LogicError>;
+    /// Evolve `state` (an earlier result of this plugin, `None` for the empty stream) with
+    /// `events`, then decide on `command`, in one sandbox.
+    fn execute(
+        &self,
+        state: Option<&[u8]>,
+        events: &[StoredEvent],
+        command: &CommandInput,
+    ) -> Result<Decision, PluginFault>;
 
     /// Replay `history` and render the state as JSON text.
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault>;
@@ -112,14 +121,22 @@ pub struct CommandService {
     registry: PluginRegistry,
     store: Arc<dyn EventStore>,
     locks: Arc<StreamLocks>,
+    states: Arc<StateCache>,
     /// The last global position this host appended: wakes the projections.
     appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl CommandService {
-    pub fn new(registry: PluginRegistry, store: Arc<dyn EventStore>) -> Self {
+    /// A service that keeps the latest state of up to `cached_states` streams in memory.
+    pub fn new(registry: PluginRegistry, store: Arc<dyn EventStore>, cached_states: usize) -> Self {
         let (appended, _) = tokio::sync::watch::channel(0);
-        Self { registry, store, locks: Arc::new(StreamLocks::new()), appended: Arc::new(appended) }
+        Self {
+            registry,
+            store,
+            locks: Arc::new(StreamLocks::new()),
+            states: Arc::new(StateCache::new(cached_states)),
+            appended: Arc::new(appended),
+        }
     }
 
     /// Follow the positions this host appends.
@@ -165,9 +182,11 @@ impl CommandService {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let history =
-                self.store.read_stream(aggregate_type, aggregate_id, 0, None).await.map_err(CommandError::Store)?;
-            let version = history.last().map_or(0, |e| e.version);
+            let cached = self.states.get(&logic, aggregate_type, aggregate_id);
+            let after = cached.as_ref().map_or(0, |c| c.version);
+            let since =
+                self.store.read_stream(aggregate_type, aggregate_id, after, None).await.map_err(CommandError::Store)?;
+            let version = since.last().map_or(after, |e| e.version);
             if let Some(expected) = expected_version
                 && expected != version
             {
@@ -179,7 +198,11 @@ impl CommandService {
                     id: aggregate_id.to_owned(),
                 });
             }
-            let events = run_blocking(logic.clone(), history, input.clone()).await?;
+            let decision = run_blocking(logic.clone(), cached.map(|c| c.state), since, input.clone()).await?;
+            if let Some(state) = decision.state {
+                self.states.put(&logic, aggregate_type, aggregate_id, version, state.into());
+            }
+            let events = decision.verdict.map_err(CommandError::Refused)?;
             check_events(logic.manifest(), &events).map_err(CommandError::Fault)?;
             match self.store.append(aggregate_type, aggregate_id, version, &events).await {
                 Ok(appended) => {
@@ -257,15 +280,15 @@ fn conflict(aggregate_type: &str, id: &str, expected: u64, actual: u64) -> Comma
 
 async fn run_blocking(
     logic: Arc<dyn AggregateLogic>,
-    history: Vec<StoredEvent>,
+    state: Option<Arc<[u8]>>,
+    since: Vec<StoredEvent>,
     input: CommandInput,
-) -> Result<Vec<NewEvent>, CommandError> {
+) -> Result<Decision, CommandError> {
     let plugin = logic.manifest().aggregate_type.clone();
-    let result = tokio::task::spawn_blocking(move || logic.execute(&history, &input)).await;
+    let result = tokio::task::spawn_blocking(move || logic.execute(state.as_deref(), &since, &input)).await;
     match result {
-        Ok(Ok(events)) => Ok(events),
-        Ok(Err(LogicError::Refused(refusal))) => Err(CommandError::Refused(refusal)),
-        Ok(Err(LogicError::Fault(fault))) => Err(CommandError::Fault(fault)),
+        Ok(Ok(decision)) => Ok(decision),
+        Ok(Err(fault)) => Err(CommandError::Fault(fault)),
         Err(join) => {
             Err(CommandError::Fault(PluginFault::Trapped { plugin, detail: format!("host task failed: {join}") }))
         }

@@ -8,8 +8,7 @@ use wasmtime::component::{Component, Linker};
 
 use super::{PluginCtx, PluginFault, RuntimeError, WasmRuntime, classify_fault};
 use crate::command::{
-    AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, HttpMethod, IdSource, LogicError,
-    Refusal,
+    AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, Decision, HttpMethod, IdSource, Refusal,
 };
 use crate::event_store::{NewEvent, StoredEvent};
 
@@ -68,10 +67,11 @@ impl WasmAggregate {
         &self,
         store: &mut Store<PluginCtx>,
         plugin: &AggregatePlugin,
-        history: &[StoredEvent],
+        state: Option<&[u8]>,
+        events: &[StoredEvent],
     ) -> Result<Vec<u8>, PluginFault> {
-        let envelopes: Vec<types::EventEnvelope> = history.iter().map(to_envelope).collect();
-        match plugin.sluice_plugin_aggregate().call_evolve(&mut *store, None, &envelopes) {
+        let envelopes: Vec<types::EventEnvelope> = events.iter().map(to_envelope).collect();
+        match plugin.sluice_plugin_aggregate().call_evolve(&mut *store, state, &envelopes) {
             Ok(Ok(state)) => Ok(state),
             Ok(Err(reason)) => Err(self.contract(format!("cannot replay its own events: {reason}"))),
             Err(e) => Err(classify_fault(&self.manifest.aggregate_type, store, &e)),
@@ -88,9 +88,17 @@ impl AggregateLogic for WasmAggregate {
         &self.manifest
     }
 
-    fn execute(&self, history: &[StoredEvent], command: &CommandInput) -> Result<Vec<NewEvent>, LogicError> {
+    fn execute(
+        &self,
+        state: Option<&[u8]>,
+        events: &[StoredEvent],
+        command: &CommandInput,
+    ) -> Result<Decision, PluginFault> {
         let (mut store, plugin) = self.instantiate()?;
-        let state = if history.is_empty() { None } else { Some(self.evolve(&mut store, &plugin, history)?) };
+        let state = match (state, events.is_empty()) {
+            (state, true) => state.map(<[u8]>::to_vec),
+            (state, false) => Some(self.evolve(&mut store, &plugin, state, events)?),
+        };
         let wit_command = wit::Command {
             command_type: command.command_type.clone(),
             aggregate_id: command.aggregate_id.clone(),
@@ -98,23 +106,24 @@ impl AggregateLogic for WasmAggregate {
             issued_at: command.issued_at.clone(),
             fresh_id: command.fresh_id.clone(),
         };
-        match plugin.sluice_plugin_aggregate().call_decide(&mut store, state.as_deref(), &wit_command) {
+        let verdict = match plugin.sluice_plugin_aggregate().call_decide(&mut store, state.as_deref(), &wit_command) {
             Ok(Ok(events)) => Ok(events
                 .into_iter()
                 .map(|e| NewEvent { event_type: e.event_type, schema_version: e.schema_version, data: e.data })
                 .collect()),
-            Ok(Err(refusal)) => Err(LogicError::Refused(match refusal {
+            Ok(Err(refusal)) => Err(match refusal {
                 wit::CommandError::Invalid(m) => Refusal::Invalid(m),
                 wit::CommandError::Rejected(m) => Refusal::Rejected(m),
                 wit::CommandError::NotFound(m) => Refusal::NotFound(m),
-            })),
-            Err(e) => Err(LogicError::Fault(classify_fault(&self.manifest.aggregate_type, &store, &e))),
-        }
+            }),
+            Err(e) => return Err(classify_fault(&self.manifest.aggregate_type, &store, &e)),
+        };
+        Ok(Decision { state, verdict })
     }
 
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
         let (mut store, plugin) = self.instantiate()?;
-        let state = self.evolve(&mut store, &plugin, history)?;
+        let state = self.evolve(&mut store, &plugin, None, history)?;
         match plugin.sluice_plugin_aggregate().call_render(&mut store, &state) {
             Ok(Ok(json)) => Ok(json),
             Ok(Err(reason)) => Err(self.contract(format!("cannot render its state: {reason}"))),
