@@ -205,7 +205,20 @@ async fn a_projection_cannot_touch_another_projections_tables() -> Result<()> {
         "snoop kept a row: {notes}"
     );
     // Commands keep working.
-    host.deposit(&id, "1").await?;
+    let position = host.deposit(&id, "1").await?;
+    // A rebuild meets the same refusals again (in its staging database): it completes, the
+    // letters stay, and the other projection's answers survive it.
+    host.get(&format!("/api/projections/accounts/queries/byId?id={id}&position={position}"))
+        .await?
+        .expect_status(200)?;
+    host.send_raw(reqwest::Method::POST, "/api/v1/restoreReadDb", Vec::new()).await?.expect_status(201)?;
+    let after = sluice_command(&["dead-letters", "--data-dir", &host.data_dir().to_string_lossy()])?;
+    ensure!(
+        after.contains("is not a table of projection snoop"),
+        "a rebuild lost the dead letters: {after} (before: {letters})"
+    );
+    let reply = host.get(&format!("/api/projections/accounts/queries/byId?id={id}")).await?;
+    ensure!(accounts(&reply.expect_status(200)?.body)?[&id].1 == "7", "the rebuild changed the accounts answers");
     Ok(())
 }
 

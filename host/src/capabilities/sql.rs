@@ -3,7 +3,8 @@
 //! plugin never sees a physical table name, so it has no way to reach another projection's rows.
 //!
 //! Guest calls are synchronous and run on a blocking thread; each statement is executed with
-//! `Handle::block_on` on the session's transaction (writes) or pool (reads).
+//! `Handle::block_on` on the session's transaction (writes) or pool (reads), or called in place
+//! on a rebuild's staging database ([`crate::read_store::staging`]).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ enum Access {
     Write(Transaction<'static, Any>),
     /// Reads only, from the pool.
     Read(AnyPool),
+    /// Writes into a rebuild's staging database, inside a transaction the caller opened.
+    Staging(rusqlite::Connection),
 }
 
 /// One call's access to a projection's tables.
@@ -69,11 +72,31 @@ impl SqlSession {
         }
     }
 
+    /// A write session on a staging database (SQLite), for the tables of `generation`.
+    pub fn staging(schema: Arc<ProjectionSchema>, generation: i64, conn: rusqlite::Connection) -> Self {
+        Self {
+            handle: tokio::runtime::Handle::current(),
+            dialect: Dialect::Sqlite,
+            schema,
+            generation,
+            access: Access::Staging(conn),
+            backend_failure: None,
+        }
+    }
+
     /// The transaction of a write session, to commit or roll back.
     pub fn into_transaction(self) -> Option<Transaction<'static, Any>> {
         match self.access {
             Access::Write(tx) => Some(tx),
-            Access::Read(_) => None,
+            Access::Read(_) | Access::Staging(_) => None,
+        }
+    }
+
+    /// The connection of a staging session, to commit or roll back.
+    pub fn into_staging(self) -> Option<rusqlite::Connection> {
+        match self.access {
+            Access::Staging(conn) => Some(conn),
+            Access::Write(_) | Access::Read(_) => None,
         }
     }
 
@@ -98,30 +121,63 @@ impl SqlSession {
 
     fn writable(&self) -> Result<(), SqlError> {
         match self.access {
-            Access::Write(_) => Ok(()),
+            Access::Write(_) | Access::Staging(_) => Ok(()),
             Access::Read(_) => Err(SqlError::ReadOnly),
         }
     }
 
     /// Run a statement that returns no rows.
     fn execute(&mut self, sql: &str, binds: Vec<Bind>) -> Result<u64, SqlError> {
-        let Access::Write(tx) = &mut self.access else { return Err(SqlError::ReadOnly) };
-        let handle = self.handle.clone();
-        let result = handle.block_on(async { bind_all(sqlx::query(sql), binds).execute(&mut **tx).await });
+        let result = match &mut self.access {
+            Access::Read(_) => return Err(SqlError::ReadOnly),
+            Access::Staging(conn) => {
+                return staged_execute(conn, sql, &binds).map_err(|e| self.classify_staged(e));
+            }
+            Access::Write(tx) => {
+                let handle = self.handle.clone();
+                handle.block_on(async { bind_all(sqlx::query(sql), binds).execute(&mut **tx).await })
+            }
+        };
         match result {
             Ok(done) => Ok(done.rows_affected()),
             Err(e) => Err(self.classify(e)),
         }
     }
 
-    fn fetch(&mut self, sql: &str, binds: Vec<Bind>) -> Result<Vec<AnyRow>, SqlError> {
+    /// Run a query whose columns have `types`, and read its rows as values.
+    fn fetch(&mut self, sql: &str, binds: Vec<Bind>, types: &[ColumnType]) -> Result<Vec<Vec<Value>>, SqlError> {
         let handle = self.handle.clone();
-        let query = bind_all(sqlx::query(sql), binds);
-        let result = match &mut self.access {
-            Access::Write(tx) => handle.block_on(async { query.fetch_all(&mut **tx).await }),
-            Access::Read(pool) => handle.block_on(async { query.fetch_all(&*pool).await }),
+        let dialect = self.dialect;
+        let fetched = match &mut self.access {
+            Access::Staging(conn) => {
+                return staged_fetch(conn, sql, &binds, types).map_err(|e| self.classify_staged(e));
+            }
+            Access::Write(tx) => {
+                handle.block_on(async { bind_all(sqlx::query(sql), binds).fetch_all(&mut **tx).await })
+            }
+            Access::Read(pool) => handle.block_on(async { bind_all(sqlx::query(sql), binds).fetch_all(&*pool).await }),
         };
-        result.map_err(|e| self.classify(e))
+        let fetched = fetched.map_err(|e| self.classify(e))?;
+        let mut rows = Vec::with_capacity(fetched.len());
+        for row in &fetched {
+            let mut values = Vec::with_capacity(types.len());
+            for (i, column_type) in types.iter().enumerate() {
+                values.push(read_value(dialect, row, i, *column_type).map_err(|e| self.classify(e))?);
+            }
+            rows.push(values);
+        }
+        Ok(rows)
+    }
+
+    fn classify_staged(&mut self, error: rusqlite::Error) -> SqlError {
+        match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => SqlError::Constraint(error.to_string()),
+            _ => {
+                let message = format!("staging database: {error}");
+                self.backend_failure = Some(message.clone());
+                SqlError::Backend(message)
+            }
+        }
     }
 
     fn classify(&mut self, error: sqlx::Error) -> SqlError {
@@ -213,13 +269,13 @@ impl SqlSession {
 }
 
 /// A value ready to bind, typed as the column wants it.
-enum Bind {
+pub(crate) enum Bind {
     Int(Option<i64>),
     Text(Option<String>),
     Bool(Option<bool>),
 }
 
-fn bind_all<'q>(
+pub(crate) fn bind_all<'q>(
     mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     binds: Vec<Bind>,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
@@ -250,7 +306,12 @@ fn parse_decimal(text: &str) -> Result<Decimal, SqlError> {
     Ok(value)
 }
 
-fn to_bind(dialect: Dialect, column_type: ColumnType, value: &Value, column: &str) -> Result<Bind, SqlError> {
+pub(crate) fn to_bind(
+    dialect: Dialect,
+    column_type: ColumnType,
+    value: &Value,
+    column: &str,
+) -> Result<Bind, SqlError> {
     let mismatch = || SqlError::InvalidValue(format!("{value:?} does not fit column {column} ({column_type:?})"));
     Ok(match (column_type, value) {
         (ColumnType::Integer, Value::Null) => Bind::Int(None),
@@ -299,6 +360,53 @@ fn read_value(dialect: Dialect, row: &AnyRow, index: usize, column_type: ColumnT
         }),
         ColumnType::Text | ColumnType::Timestamp => read_text(row, index)?.map_or(Value::Null, Value::Text),
     })
+}
+
+fn staged_params(binds: &[Bind]) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as V;
+    binds
+        .iter()
+        .map(|bind| match bind {
+            Bind::Int(v) => v.map_or(V::Null, V::Integer),
+            Bind::Text(v) => v.clone().map_or(V::Null, V::Text),
+            Bind::Bool(v) => v.map_or(V::Null, |b| V::Integer(i64::from(b))),
+        })
+        .collect()
+}
+
+fn staged_execute(conn: &rusqlite::Connection, sql: &str, binds: &[Bind]) -> rusqlite::Result<u64> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let changed = statement.execute(rusqlite::params_from_iter(staged_params(binds)))?;
+    Ok(changed as u64)
+}
+
+/// Rows of the staging database, whose columns are typed as the SQLite dialect stores them.
+pub(crate) fn staged_fetch(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    binds: &[Bind],
+    types: &[ColumnType],
+) -> rusqlite::Result<Vec<Vec<Value>>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(staged_params(binds)))?;
+    let mut values = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut row_values = Vec::with_capacity(types.len());
+        for (i, column_type) in types.iter().enumerate() {
+            row_values.push(match column_type {
+                ColumnType::Integer => row.get::<_, Option<i64>>(i)?.map_or(Value::Null, Value::Integer),
+                ColumnType::Boolean => row.get::<_, Option<i64>>(i)?.map_or(Value::Null, |n| Value::Boolean(n != 0)),
+                ColumnType::Decimal => row
+                    .get::<_, Option<i64>>(i)?
+                    .map_or(Value::Null, |cents| Value::Decimal(Decimal::new(cents, 2).to_string())),
+                ColumnType::Text | ColumnType::Timestamp => {
+                    row.get::<_, Option<String>>(i)?.map_or(Value::Null, Value::Text)
+                }
+            });
+        }
+        values.push(row_values);
+    }
+    Ok(values)
 }
 
 /// A text column. MySQL and MariaDB describe `TEXT` columns as BLOBs, which sqlx's `Any` driver
@@ -392,15 +500,7 @@ impl wit::Host for PluginCtx {
         if let Some(limit) = query.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        let fetched = session.fetch(&sql, binds)?;
-        let mut rows = Vec::with_capacity(fetched.len());
-        for row in &fetched {
-            let mut values = Vec::with_capacity(types.len());
-            for (i, column_type) in types.iter().enumerate() {
-                values.push(read_value(d, row, i, *column_type).map_err(|e| session.classify(e))?);
-            }
-            rows.push(values);
-        }
+        let rows = session.fetch(&sql, binds, &types)?;
         Ok(Rows { columns, rows })
     }
 }

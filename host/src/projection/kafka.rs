@@ -26,7 +26,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::{BATCH, Progress, Projection, ProjectionError};
+use super::{BATCH, Progress, Projection, ProjectionError, Rows};
 use crate::bus::{BusError, KafkaBus};
 use crate::event_store::StoredEvent;
 use crate::read_store::{Checkpoint, OffsetAdvance, ReadStoreError};
@@ -205,7 +205,7 @@ impl Projection {
         }
         let advances: Vec<OffsetAdvance> = advances.into_values().collect();
         let progress = Progress::Offsets(BatchOffsets { advances: advances.clone(), at });
-        self.apply(&self.read_store, generation, &events, &progress).await?;
+        self.apply(Rows::Store(&self.read_store), generation, &events, &progress).await?;
         drop(checkpoint);
         for advance in &advances {
             states.insert((advance.topic.clone(), advance.partition), (advance.next_offset, advance.last_position));

@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, watch};
 
 use crate::capabilities::sql::SqlSession;
 use crate::event_store::{EventStore, StoredEvent};
+use crate::read_store::staging::Staging;
 use crate::read_store::{Checkpoint, DeadLetter, OffsetAdvance, ReadStore, ReadStoreError};
 use crate::runtime::PluginFault;
 use crate::runtime::projection::{HandleFailure, QueryOutcome, WasmProjection};
@@ -89,6 +90,24 @@ impl Progress {
             Self::Offsets(o) => {
                 Step::Offsets(o.advances.iter().map(|a| OffsetAdvance { fence: None, ..a.clone() }).collect())
             }
+        }
+    }
+}
+
+/// Where a batch's rows go.
+#[derive(Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    /// Into a read store, in its transaction.
+    Store(&'a ReadStore),
+    /// Into a rebuild's staging database; dead letters still go to `letters`, the target.
+    Staged { staging: &'a Staging, letters: &'a ReadStore },
+}
+
+impl<'a> Rows<'a> {
+    /// The store that keeps dead letters and progress.
+    fn letters(self) -> &'a ReadStore {
+        match self {
+            Self::Store(store) | Self::Staged { letters: store, .. } => store,
         }
     }
 }
@@ -206,7 +225,7 @@ impl Projection {
         let Some(last) = batch.last().map(|e| e.global_position) else { return Ok(false) };
         let generation = checkpoint.generation;
         let next = Checkpoint { position: last, ..checkpoint.clone() };
-        self.apply(&self.read_store, generation, &batch, &Progress::Checkpoint(next.clone())).await?;
+        self.apply(Rows::Store(&self.read_store), generation, &batch, &Progress::Checkpoint(next.clone())).await?;
         *checkpoint = next;
         self.position.send_replace(last);
         Ok(true)
@@ -217,14 +236,15 @@ impl Projection {
     /// still fails is dead-lettered with the reason.
     async fn apply(
         &self,
-        store: &ReadStore,
+        rows: Rows<'_>,
         generation: i64,
         batch: &[StoredEvent],
         progress: &Progress,
     ) -> Result<(), ProjectionError> {
+        let store = rows.letters();
         let subscribed: Vec<StoredEvent> =
             batch.iter().filter(|e| self.plugin.manifest().subscriptions.contains(&e.event_type)).cloned().collect();
-        match self.handle_in_tx(store, generation, &subscribed, &progress.whole()).await? {
+        match self.handle_in_tx(rows, generation, &subscribed, &progress.whole()).await? {
             Ok(()) => return Ok(()),
             Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
             Err(failure) => {
@@ -234,7 +254,7 @@ impl Projection {
         for event in &subscribed {
             let one = std::slice::from_ref(event);
             let step = progress.after(event);
-            match self.handle_in_tx(store, generation, one, &step).await? {
+            match self.handle_in_tx(rows, generation, one, &step).await? {
                 Ok(()) => {}
                 Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
                 Err(failure) => {
@@ -286,11 +306,15 @@ impl Projection {
     /// if the plugin succeeded.
     async fn handle_in_tx(
         &self,
-        store: &ReadStore,
+        rows: Rows<'_>,
         generation: i64,
         events: &[StoredEvent],
         step: &Step,
     ) -> Result<Result<(), HandleFailure>, ProjectionError> {
+        let store = match rows {
+            Rows::Store(store) => store,
+            Rows::Staged { staging, .. } => return self.handle_staged(staging, events).await,
+        };
         let tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
         let schema = Arc::new(self.plugin.manifest().schema.clone());
         let session = SqlSession::write(store, schema, generation, tx);
@@ -316,6 +340,43 @@ impl Projection {
         }
         tx.commit().await.map_err(ReadStoreError::from)?;
         Ok(Ok(()))
+    }
+
+    /// [`Self::handle_in_tx`] on a staging database: the whole call runs on a blocking thread,
+    /// since every statement is a direct SQLite call.
+    async fn handle_staged(
+        &self,
+        staging: &Staging,
+        events: &[StoredEvent],
+    ) -> Result<Result<(), HandleFailure>, ProjectionError> {
+        if events.is_empty() {
+            return Ok(Ok(()));
+        }
+        let conn = staging.take()?;
+        let (schema, generation) = (staging.schema().clone(), staging.generation());
+        let plugin = self.plugin.clone();
+        let events = events.to_vec();
+        let (conn, outcome) = tokio::task::spawn_blocking(move || {
+            let backend = |e: rusqlite::Error| HandleFailure::Backend(format!("staging database: {e}"));
+            if let Err(e) = conn.execute_batch("BEGIN") {
+                return (Some(conn), Err(backend(e)));
+            }
+            let (session, outcome) = plugin.handle(SqlSession::staging(schema, generation, conn), &events);
+            let Some(conn) = session.into_staging() else {
+                return (None, Err(HandleFailure::Backend("a staging session lost its connection".into())));
+            };
+            let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            match conn.execute_batch(end) {
+                Ok(()) => (Some(conn), outcome),
+                Err(e) => (Some(conn), Err(backend(e))),
+            }
+        })
+        .await
+        .map_err(|e| ProjectionError::Task(e.to_string()))?;
+        if let Some(conn) = conn {
+            staging.give_back(conn);
+        }
+        Ok(outcome)
     }
 
     /// Answer a query; with `min_position`, first wait (bounded) until the projection has
@@ -368,13 +429,15 @@ impl Projection {
         store.create_tables(schema, generation).await?;
         let head = self.head_position().await?;
         let mut position = 0;
-        loop {
-            let batch = self.events.read_all(position, BATCH * 4).await?;
-            let Some(last) = batch.last().map(|e| e.global_position) else { break };
-            self.apply(store, generation, &batch, &Progress::Untracked).await?;
-            position = last;
-            progress(position, head.max(position));
+        if Staging::suits(store.dialect()) {
+            let staging = Staging::open(Arc::new(schema.clone()), generation)?;
+            position =
+                self.replay(Rows::Staged { staging: &staging, letters: store }, generation, 0, head, progress).await?;
+            staging.load_into(store).await?;
         }
+        // What the staging pass did not see (or all of it, unstaged) goes straight to the target,
+        // still without holding up the live follower.
+        position = self.replay(Rows::Store(store), generation, position, head, progress).await?;
         let checkpoint = Checkpoint { generation, position, schema_version: self.plugin.manifest().schema_version };
         if !in_place {
             let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
@@ -388,7 +451,7 @@ impl Projection {
         loop {
             let batch = self.events.read_all(checkpoint.position, BATCH * 4).await?;
             let Some(last) = batch.last().map(|e| e.global_position) else { break };
-            self.apply(store, generation, &batch, &Progress::Untracked).await?;
+            self.apply(Rows::Store(store), generation, &batch, &Progress::Untracked).await?;
             checkpoint.position = last;
         }
         let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
@@ -404,6 +467,47 @@ impl Projection {
         store.drop_tables(schema, old_generation).await?;
         progress(checkpoint.position, checkpoint.position);
         Ok(checkpoint.position)
+    }
+
+    /// Apply the log after `from` to `rows` untracked, reading the next batch while the plugin
+    /// handles this one. Returns the last position applied.
+    async fn replay(
+        &self,
+        rows: Rows<'_>,
+        generation: i64,
+        from: u64,
+        head: u64,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64, ProjectionError> {
+        let (sender, mut batches) = tokio::sync::mpsc::channel(2);
+        let events = self.events.clone();
+        // Ends by itself at the end of the log, on an error, or when this function stops listening.
+        tokio::spawn(async move {
+            let mut after = from;
+            loop {
+                let batch = events.read_all(after, BATCH * 4).await;
+                let next = match &batch {
+                    Ok(b) => b.last().map(|e| e.global_position),
+                    Err(_) => None,
+                };
+                if matches!(&batch, Ok(b) if b.is_empty()) || sender.send(batch).await.is_err() {
+                    return;
+                }
+                match next {
+                    Some(last) => after = last,
+                    None => return,
+                }
+            }
+        });
+        let mut position = from;
+        while let Some(batch) = batches.recv().await {
+            let batch = batch?;
+            let Some(last) = batch.last().map(|e| e.global_position) else { break };
+            self.apply(rows, generation, &batch, &Progress::Untracked).await?;
+            position = last;
+            progress(position, head.max(position));
+        }
+        Ok(position)
     }
 
     async fn head_position(&self) -> Result<u64, ProjectionError> {

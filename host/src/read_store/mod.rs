@@ -10,6 +10,7 @@
 pub mod dialect;
 pub mod offsets;
 pub mod schema;
+pub mod staging;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -190,9 +191,14 @@ impl ReadStore {
         letter: &DeadLetter,
     ) -> Result<(), ReadStoreError> {
         let d = self.dialect;
+        // A rebuild meets the same failing event again: the first letter stays.
+        let keep_first = match d {
+            Dialect::MySql => " ON DUPLICATE KEY UPDATE projection = projection",
+            Dialect::Sqlite | Dialect::Postgres => " ON CONFLICT (projection, position) DO NOTHING",
+        };
         let sql = format!(
             "INSERT INTO sluice_dead_letters (projection, position, event_type, aggregate_id, reason, recorded_at) \
-             VALUES ({}, {}, {}, {}, {}, {})",
+             VALUES ({}, {}, {}, {}, {}, {}){keep_first}",
             d.placeholder(1),
             d.placeholder(2),
             d.placeholder(3),
