@@ -119,6 +119,8 @@ pub struct Projection {
     read_store: ReadStore,
     /// The generation queries read and the position reached; held while a batch is applied.
     checkpoint: Mutex<Checkpoint>,
+    /// The batch after a position, read while the previous batch was being applied.
+    read_ahead: std::sync::Mutex<Option<(u64, Vec<StoredEvent>)>>,
     serving_generation: AtomicI64,
     position: watch::Sender<u64>,
 }
@@ -157,6 +159,7 @@ impl Projection {
             events,
             read_store,
             checkpoint: Mutex::new(checkpoint),
+            read_ahead: std::sync::Mutex::new(None),
             position,
         }))
     }
@@ -221,11 +224,29 @@ impl Projection {
     /// Apply the next batch, if any. Returns whether there was one.
     pub async fn catch_up_once(&self) -> Result<bool, ProjectionError> {
         let mut checkpoint = self.checkpoint.lock().await;
-        let batch = self.events.read_all(checkpoint.position, BATCH).await?;
+        let read_ahead = self.read_ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let batch = match read_ahead {
+            Some((after, batch)) if after == checkpoint.position => batch,
+            _ => self.events.read_all(checkpoint.position, BATCH).await?,
+        };
         let Some(last) = batch.last().map(|e| e.global_position) else { return Ok(false) };
         let generation = checkpoint.generation;
         let next = Checkpoint { position: last, ..checkpoint.clone() };
-        self.apply(Rows::Store(&self.read_store), generation, &batch, &Progress::Checkpoint(next.clone())).await?;
+        let progress = Progress::Checkpoint(next.clone());
+        let applied = self.apply(Rows::Store(&self.read_store), generation, &batch, &progress);
+        if batch.len() < BATCH as usize {
+            applied.await?;
+        } else {
+            // Catching up: read the next batch while this one is written. A batch read now is a
+            // prefix of what follows `last`, as positions commit in order.
+            let (applied, following) = tokio::join!(applied, self.events.read_all(last, BATCH));
+            applied?;
+            if let Ok(following) = following
+                && !following.is_empty()
+            {
+                *self.read_ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((last, following));
+            }
+        }
         *checkpoint = next;
         self.position.send_replace(last);
         Ok(true)
