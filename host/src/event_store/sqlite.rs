@@ -7,6 +7,7 @@
 //! both win.
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -44,6 +45,75 @@ const COLUMNS: &str = "position, aggregate_type, aggregate_id, version, event_ty
 pub struct SqliteEventStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// `None` for an in-memory store, which only sqlx's own connections can see.
+    log: Option<LogReader>,
+}
+
+/// Reads of the global log, the store's bulk path (projections, rebuilds, the relay): SQLite
+/// called in place on a blocking thread, since sqlx hands every row of a result over a channel
+/// between threads, which costs more than reading the row.
+struct LogReader {
+    path: std::path::PathBuf,
+    idle: Arc<Mutex<Vec<rusqlite::Connection>>>,
+}
+
+/// Idle log connections kept open.
+const IDLE_LOG_READERS: usize = 4;
+
+impl LogReader {
+    fn connection(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let (path, idle) = (self.path.clone(), self.idle.clone());
+        let read = move || -> Result<Vec<StoredEvent>, EventStoreError> {
+            let taken = idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let conn = match taken {
+                Some(conn) => conn,
+                None => Self::connection(&path).map_err(log_error)?,
+            };
+            let events = read_log(&conn, after, limit).map_err(log_error)?;
+            let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < IDLE_LOG_READERS {
+                idle.push(conn);
+            }
+            Ok(events)
+        };
+        tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| EventStoreError::Backend(format!("log reader task failed: {e}")))?
+    }
+}
+
+fn log_error(e: rusqlite::Error) -> EventStoreError {
+    EventStoreError::Backend(format!("reading the log: {e}"))
+}
+
+fn read_log(conn: &rusqlite::Connection, after: u64, limit: u32) -> rusqlite::Result<Vec<StoredEvent>> {
+    let mut statement =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
+    let rows = statement.query_map((to_i64(after), i64::from(limit)), |row| {
+        Ok(StoredEvent {
+            global_position: to_u64(row.get(0)?),
+            aggregate_type: row.get(1)?,
+            aggregate_id: row.get(2)?,
+            version: to_u64(row.get(3)?),
+            event_type: row.get(4)?,
+            schema_version: u32::try_from(row.get::<_, i64>(5)?).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Integer, Box::new(e))
+            })?,
+            data: row.get(6)?,
+            recorded_at: row.get(7)?,
+        })
+    })?;
+    rows.collect()
 }
 
 impl SqliteEventStore {
@@ -58,8 +128,11 @@ impl SqliteEventStore {
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::query(SCHEMA).execute(&writer).await?;
         sqlx::query(RELAY_SCHEMA).execute(&writer).await?;
+        let path = options.get_filename().to_path_buf();
+        let in_memory = path.as_os_str() == ":memory:" || path.to_string_lossy().starts_with("file:");
+        let log = (!in_memory).then(|| LogReader { path, idle: Arc::default() });
         let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
-        Ok(Self { writer, readers })
+        Ok(Self { writer, readers, log })
     }
 
     async fn insert_batch(
@@ -164,6 +237,9 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
+        if let Some(log) = &self.log {
+            return log.read_all(after, limit).await;
+        }
         let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2");
         let rows = sqlx::query(&sql).bind(to_i64(after)).bind(i64::from(limit)).fetch_all(&self.readers).await?;
         rows.iter().map(to_event).collect()
