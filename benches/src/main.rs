@@ -25,6 +25,10 @@ use tower::ServiceExt;
 
 use crate::native::NativeAggregate;
 
+/// The host binary's allocator, so the figures are the host's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(about = "Wasm aggregate against the same logic compiled natively, through the host")]
 struct Args {
@@ -69,8 +73,8 @@ struct Args {
     /// Appends of the append benchmark.
     #[arg(long, default_value_t = 4000)]
     appends: usize,
-    /// Events of the relay benchmark.
-    #[arg(long, default_value_t = 50_000)]
+    /// Events of the relay benchmark (enough to fill the relay's pipeline several times).
+    #[arg(long, default_value_t = 200_000)]
     relay_events: usize,
 }
 

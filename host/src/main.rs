@@ -9,6 +9,9 @@ use sluice::config::{Config, ServeArgs};
 use sluice::read_store::ReadStore;
 use sluice::server::Host;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about = "A CQRS and event-sourcing host for WebAssembly plugins")]
 struct Cli {

@@ -24,10 +24,12 @@ use crate::event_store::{EventStore, EventStoreError, StoredEvent};
 use crate::runtime::registry::PluginRegistry;
 
 /// Events read and produced per batch.
-const BATCH: u32 = 5000;
+const BATCH: u32 = 20_000;
 /// Batches produced ahead of the oldest unacknowledged one: the producer keeps sending while the
-/// relay waits for acknowledgements and saves positions.
-const IN_FLIGHT: usize = 4;
+/// relay waits for acknowledgements and saves positions. At most `BATCH * IN_FLIGHT` messages
+/// (tens of MB while a backlog drains) wait in the producer's queue, which is sized for them
+/// ([`KafkaBus::producer`]); the deeper the pipeline, the larger the broker's requests.
+const IN_FLIGHT: usize = 8;
 /// How long a lease lasts without renewal.
 const LEASE: Duration = Duration::from_secs(10);
 /// How often a relay renews its lease while idle.

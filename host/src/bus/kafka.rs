@@ -105,6 +105,8 @@ impl KafkaBus {
             .set("acks", "all")
             .set("enable.gapless.guarantee", "true")
             .set("linger.ms", "5")
+            // Room for the relay's batches in flight (crate::relay) with a margin.
+            .set("queue.buffering.max.messages", "250000")
             .set("message.timeout.ms", "30000")
             .create()?)
     }
