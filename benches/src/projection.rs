@@ -48,6 +48,15 @@ pub async fn bank_history(dir: &std::path::Path, accounts: usize, total: usize) 
     Ok(store)
 }
 
+/// A consistent copy of the SQLite event store at `from` (its WAL included) at `to`.
+pub async fn copy_store(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", from.display())).await?;
+    sqlx::query("VACUUM INTO ?1").bind(to.display().to_string()).execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
 /// Events/s of the Wasm projection catching up from position 0 on `read_store`.
 pub async fn wasm_catch_up(
     plugin: Arc<WasmProjection>,

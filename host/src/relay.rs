@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::bus::kafka::{HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_SCHEMA_VERSION};
 use crate::bus::{BusError, KafkaBus};
@@ -67,8 +67,8 @@ pub struct Relay {
     producer: Option<FutureProducer>,
     /// The saved position while this relay holds the lease.
     held: Option<u64>,
-    /// The batch after a position, read ahead while an earlier one was acknowledged.
-    prefetched: Option<(u64, Vec<StoredEvent>)>,
+    /// Batches read and prepared ahead of the producer.
+    reader: Option<mpsc::Receiver<Result<Prepared, RelayError>>>,
     /// Batches handed to the producer and not yet saved, oldest first.
     in_flight: VecDeque<InFlight>,
     /// The last position handed to the producer (ahead of `held` while batches are in flight).
@@ -86,7 +86,7 @@ impl Relay {
             owner,
             producer: None,
             held: None,
-            prefetched: None,
+            reader: None,
             in_flight: VecDeque::new(),
             produced: None,
             renewed: Instant::now(),
@@ -132,7 +132,8 @@ impl Relay {
     fn reset(&mut self) {
         self.in_flight.clear();
         self.produced = None;
-        self.prefetched = None;
+        // Its task ends at its next send.
+        self.reader = None;
     }
 
     /// Produce the next batch if this relay holds the lease, and save the position of the oldest
@@ -158,43 +159,34 @@ impl Relay {
             },
         };
         let from = self.produced.unwrap_or(held);
-        let batch = match self.prefetched.take() {
-            Some((after, batch)) if after == from => batch,
-            _ => self.store.read_all(from, BATCH).await?,
+        let reader = match &mut self.reader {
+            Some(reader) => reader,
+            None => self.reader.insert(read_ahead(self.store.clone(), self.registry.clone(), self.bus.clone(), from)),
         };
-        let Some(last) = batch.last().map(|e| e.global_position) else {
+        let Some(prepared) = reader.recv().await else {
             // The log is drained: wait for what is still in flight and save it.
+            self.reader = None;
             let had_any = !self.in_flight.is_empty();
             while let Some(oldest) = self.in_flight.pop_front() {
-                if !self.settle(oldest).await? {
+                acknowledge(oldest.deliveries).await?;
+                if !self.save(oldest.last).await? {
                     return Ok(false);
                 }
             }
             return Ok(had_any);
         };
-        let deliveries = self.produce(&batch)?;
-        self.in_flight.push_back(InFlight { last, deliveries });
-        self.produced = Some(last);
-        if self.in_flight.len() < IN_FLIGHT {
-            return Ok(true);
-        }
-        // The pipeline is full: settle the oldest batch while reading the next one.
-        let Some(oldest) = self.in_flight.pop_front() else { return Ok(true) };
-        let (acknowledged, next) = tokio::join!(acknowledge(oldest.deliveries), self.store.read_all(last, BATCH));
-        acknowledged?;
-        if let Ok(next) = next
-            && !next.is_empty()
+        let prepared = prepared?;
+        let deliveries = self.produce(&prepared.messages)?;
+        self.in_flight.push_back(InFlight { last: prepared.last, deliveries });
+        self.produced = Some(prepared.last);
+        if self.in_flight.len() >= IN_FLIGHT
+            && let Some(oldest) = self.in_flight.pop_front()
         {
-            self.prefetched = Some((last, next));
+            // The pipeline is full: settle the oldest batch (the reader prepares the next ones).
+            acknowledge(oldest.deliveries).await?;
+            self.save(oldest.last).await?;
         }
-        self.save(oldest.last).await?;
         Ok(true)
-    }
-
-    /// Wait for a batch's acknowledgements, then save its position. False if the lease was lost.
-    async fn settle(&mut self, batch: InFlight) -> Result<bool, RelayError> {
-        acknowledge(batch.deliveries).await?;
-        self.save(batch.last).await
     }
 
     /// Save `position` (acknowledged, with everything before it). False if the lease was lost.
@@ -210,40 +202,20 @@ impl Relay {
         Ok(true)
     }
 
-    /// Hand a batch to the producer, in order.
-    fn produce(&mut self, batch: &[StoredEvent]) -> Result<Vec<(u64, DeliveryFuture)>, RelayError> {
+    /// Hand prepared messages to the producer, in order.
+    fn produce(&mut self, messages: &[Outgoing]) -> Result<Vec<(u64, DeliveryFuture)>, RelayError> {
         let producer = match &self.producer {
             Some(producer) => producer,
             None => self.producer.insert(self.bus.producer()?),
         };
-        // Topics by aggregate type, looked up once per batch.
-        let mut topics: HashMap<&str, String> = HashMap::new();
-        let mut deliveries = Vec::with_capacity(batch.len());
-        for event in batch {
-            let position = event.global_position;
-            let topic = match topics.get(event.aggregate_type.as_str()) {
-                Some(topic) => topic,
-                None => {
-                    let Some(aggregate) = self.registry.aggregate(&event.aggregate_type) else {
-                        return Err(RelayError::UnknownAggregate {
-                            position,
-                            aggregate_type: event.aggregate_type.clone(),
-                        });
-                    };
-                    topics.entry(&event.aggregate_type).or_insert(self.bus.topic(&aggregate.manifest().topic))
-                }
-            };
-            let envelope = event
-                .envelope()
-                .and_then(|e| serde_json::to_vec(&e))
-                .map_err(|e| RelayError::Envelope { position, reason: e.to_string() })?;
-            let schema_version = event.schema_version.to_string();
-            let position_text = position.to_string();
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for message in messages {
             let headers = OwnedHeaders::new_with_capacity(3)
-                .insert(Header { key: HEADER_EVENT_TYPE, value: Some(&event.event_type) })
-                .insert(Header { key: HEADER_SCHEMA_VERSION, value: Some(&schema_version) })
-                .insert(Header { key: HEADER_POSITION, value: Some(&position_text) });
-            let record = FutureRecord::to(topic).key(&event.aggregate_id).payload(&envelope).headers(headers);
+                .insert(Header { key: HEADER_EVENT_TYPE, value: Some(&message.event_type) })
+                .insert(Header { key: HEADER_SCHEMA_VERSION, value: Some(&message.schema_version) })
+                .insert(Header { key: HEADER_POSITION, value: Some(&message.position_text) });
+            let record = FutureRecord::to(&message.topic).key(&message.key).payload(&message.payload).headers(headers);
+            let position = message.position;
             let delivery = producer
                 .send_result(record)
                 .map_err(|(e, _)| RelayError::Delivery { position, reason: e.to_string() })?;
@@ -251,6 +223,108 @@ impl Relay {
         }
         Ok(deliveries)
     }
+}
+
+/// A batch of the log turned into messages.
+struct Prepared {
+    last: u64,
+    messages: Vec<Outgoing>,
+}
+
+/// One event as the message the relay produces.
+struct Outgoing {
+    position: u64,
+    topic: Arc<str>,
+    key: String,
+    payload: Vec<u8>,
+    event_type: String,
+    schema_version: String,
+    position_text: String,
+}
+
+/// Read the log after `from` and prepare its messages on other threads, a couple of batches
+/// ahead of the producer; the task ends at the end of the log, after an error, or once the
+/// receiver is dropped.
+fn read_ahead(
+    store: Arc<dyn EventStore>,
+    registry: PluginRegistry,
+    bus: KafkaBus,
+    from: u64,
+) -> mpsc::Receiver<Result<Prepared, RelayError>> {
+    let (sender, receiver) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut after = from;
+        let mut topics: HashMap<String, Arc<str>> = HashMap::new();
+        loop {
+            let batch = match store.read_all(after, BATCH).await {
+                Ok(batch) if batch.is_empty() => return,
+                Ok(batch) => batch,
+                Err(e) => {
+                    let _ = sender.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            let (registry, bus, known) = (registry.clone(), bus.clone(), std::mem::take(&mut topics));
+            let prepared = tokio::task::spawn_blocking(move || prepare(&batch, &registry, &bus, known)).await;
+            let prepared = match prepared {
+                Ok((prepared, known)) => {
+                    topics = known;
+                    prepared
+                }
+                Err(e) => Err(RelayError::Envelope { position: after, reason: format!("preparing task failed: {e}") }),
+            };
+            let next = prepared.as_ref().ok().map(|p| p.last);
+            if sender.send(prepared).await.is_err() {
+                return;
+            }
+            match next {
+                Some(last) => after = last,
+                None => return,
+            }
+        }
+    });
+    receiver
+}
+
+/// Turn events into messages; `topics` caches the topic of each aggregate type.
+fn prepare(
+    batch: &[StoredEvent],
+    registry: &PluginRegistry,
+    bus: &KafkaBus,
+    mut topics: HashMap<String, Arc<str>>,
+) -> (Result<Prepared, RelayError>, HashMap<String, Arc<str>>) {
+    let mut messages = Vec::with_capacity(batch.len());
+    for event in batch {
+        let position = event.global_position;
+        let topic = match topics.get(&event.aggregate_type) {
+            Some(topic) => topic.clone(),
+            None => {
+                let Some(aggregate) = registry.aggregate(&event.aggregate_type) else {
+                    let unknown =
+                        RelayError::UnknownAggregate { position, aggregate_type: event.aggregate_type.clone() };
+                    return (Err(unknown), topics);
+                };
+                let topic: Arc<str> = bus.topic(&aggregate.manifest().topic).into();
+                topics.insert(event.aggregate_type.clone(), topic.clone());
+                topic
+            }
+        };
+        let payload = match event.envelope().and_then(|e| serde_json::to_vec(&e)) {
+            Ok(payload) => payload,
+            Err(e) => return (Err(RelayError::Envelope { position, reason: e.to_string() }), topics),
+        };
+        messages.push(Outgoing {
+            position,
+            topic,
+            key: event.aggregate_id.clone(),
+            payload,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version.to_string(),
+            position_text: position.to_string(),
+        });
+    }
+    let last = batch.last().map_or(0, |e| e.global_position);
+    (Ok(Prepared { last, messages }), topics)
 }
 
 /// A produced batch awaiting the broker's acknowledgements.
