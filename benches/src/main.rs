@@ -70,8 +70,8 @@ struct Args {
     /// A MongoDB URL (FerretDB in scripts/servers) for the append figures.
     #[arg(long, env = "SLUICE_BENCH_MONGODB_URL")]
     mongodb: Option<String>,
-    /// Appends of the append benchmark.
-    #[arg(long, default_value_t = 4000)]
+    /// Appends of the append benchmark (each costs several round trips on FerretDB).
+    #[arg(long, default_value_t = 800)]
     appends: usize,
     /// Events of the relay benchmark (enough to fill the relay's pipeline several times).
     #[arg(long, default_value_t = 200_000)]
