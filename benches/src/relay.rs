@@ -35,7 +35,8 @@ pub async fn relay_vs_raw(
     registry.register(logic, "bench".into())?;
 
     let relay_bus = bus(kafka, "relay")?;
-    relay_bus.ensure_topics(&[relay_bus.topic(&topic_name)]).await?;
+    let relay_topic = relay_bus.topic(&topic_name);
+    relay_bus.ensure_topics(std::slice::from_ref(&relay_topic)).await?;
     let mut relay = Relay::new(store.clone(), relay_bus, registry, "bench".into());
     let started = Instant::now();
     while relay.publish_once().await? {}
@@ -89,7 +90,25 @@ pub async fn relay_vs_raw(
         }
     }
     let raw_rate = prepared.len() as f64 / started.elapsed().as_secs_f64();
+    drop_topics(kafka, &[relay_topic, topic]).await?;
     Ok((relay_rate, raw_rate))
+}
+
+/// Delete the round's topics: each round writes hundreds of MB the broker would keep for a week.
+async fn drop_topics(kafka: &str, topics: &[String]) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.trim_start_matches("kafka://"))
+        .create()
+        .context("cannot create a Kafka admin client")?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    for result in admin.delete_topics(&names, &AdminOptions::new()).await? {
+        if let Err((topic, code)) = result {
+            bail!("cannot delete topic {topic}: {code}");
+        }
+    }
+    Ok(())
 }
 
 /// A bus with a topic prefix of its own, so runs never share topics.
