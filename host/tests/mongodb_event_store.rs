@@ -5,6 +5,8 @@
 //! works in a fresh database of its own (the URL's database name is replaced) and drops it at the
 //! end.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,17 +29,8 @@ struct TestDb {
 }
 
 impl TestDb {
-    fn new(test: &str) -> Option<Self> {
-        let base = std::env::var(URL_VARIABLE).unwrap_or_default();
-        if base.is_empty() {
-            // `scripts/test` sets this: there a missing server is a failure, not a skip.
-            let required = std::env::var("SLUICE_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
-            assert!(!required, "{test}: {URL_VARIABLE} is not set but SLUICE_REQUIRE_SERVERS=1");
-            eprintln!("{test}: skipped: set {URL_VARIABLE} (e.g. mongodb://127.0.0.1:27017/sluice) to run it");
-            return None;
-        }
-        let name = format!("sluice_test_{}", uuid::Uuid::new_v4().simple());
-        Some(Self { url: with_database(&base, &name) })
+    fn new() -> Option<Self> {
+        Some(Self { url: common::fresh_database(URL_VARIABLE, "sluice_test_")? })
     }
 
     async fn open(&self) -> MongoEventStore {
@@ -55,29 +48,16 @@ impl TestDb {
     }
 }
 
-/// `url` with its database (the path) replaced by `name`, keeping any options.
-fn with_database(url: &str, name: &str) -> String {
-    let (address, options) = url.split_once('?').map_or((url, None), |(a, o)| (a, Some(o)));
-    let hosts_start = address.find("://").map_or(0, |i| i + 3);
-    let hosts_end = address[hosts_start..].find('/').map_or(address.len(), |i| hosts_start + i);
-    let mut url = format!("{}/{name}", &address[..hosts_end]);
-    if let Some(options) = options {
-        url.push('?');
-        url.push_str(options);
-    }
-    url
-}
-
 #[test]
 fn the_database_name_is_replaced() {
-    assert_eq!(with_database("mongodb://h:1/sluice", "x"), "mongodb://h:1/x");
-    assert_eq!(with_database("mongodb://h:1", "x"), "mongodb://h:1/x");
-    assert_eq!(with_database("mongodb://u:p@h:1,g:2/db?w=1", "x"), "mongodb://u:p@h:1,g:2/x?w=1");
+    assert_eq!(common::with_database("mongodb://h:1/sluice", "x"), "mongodb://h:1/x");
+    assert_eq!(common::with_database("mongodb://h:1", "x"), "mongodb://h:1/x");
+    assert_eq!(common::with_database("mongodb://u:p@h:1,g:2/db?w=1", "x"), "mongodb://u:p@h:1,g:2/x?w=1");
 }
 
 #[tokio::test]
 async fn append_checks_the_expected_version() {
-    let Some(db) = TestDb::new("append_checks_the_expected_version") else { return };
+    let Some(db) = TestDb::new() else { return };
     let store = db.open().await;
     let first = store.append("T", "a", 0, &[event(1), event(2)]).await.expect("append");
     assert_eq!(first.version, 2);
@@ -106,7 +86,7 @@ async fn append_checks_the_expected_version() {
 
 #[tokio::test]
 async fn a_failed_batch_appends_nothing() {
-    let Some(db) = TestDb::new("a_failed_batch_appends_nothing") else { return };
+    let Some(db) = TestDb::new() else { return };
     let store = db.open().await;
     store.append("T", "a", 0, &[event(1)]).await.expect("append");
     assert!(store.append("T", "a", 0, &[event(2), event(3)]).await.is_err());
@@ -118,7 +98,7 @@ async fn a_failed_batch_appends_nothing() {
 
 #[tokio::test]
 async fn concurrent_appends_at_one_version_have_one_winner() {
-    let Some(db) = TestDb::new("concurrent_appends_at_one_version_have_one_winner") else { return };
+    let Some(db) = TestDb::new() else { return };
     // Two store handles, as two hosts would have.
     let stores = [Arc::new(db.open().await), Arc::new(db.open().await)];
     let tasks: Vec<_> = (0..16)
@@ -153,7 +133,7 @@ async fn concurrent_appends_at_one_version_have_one_winner() {
 
 #[tokio::test]
 async fn the_database_decides_a_race_that_the_version_check_cannot_see() {
-    let Some(db) = TestDb::new("the_database_decides_a_race_that_the_version_check_cannot_see") else { return };
+    let Some(db) = TestDb::new() else { return };
     let store = Arc::new(db.open().await);
     let other_host = db.open().await;
     store.append("T", "a", 0, &[event(1)]).await.expect("append");
@@ -181,7 +161,7 @@ async fn the_database_decides_a_race_that_the_version_check_cannot_see() {
 
 #[tokio::test]
 async fn the_global_log_is_in_commit_order_across_streams() {
-    let Some(db) = TestDb::new("the_global_log_is_in_commit_order_across_streams") else { return };
+    let Some(db) = TestDb::new() else { return };
     let store = db.open().await;
     store.append("T", "a", 0, &[event(1)]).await.expect("append");
     store.append("U", "b", 0, &[event(2), event(3)]).await.expect("append");
@@ -201,7 +181,7 @@ async fn the_global_log_is_in_commit_order_across_streams() {
 
 #[tokio::test]
 async fn a_batch_gets_contiguous_positions() {
-    let Some(db) = TestDb::new("a_batch_gets_contiguous_positions") else { return };
+    let Some(db) = TestDb::new() else { return };
     let store = db.open().await;
     store.append("T", "a", 0, &[event(1)]).await.expect("append");
     let batch = store.append("T", "b", 0, &[event(2), event(3), event(4), event(5)]).await.expect("append");
@@ -229,7 +209,7 @@ async fn a_batch_gets_contiguous_positions() {
 
 #[tokio::test]
 async fn a_commit_that_arrives_late_is_not_skipped() {
-    let Some(db) = TestDb::new("a_commit_that_arrives_late_is_not_skipped") else { return };
+    let Some(db) = TestDb::new() else { return };
     let store = Arc::new(db.open().await);
     store.append("T", "first", 0, &[event(1)]).await.expect("append");
 
@@ -265,7 +245,7 @@ async fn a_commit_that_arrives_late_is_not_skipped() {
 
 #[tokio::test]
 async fn a_stalled_appender_gives_its_positions_up_and_takes_fresh_ones() {
-    let Some(db) = TestDb::new("a_stalled_appender_gives_its_positions_up_and_takes_fresh_ones") else { return };
+    let Some(db) = TestDb::new() else { return };
     let store = Arc::new(db.open().await);
     let mut held = store.hold_next_append();
     let slow = tokio::spawn({
@@ -292,7 +272,7 @@ async fn a_stalled_appender_gives_its_positions_up_and_takes_fresh_ones() {
 
 #[tokio::test]
 async fn a_gap_that_outlives_the_timeout_is_closed_and_its_commit_moves_later() {
-    let Some(db) = TestDb::new("a_gap_that_outlives_the_timeout_is_closed_and_its_commit_moves_later") else {
+    let Some(db) = TestDb::new() else {
         return;
     };
     // An appender slower than readers will wait (a stalled network, a paused process): the
@@ -330,7 +310,7 @@ async fn a_gap_that_outlives_the_timeout_is_closed_and_its_commit_moves_later() 
 
 #[tokio::test]
 async fn one_relay_holds_the_lease_and_its_position_only_grows() {
-    let Some(db) = TestDb::new("one_relay_holds_the_lease_and_its_position_only_grows") else { return };
+    let Some(db) = TestDb::new() else { return };
     let store = db.open().await;
     let lease = Duration::from_secs(30);
     assert_eq!(store.relay_position().await.expect("position"), 0);
@@ -371,7 +351,7 @@ async fn one_relay_holds_the_lease_and_its_position_only_grows() {
 /// rise with its versions.
 #[tokio::test]
 async fn racing_appenders_never_share_a_position() {
-    let Some(db) = TestDb::new("racing_appenders_never_share_a_position") else { return };
+    let Some(db) = TestDb::new() else { return };
     let store = Arc::new(db.open().await);
     let tasks: Vec<_> = (0..16u32)
         .map(|task| {

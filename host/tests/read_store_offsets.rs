@@ -2,20 +2,9 @@
 //! when `SLUICE_TEST_POSTGRES_URL` / `SLUICE_TEST_MYSQL_URL` are set (each test in a fresh
 //! database; skipped with a message otherwise, failing when `SLUICE_REQUIRE_SERVERS=1`).
 
-use sluice::read_store::{OffsetAdvance, PartitionOffset, ReadStore, ReadStoreError};
+mod common;
 
-fn server_url(variable: &str) -> Option<String> {
-    let base = std::env::var(variable).unwrap_or_default();
-    if base.is_empty() {
-        let required = std::env::var("SLUICE_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
-        assert!(!required, "{variable} is not set but SLUICE_REQUIRE_SERVERS=1");
-        eprintln!("skipped: set {variable} to run this test");
-        return None;
-    }
-    let name = format!("sluice_o{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-    let slash = base.rfind('/').filter(|&i| i > base.find("://").map_or(0, |s| s + 2))?;
-    Some(format!("{}/{name}", &base[..slash]))
-}
+use sluice::read_store::{OffsetAdvance, PartitionOffset, ReadStore, ReadStoreError};
 
 fn advance(partition: i32, fence: Option<i64>, next_offset: i64, last_position: u64) -> OffsetAdvance {
     OffsetAdvance { topic: "Orders".into(), partition, fence, next_offset, last_position }
@@ -76,12 +65,12 @@ async fn offsets_on_sqlite() {
 
 #[tokio::test]
 async fn offsets_on_postgres() {
-    let Some(url) = server_url("SLUICE_TEST_POSTGRES_URL") else { return };
+    let Some(url) = common::fresh_database("SLUICE_TEST_POSTGRES_URL", "sluice_o") else { return };
     offsets_contract(&url).await;
 }
 
 #[tokio::test]
 async fn offsets_on_mysql() {
-    let Some(url) = server_url("SLUICE_TEST_MYSQL_URL") else { return };
+    let Some(url) = common::fresh_database("SLUICE_TEST_MYSQL_URL", "sluice_o") else { return };
     offsets_contract(&url).await;
 }

@@ -2,25 +2,14 @@
 //! rows than one load chunk, into SQLite always and PostgreSQL when `SLUICE_TEST_POSTGRES_URL` is
 //! set (a fresh database; failing when `SLUICE_REQUIRE_SERVERS=1`).
 
+mod common;
+
 use std::sync::Arc;
 
 use sluice::read_store::schema::{ColumnSchema, ColumnType, ProjectionSchema, TableSchema};
 use sluice::read_store::staging::Staging;
 use sluice::read_store::{Dialect, ReadStore};
 use sqlx::Row;
-
-fn server_url(variable: &str) -> Option<String> {
-    let base = std::env::var(variable).unwrap_or_default();
-    if base.is_empty() {
-        let required = std::env::var("SLUICE_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
-        assert!(!required, "{variable} is not set but SLUICE_REQUIRE_SERVERS=1");
-        eprintln!("skipped: set {variable} to run this test");
-        return None;
-    }
-    let name = format!("sluice_s{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-    let slash = base.rfind('/').filter(|&i| i > base.find("://").map_or(0, |s| s + 2))?;
-    Some(format!("{}/{name}", &base[..slash]))
-}
 
 fn schema() -> Arc<ProjectionSchema> {
     let column = |name: &str, column_type, nullable| ColumnSchema { name: name.into(), column_type, nullable };
@@ -130,7 +119,7 @@ async fn staged_rows_land_unchanged_in_sqlite() {
 
 #[tokio::test]
 async fn staged_rows_land_unchanged_in_postgres() {
-    if let Some(url) = server_url("SLUICE_TEST_POSTGRES_URL") {
+    if let Some(url) = common::fresh_database("SLUICE_TEST_POSTGRES_URL", "sluice_s") {
         staged_rows_land_unchanged(&url).await;
     }
 }
