@@ -51,10 +51,8 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
         events: &[StoredEvent],
         command: &CommandInput,
     ) -> Result<Decision, PluginFault> {
-        let state = match (state, events.is_empty()) {
-            (state, true) => state.map(<[u8]>::to_vec),
-            (state, false) => Some(self.evolve(state, events)?),
-        };
+        // Nothing appended since the cached state: decide on it as it is.
+        let state = if events.is_empty() { state.map(<[u8]>::to_vec) } else { Some(self.evolve(state, events)?) };
         let ctx = CommandContext {
             aggregate_id: command.aggregate_id.clone(),
             issued_at: command.issued_at.clone(),

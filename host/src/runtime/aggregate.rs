@@ -95,9 +95,11 @@ impl AggregateLogic for WasmAggregate {
         command: &CommandInput,
     ) -> Result<Decision, PluginFault> {
         let (mut store, plugin) = self.instantiate()?;
-        let state = match (state, events.is_empty()) {
-            (state, true) => state.map(<[u8]>::to_vec),
-            (state, false) => Some(self.evolve(&mut store, &plugin, state, events)?),
+        // Nothing appended since the cached state: decide on it as it is.
+        let state = if events.is_empty() {
+            state.map(<[u8]>::to_vec)
+        } else {
+            Some(self.evolve(&mut store, &plugin, state, events)?)
         };
         let wit_command = wit::Command {
             command_type: command.command_type.clone(),
