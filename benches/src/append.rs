@@ -1,7 +1,8 @@
 //! Appends to the MongoDB event store against raw `insert_many` of equivalent documents on the
 //! same server, side by side: the same clients, streams, event sizes and one document per append.
-//! The store also checks the stream version, takes positions from the counter and claims them
-//! (FerretDB's `$inc` is not atomic), which is what the ratio prices.
+//! The store also keeps two indexes (the stream's versions, unique; the log's positions), gives out
+//! global positions without gaps and answers each append with its positions; appends that arrive
+//! together share one `insert_many` (group commit), as they would in a busy host.
 
 use std::sync::Arc;
 use std::time::Instant;

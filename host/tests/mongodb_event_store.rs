@@ -8,9 +8,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sluice::event_store::mongodb::{MongoEventStore, Timing};
+use sluice::event_store::mongodb::MongoEventStore;
 use sluice::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
 
 const URL_VARIABLE: &str = "SLUICE_TEST_MONGODB_URL";
@@ -35,10 +35,6 @@ impl TestDb {
 
     async fn open(&self) -> MongoEventStore {
         MongoEventStore::open(&self.url).await.expect("open the MongoDB event store")
-    }
-
-    async fn open_with(&self, timing: Timing) -> MongoEventStore {
-        MongoEventStore::open_with(&self.url, timing).await.expect("open the MongoDB event store")
     }
 
     async fn drop(self) {
@@ -121,41 +117,31 @@ async fn concurrent_appends_at_one_version_have_one_winner() {
     assert_eq!(winners, 1);
     let store = &stores[0];
     assert_eq!(store.stream_version("T", "a").await.expect("version"), 2);
-    // The losers released the positions they had taken: the log reads at once, without gaps.
-    let started = Instant::now();
+    // The losers took no position: the log holds the winner's two events, side by side.
     let all = store.read_all(0, 100).await.expect("read");
-    assert!(started.elapsed() < Timing::default().gap_timeout, "the read waited for abandoned positions");
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].global_position + 1, all[1].global_position);
     assert_eq!(store.head_position().await.expect("head"), all[1].global_position);
     db.drop().await;
 }
 
+/// A store that knows the stream's version skips the read; the unique index still refuses an
+/// append that another host made stale.
 #[tokio::test]
 async fn the_database_decides_a_race_that_the_version_check_cannot_see() {
     let Some(db) = TestDb::new() else { return };
-    let store = Arc::new(db.open().await);
+    let store = db.open().await;
     let other_host = db.open().await;
     store.append("T", "a", 0, &[event(1)]).await.expect("append");
-
-    // `late` has read version 1 and taken its positions when `other_host` appends at version 1.
-    let mut held = store.hold_next_append();
-    let late = tokio::spawn({
-        let store = store.clone();
-        async move { store.append("T", "a", 1, &[event(2), event(3)]).await }
-    });
-    held.allocated().await;
     other_host.append("T", "a", 1, &[event(4)]).await.expect("append");
-    held.release();
-    let lost = late.await.expect("join");
+    let lost = store.append("T", "a", 1, &[event(2), event(3)]).await;
     assert!(matches!(lost, Err(EventStoreError::Conflict { expected: 1, actual: 2 })), "{lost:?}");
 
     let stream = store.read_stream("T", "a", 0, None).await.expect("read");
     assert_eq!(stream.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), vec!["{\"n\":1}", "{\"n\":4}"]);
-    // The loser released its positions: the log reads at once.
-    let started = Instant::now();
-    assert_eq!(store.read_all(0, 10).await.expect("read").len(), 2);
-    assert!(started.elapsed() < Timing::default().gap_timeout, "the read waited for released positions");
+    assert_eq!(positions(&store.read_all(0, 10).await.expect("read")), vec![1, 2]);
+    // Having read the stream, the store appends at its end.
+    assert_eq!(store.append("T", "a", 2, &[event(5)]).await.expect("append").positions, vec![3]);
     db.drop().await;
 }
 
@@ -207,104 +193,55 @@ async fn a_batch_gets_contiguous_positions() {
     db.drop().await;
 }
 
+/// Appends that arrive together are written together; a conflict in the middle of such a group
+/// refuses that append alone, and the log stays without gaps.
 #[tokio::test]
-async fn a_commit_that_arrives_late_is_not_skipped() {
+async fn a_conflict_inside_a_group_refuses_only_its_own_append() {
     let Some(db) = TestDb::new() else { return };
     let store = Arc::new(db.open().await);
-    store.append("T", "first", 0, &[event(1)]).await.expect("append");
-
-    // `slow` takes position 2 but stalls before inserting; `quick` takes 3 and commits.
-    let mut held = store.hold_next_append();
-    let slow = tokio::spawn({
-        let store = store.clone();
-        async move { store.append("T", "slow", 0, &[event(2)]).await }
-    });
-    assert_eq!(held.allocated().await, 2);
-    let quick = store.append("T", "quick", 0, &[event(3)]).await.expect("append");
-    assert_eq!(quick.positions, vec![3]);
-
-    // A reader gets what precedes the gap at once, never what follows it.
-    let started = Instant::now();
-    assert_eq!(positions(&store.read_all(0, 10).await.expect("read")), vec![1]);
-    assert!(started.elapsed() < Duration::from_secs(1), "a prefix is returned without waiting");
-
-    // At the gap it waits; the late commit arrives within the window and is read in order.
-    let reader = tokio::spawn({
-        let store = store.clone();
-        async move { store.read_all(1, 10).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!reader.is_finished(), "the reader must wait for position 2, not skip it");
-    held.release();
-    assert_eq!(slow.await.expect("join").expect("the late append succeeds").positions, vec![2]);
-    let read = reader.await.expect("join").expect("read");
-    assert_eq!(positions(&read), vec![2, 3]);
-    assert_eq!(read[0].aggregate_id, "slow");
+    store.append("T", "taken", 0, &[event(0)]).await.expect("append");
+    let tasks: Vec<_> = (0..40u32)
+        .map(|n| {
+            let store = store.clone();
+            let id = if n == 20 { "taken".to_owned() } else { format!("s{n}") };
+            tokio::spawn(async move { store.append("T", &id, 0, &[event(n)]).await })
+        })
+        .collect();
+    let mut refused = 0;
+    for (n, task) in tasks.into_iter().enumerate() {
+        match task.await.expect("join") {
+            Ok(appended) => assert_eq!(appended.version, 1),
+            Err(EventStoreError::Conflict { expected: 0, actual: 1 }) if n == 20 => refused += 1,
+            Err(e) => panic!("append {n}: {e:?}"),
+        }
+    }
+    assert_eq!(refused, 1);
+    let log = store.read_all(0, 100).await.expect("read");
+    assert_eq!(positions(&log), (1..=40).collect::<Vec<_>>());
+    assert_eq!(store.head_position().await.expect("head"), 40);
     db.drop().await;
 }
 
+/// A host whose idea of the log's end is stale clashes with the commits written since, steps past
+/// them and appends at the true end.
 #[tokio::test]
-async fn a_stalled_appender_gives_its_positions_up_and_takes_fresh_ones() {
+async fn a_writer_behind_the_log_end_moves_past_other_hosts_commits() {
     let Some(db) = TestDb::new() else { return };
-    let store = Arc::new(db.open().await);
-    let mut held = store.hold_next_append();
-    let slow = tokio::spawn({
-        let store = store.clone();
-        async move { store.append("T", "slow", 0, &[event(1), event(2)]).await }
-    });
-    assert_eq!(held.allocated().await, 1);
-    store.append("T", "quick", 0, &[event(3)]).await.expect("append");
-    // Older than the allocation age limit when it goes on: it must not insert at 1..=2.
-    tokio::time::sleep(Timing::default().max_allocation_age + Duration::from_millis(200)).await;
-    held.release();
-    let appended = slow.await.expect("join").expect("append with fresh positions");
-    assert_eq!(appended.positions, vec![4, 5]);
-    assert_eq!(appended.version, 2);
-
-    // It released 1..=2 itself, so a reader passes them without waiting out the gap.
-    let started = Instant::now();
-    let all = store.read_all(0, 10).await.expect("read");
-    assert!(started.elapsed() < Timing::default().gap_timeout, "the read waited for released positions");
-    assert_eq!(positions(&all), vec![3, 4, 5]);
-    assert_eq!(store.read_stream("T", "slow", 0, None).await.expect("read").len(), 2);
-    db.drop().await;
-}
-
-#[tokio::test]
-async fn a_gap_that_outlives_the_timeout_is_closed_and_its_commit_moves_later() {
-    let Some(db) = TestDb::new() else {
-        return;
-    };
-    // An appender slower than readers will wait (a stalled network, a paused process): the
-    // allocation age limit does not catch it here, only the database can.
-    let timing = Timing {
-        gap_timeout: Duration::from_millis(400),
-        max_allocation_age: Duration::from_secs(60),
-        ..Timing::default()
-    };
-    let store = Arc::new(db.open_with(timing).await);
-    let mut held = store.hold_next_append();
-    let slow = tokio::spawn({
-        let store = store.clone();
-        async move { store.append("T", "slow", 0, &[event(1)]).await }
-    });
-    assert_eq!(held.allocated().await, 1);
-    store.append("T", "quick", 0, &[event(2)]).await.expect("append");
-
-    let started = Instant::now();
-    let before = store.read_all(0, 10).await.expect("read");
-    assert!(started.elapsed() >= timing.gap_timeout, "the reader waited for the gap before closing it");
-    assert_eq!(positions(&before), vec![2]);
-
-    // The stalled insert now clashes with the closed position and is retried at a fresh one,
-    // so the reader, already past 2, misses nothing.
-    held.release();
-    let appended = slow.await.expect("join").expect("append after the retry");
-    assert_eq!(appended.positions, vec![3]);
-    assert_eq!(positions(&store.read_all(2, 10).await.expect("read")), vec![3]);
-    assert_eq!(positions(&store.read_all(0, 10).await.expect("read")), vec![2, 3]);
-    assert_eq!(store.stream_version("T", "slow").await.expect("version"), 1);
-    assert_eq!(store.head_position().await.expect("head"), 3);
+    let behind = db.open().await;
+    let busy = db.open().await;
+    assert_eq!(behind.append("T", "b", 0, &[event(0)]).await.expect("append").positions, vec![1]);
+    for n in 0..30u32 {
+        let batch = [event(n), event(n + 100)];
+        busy.append("T", "busy", u64::from(n) * 2, &batch).await.expect("append");
+    }
+    assert_eq!(behind.append("T", "b", 1, &[event(1)]).await.expect("append").positions, vec![62]);
+    // A store opened now finds the end from the hint and the commits after it.
+    let fresh = db.open().await;
+    assert_eq!(fresh.head_position().await.expect("head"), 62);
+    assert_eq!(fresh.append("T", "c", 0, &[event(2)]).await.expect("append").positions, vec![63]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(busy.head_position().await.expect("head"), 63);
+    assert_eq!(positions(&busy.read_all(0, 1000).await.expect("read")), (1..=63).collect::<Vec<_>>());
     db.drop().await;
 }
 
@@ -346,16 +283,16 @@ async fn one_relay_holds_the_lease_and_its_position_only_grows() {
     db.drop().await;
 }
 
-/// FerretDB's `$inc` is a read then a write: under load the counter hands the same positions to
-/// two appenders. Every position must still hold one event, and every stream's positions must
-/// rise with its versions.
+/// Two hosts append at once and keep taking the same positions: every position must still hold
+/// one event, and every stream's positions must rise with its versions.
 #[tokio::test]
 async fn racing_appenders_never_share_a_position() {
     let Some(db) = TestDb::new() else { return };
-    let store = Arc::new(db.open().await);
+    let stores = [Arc::new(db.open().await), Arc::new(db.open().await)];
+    let store = stores[0].clone();
     let tasks: Vec<_> = (0..16u32)
         .map(|task| {
-            let store = store.clone();
+            let store = stores[task as usize % 2].clone();
             tokio::spawn(async move {
                 for version in 0..25u32 {
                     let batch = [event(version * 2), event(version * 2 + 1)];

@@ -1,124 +1,108 @@
 //! The scale-out event store: MongoDB (tested against FerretDB), one document per commit.
 //!
-//! FerretDB has neither multi-document transactions nor change streams, so this backend keeps the
-//! [`EventStore`] contract with single-document writes, unique indexes and a counter document.
+//! FerretDB has neither multi-document transactions nor change streams, and on its SQLite
+//! back end every read is a table scan while an insert checked by a unique index is cheap. So this
+//! backend keeps the [`EventStore`] contract with nothing but single-statement inserts on the
+//! write path, and decides every race with a unique index.
 //!
 //! **Documents.** The `commits` collection holds one document per append: `_id` is the commit's
-//! first global position; then `aggregate_type`, `aggregate_id`, `start` and `end` (its first and
-//! last stream version), `last_position`, `recorded_at` and `events`, each with `version`,
-//! `position`, `event_type`, `schema_version`, `data` (JSON text) and `recorded_at`. A unique index
-//! covers (aggregate_type, aggregate_id, start). The `counters` collection holds the global
-//! position counter; `position_claims` holds one document per position handed out (`_id`), because
-//! FerretDB's `$inc` is not atomic: a position is an appender's only once its unique insert there
-//! succeeded. The relay's saved position is the `relay` document of `relay`; its lease is
-//! the newest document of `relay_leases` (`_id` = epoch, `owner`, `expires_at` in Unix ms): a
+//! first global position as 20 zero-padded digits (so that text order is number order, and
+//! FerretDB can look it up by `_id`); then `first_position`, `last_position`, `aggregate_type`,
+//! `aggregate_id`, `start` and `end` (its first and last stream version), `recorded_at` and
+//! `events`, each with `version`, `position`, `event_type`, `schema_version`, `data` (JSON text)
+//! and `recorded_at`. A unique index covers (aggregate_type, aggregate_id, start); another index
+//! covers `last_position` for the global log's reads. `log_head` holds one document, a hint of the
+//! log's last position. The relay's saved position is the `relay` document of `relay`; its lease
+//! is the newest document of `relay_leases` (`_id` = epoch, `owner`, `expires_at` in Unix ms): a
 //! claimant of an expired lease inserts the next epoch, so the unique `_id` picks one winner
-//! without relying on an atomic conditional update. The database is the URL's path (`mongodb://host:27017/sluice`), `sluice` when
-//! it names none; indexes and the counter are created on open, idempotently.
+//! without relying on an atomic conditional update. The database is the URL's path
+//! (`mongodb://host:27017/sluice`), `sluice` when it names none; indexes are created on open.
 //!
 //! **Atomic batches.** A batch is one document and a single insert is atomic, so a crash never
 //! leaves half a batch.
 //!
-//! **Optimistic concurrency.** An appender first reads the stream's current version E (the `end` of
-//! its latest commit) and refuses unless E equals the expected version; it then inserts
-//! `start = E + 1`. Commits tile versions 1..N without gaps, so a new commit overlaps an existing
-//! one exactly when their `start`s are equal: the unique index turns a lost race into a
-//! duplicate-key error (11000), reported as [`EventStoreError::Conflict`] with the version re-read.
+//! **Optimistic concurrency.** Commits tile a stream's versions 1..N without gaps, so a new commit
+//! at expected version E (`start = E + 1`) overlaps an existing one exactly when their `start`s
+//! are equal: the unique stream index turns a lost race into a duplicate-key error, reported as
+//! [`EventStoreError::Conflict`]. That holds only if E is a version some commit of the stream ends
+//! at (0 included). The store remembers, per stream, the last such version it read or wrote; an
+//! append at any other version reads the stream's version first and refuses unless it matches.
 //!
-//! **Global order.** Positions are allocated from the counter (`$inc` by the batch size) before the
-//! insert, so a commit holding lower positions can become visible after one holding higher
-//! positions. [`EventStore::read_all`] must not skip it:
+//! **Global order without gaps.** A commit's positions are its document's `_id` range, and a
+//! document is only ever inserted at the position right after the end of a document that already
+//! exists. Two writers that pick the same position clash on `_id` and exactly one wins, so the
+//! documents tile the log from position 1, and a document becomes visible only after the one
+//! before it: a reader that follows the log by position never sees a later commit before an
+//! earlier one and never skips one that lands late. Positions are given out, and commits
+//! written, by one writer task per process:
 //!
-//! - A reader walks the commits by `_id` from its position. When the next position is missing
-//!   while later ones are visible (a *gap*), it returns the events before the gap; if there are
-//!   none, it polls until the gap fills, for at most [`Timing::gap_timeout`] (2 s).
-//! - A gap that outlives that bound belongs to an appender that crashed or stalled between
-//!   allocating and inserting. The reader *closes* it: it inserts an empty placeholder document at
-//!   each missing position, in ascending order, stopping at the first position that is already
-//!   taken. The stalled commit, if it ever arrives, now fails on `_id` (a placeholder holds its
-//!   first position); its appender, finding the stream version unchanged, allocates fresh
-//!   positions and tries again. Which of the two a position holds is decided by the database, so
-//!   every reader sees the same log and none skips an event that lands later. No placeholder
-//!   lies inside a commit's range: a reader places one only after taking every lower position of
-//!   the gap, so had it reached a commit's later positions it would hold the commit's first one and
-//!   the commit could never land. The document with the highest `_id` at or below a position is
-//!   therefore the only commit that can hold it (how a read resumes inside a batch).
-//! - An appender gives up on its positions when its insert lost a race, or when they are older
-//!   than [`Timing::max_allocation_age`] (1 s) just before the insert: it then fills them with one
-//!   placeholder at once so that readers need not wait, and (in the second case) allocates fresh
-//!   ones. Keeping the allocation age below the gap timeout means readers never pre-empt an
-//!   appender that is merely slow; the placeholders keep the log safe when even that fails (a
-//!   stalled network, a paused process).
+//! - It gathers the appends waiting at that moment (up to [`GROUP`]), places them at consecutive
+//!   positions after the log's end as it knows it, and writes them with one ordered `insert_many`
+//!   (group commit: one round trip for all of them).
+//! - Ordered, a failed document stops the insert: those before it are committed, those after it
+//!   wait for the next round. A duplicate key at the failed document means either that another
+//!   process took the position (its document exists: the writer moves past it and tries again) or
+//!   that the stream moved on (the append is refused with a conflict).
+//! - When an insert fails without saying which document failed (the server went away), the fate
+//!   of the group is unknown: its appends report a failure and the writer reads the log's end
+//!   afresh before the next one. Had the insert landed after all, the next one clashes with it.
 //!
-//! Placeholders have a null aggregate type and id, so stream reads never see them.
-//! [`EventStore::head_position`] is the last position of the newest commit that holds events;
-//! positions below it may still be in flight for up to the gap timeout.
+//! The writer learns the log's end at start and after a failure from the `log_head` hint (which
+//! it keeps up to date in the background, at most every [`HINT_INTERVAL`]), then steps over the
+//! commits written after it by `_id`. The hint is only a shortcut: the end of any existing commit is a
+//! valid place to look from, and a stale one costs a few more steps.
 
+use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::mongodb::bson::{Bson, Document, doc};
 use ::mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
-use ::mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use ::mongodb::options::{ClientOptions, IndexOptions};
 use ::mongodb::{Client, Collection, IndexModel};
+use lru::LruCache;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent, to_i64, to_u64};
 
-/// The `_id` of the global position counter in `counters`.
-const POSITION_COUNTER: &str = "global_position";
-/// Tries to claim a range of positions before an append gives up.
-const CLAIM_ATTEMPTS: u32 = 200;
+/// The most appends one insert writes.
+pub const GROUP: usize = 64;
+/// How often, at most, the writer refreshes the `log_head` hint.
+pub const HINT_INTERVAL: Duration = Duration::from_millis(200);
+/// The `_id` of the hint in `log_head`.
+const LOG_HEAD: &str = "head";
 /// The `_id` of the relay's document in `relay`.
 const RELAY: &str = "relay";
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
-/// How many fresh position ranges one append tries before it reports a failure.
-const APPEND_ATTEMPTS: u32 = 5;
-/// The most commits one read fetches at a time.
+/// The most commits one read of the log fetches at a time.
 const PAGE: u32 = 1000;
+/// Steps from the hint over newer commits before the writer asks for the newest one directly
+/// (a sort, which FerretDB does in memory).
+const HEAD_STEPS: u32 = 16;
+/// Clashes on positions in a row before the writer gives up on a group.
+const MAX_CLASHES: u32 = 10_000;
+/// Streams whose last known version the store remembers.
+const KNOWN_STREAMS: NonZeroUsize = NonZeroUsize::new(100_000).expect("non-zero");
+/// Appends that may wait for the writer.
+const QUEUE: usize = 4096;
 
-/// The protocol's time bounds (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    /// How long a reader waits for a missing position, while later ones are visible, before it
-    /// closes the gap.
-    pub gap_timeout: Duration,
-    /// How old an allocation of positions may be when its insert is sent; an older one is given
-    /// up and a fresh one allocated. Keep it below `gap_timeout`.
-    pub max_allocation_age: Duration,
-    /// How often a reader looks again while it waits for a gap to fill.
-    pub poll_interval: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Self {
-            gap_timeout: Duration::from_secs(2),
-            max_allocation_age: Duration::from_secs(1),
-            poll_interval: Duration::from_millis(20),
-        }
-    }
-}
-
-/// One document of `commits`: an appended batch, or a placeholder for positions that hold nothing.
+/// One document of `commits`: an appended batch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Commit {
-    /// The first global position the document covers.
+    /// The first position, 20 digits (see the module documentation).
     #[serde(rename = "_id")]
+    id: String,
     first_position: i64,
-    /// `None` for a placeholder.
-    aggregate_type: Option<String>,
-    aggregate_id: Option<String>,
-    /// First stream version (a placeholder's first position, which keeps the unique stream index
-    /// satisfied).
-    start: i64,
-    /// Last stream version (0 for a placeholder).
-    end: i64,
     last_position: i64,
+    aggregate_type: String,
+    aggregate_id: String,
+    /// First stream version.
+    start: i64,
+    /// Last stream version.
+    end: i64,
     recorded_at: String,
-    #[serde(default)]
     events: Vec<EventDocument>,
 }
 
@@ -133,18 +117,33 @@ struct EventDocument {
 }
 
 impl Commit {
-    fn placeholder(first: u64, last: u64) -> Self {
-        Self {
-            first_position: to_i64(first),
-            aggregate_type: None,
-            aggregate_id: None,
-            start: to_i64(first),
-            end: 0,
-            last_position: to_i64(last),
-            recorded_at: now(),
-            events: Vec::new(),
+    /// Give the commit the positions from `first` on.
+    fn place(&mut self, first: u64) {
+        self.id = position_id(first);
+        self.first_position = to_i64(first);
+        self.last_position = to_i64(first + self.events.len() as u64 - 1);
+        for (event, position) in self.events.iter_mut().zip(first..) {
+            event.position = to_i64(position);
         }
     }
+}
+
+/// A position as an `_id`.
+fn position_id(position: u64) -> String {
+    format!("{position:020}")
+}
+
+/// An append waiting for the writer; the answer is its first position.
+struct PendingAppend {
+    commit: Commit,
+    reply: oneshot::Sender<Result<u64, Refusal>>,
+}
+
+/// Why the writer did not commit an append.
+enum Refusal {
+    /// The stream already has a commit at this version.
+    Conflict,
+    Failed(String),
 }
 
 /// A relay lease as stored.
@@ -159,38 +158,27 @@ pub struct MongoEventStore {
     commits: Collection<Commit>,
     /// The same collection, untyped, for queries that return only some fields.
     raw: Collection<Document>,
-    counters: Collection<Document>,
-    /// One document per allocated position (`_id`): the unique insert that makes it ours.
-    claims: Collection<Document>,
-    /// Appenders of this process take positions one at a time, so they never clash with each
-    /// other over a counter that FerretDB does not update atomically; only other hosts can.
-    allocating: tokio::sync::Mutex<()>,
+    log_head: Collection<Document>,
     /// The relay's position: one document, `_id` [`RELAY`].
     relay: Collection<Document>,
     /// The relay's leases: one document per epoch (`_id`), with `owner` and `expires_at`.
     relay_leases: Collection<Document>,
-    timing: Timing,
-    hold: Mutex<Option<Hold>>,
+    /// Appends go to the writer task.
+    writer: mpsc::Sender<PendingAppend>,
+    /// Per stream (`type\0id`), the last version a commit of it was seen to end at.
+    known: Mutex<LruCache<String, u64>>,
 }
 
 impl std::fmt::Debug for MongoEventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MongoEventStore")
-            .field("database", &self.commits.namespace().db)
-            .field("timing", &self.timing)
-            .finish_non_exhaustive()
+        f.debug_struct("MongoEventStore").field("database", &self.commits.namespace().db).finish_non_exhaustive()
     }
 }
 
 impl MongoEventStore {
-    /// Open the store at a `mongodb://…` URL with the default [`Timing`].
+    /// Open the store at a `mongodb://…` URL: connect, create the indexes if they are missing and
+    /// start the writer task (it stops when the store is dropped).
     pub async fn open(url: &str) -> Result<Self, EventStoreError> {
-        Self::open_with(url, Timing::default()).await
-    }
-
-    /// Open the store at a `mongodb://…` URL: connect, create the indexes and the position counter
-    /// if they are missing.
-    pub async fn open_with(url: &str, timing: Timing) -> Result<Self, EventStoreError> {
         if url.starts_with("mongodb+srv:") {
             return Err(EventStoreError::Unsupported(
                 "--event-store: mongodb+srv:// URLs need DNS SRV lookups, which this build leaves out; \
@@ -208,39 +196,50 @@ impl MongoEventStore {
         let database = options.default_database.clone().unwrap_or_else(|| "sluice".to_owned());
         let client = Client::with_options(options)?;
         let db = client.database(&database);
-        let store = Self {
-            commits: db.collection("commits"),
-            raw: db.collection("commits"),
-            counters: db.collection("counters"),
-            claims: db.collection("position_claims"),
-            allocating: tokio::sync::Mutex::new(()),
-            relay: db.collection("relay"),
-            relay_leases: db.collection("relay_leases"),
-            timing,
-            hold: Mutex::new(None),
-        };
+        let commits: Collection<Commit> = db.collection("commits");
         let stream = IndexModel::builder()
             .keys(doc! { "aggregate_type": 1, "aggregate_id": 1, "start": 1 })
             .options(IndexOptions::builder().unique(true).name("stream".to_owned()).build())
             .build();
-        store.commits.create_index(stream).await?;
-        store.seed_counter().await?;
-        Ok(store)
+        commits.create_index(stream).await?;
+        let log = IndexModel::builder()
+            .keys(doc! { "last_position": 1 })
+            .options(IndexOptions::builder().name("log".to_owned()).build())
+            .build();
+        commits.create_index(log).await?;
+
+        let (hint, hints) = watch::channel(0);
+        let log_head: Collection<Document> = db.collection("log_head");
+        tokio::spawn(publish_hints(log_head.clone(), hints));
+        let (writer, queue) = mpsc::channel(QUEUE);
+        let task = Writer {
+            commits: commits.clone(),
+            raw: db.collection("commits"),
+            log_head: log_head.clone(),
+            next: None,
+            hint,
+        };
+        tokio::spawn(task.run(queue));
+        Ok(Self {
+            raw: db.collection("commits"),
+            commits,
+            log_head,
+            relay: db.collection("relay"),
+            relay_leases: db.collection("relay_leases"),
+            writer,
+            known: Mutex::new(LruCache::new(KNOWN_STREAMS)),
+        })
     }
 
-    /// Create the position counter if it is missing, and make sure it is not behind the log (a
-    /// counter lost or restored from an older backup would otherwise hand out used positions).
-    async fn seed_counter(&self) -> Result<(), EventStoreError> {
-        let newest =
-            self.raw.find_one(doc! {}).sort(doc! { "_id": -1 }).projection(doc! { "last_position": 1 }).await?;
-        let used = newest.as_ref().and_then(|d| number(d.get("last_position"))).unwrap_or(0);
-        match self.counters.insert_one(doc! { "_id": POSITION_COUNTER, "value": used }).await {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => {}
-            Err(e) => return Err(e.into()),
+    fn known_version(&self, key: &str) -> Option<u64> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied()
+    }
+
+    /// Remember that a commit of the stream ends at `version`: a later append there needs no read.
+    fn remember(&self, key: String, version: u64) {
+        if version > 0 {
+            self.known.lock().unwrap_or_else(PoisonError::into_inner).put(key, version);
         }
-        self.counters.update_one(doc! { "_id": POSITION_COUNTER }, doc! { "$max": { "value": used } }).await?;
-        Ok(())
     }
 
     /// The newest relay lease, if any.
@@ -252,167 +251,170 @@ impl MongoEventStore {
             expires_at: number(d.get("expires_at")).unwrap_or(0),
         }))
     }
+}
 
-    /// Take `count` positions from the counter: the first of them and when the request was sent.
-    async fn allocate(&self, count: u64) -> Result<(u64, Instant), EventStoreError> {
-        let _one_at_a_time = self.allocating.lock().await;
-        let sent = Instant::now();
-        let counter = self
-            .counters
-            .find_one_and_update(doc! { "_id": POSITION_COUNTER }, doc! { "$inc": { "value": to_i64(count) } })
-            .return_document(ReturnDocument::After)
-            .await?;
-        let Some(value) = counter.as_ref().and_then(|d| number(d.get("value"))) else {
-            return Err(EventStoreError::Backend(format!(
-                "the position counter ({POSITION_COUNTER:?} in `counters`) is missing or not an integer"
-            )));
-        };
-        let mut first = match (to_u64(value) + 1).checked_sub(count) {
-            Some(first) if first > 0 => first,
-            _ => return Err(EventStoreError::Backend(format!("the position counter is at {value}, below {count}"))),
-        };
-        // FerretDB applies `$inc` as a read then a write, so two appenders may be handed the same
-        // positions. Each position is therefore claimed by a unique insert, which the database
-        // does decide: only a range claimed whole is ours. After a clash the next try starts
-        // past the newest claim; each round has a winner, and a short random pause spreads the
-        // losers out.
-        for attempt in 0..CLAIM_ATTEMPTS {
-            let last = first + count - 1;
-            let claims: Vec<Document> = (first..=last).map(|p| doc! { "_id": to_i64(p) }).collect();
-            match self.claims.insert_many(claims).ordered(true).await {
-                Ok(_) => {
-                    if attempt > 0 {
-                        // Best effort: the counter's next answer should be past this range.
-                        let bump = doc! { "$max": { "value": to_i64(last) } };
-                        self.counters.update_one(doc! { "_id": POSITION_COUNTER }, bump).await?;
-                    }
-                    return Ok((first, sent));
+/// The task that gives out positions and writes commits (see the module documentation).
+struct Writer {
+    commits: Collection<Commit>,
+    raw: Collection<Document>,
+    log_head: Collection<Document>,
+    /// The next free position, when known.
+    next: Option<u64>,
+    /// The last position written, for the `log_head` hint.
+    hint: watch::Sender<u64>,
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<PendingAppend>) {
+        while let Some(first) = queue.recv().await {
+            let mut group = vec![first];
+            while group.len() < GROUP {
+                match queue.try_recv() {
+                    Ok(pending) => group.push(pending),
+                    Err(_) => break,
                 }
-                Err(e) if is_duplicate_key(&e) => {
-                    // Ordered: everything before the first failed document was inserted.
-                    let claimed = match &*e.kind {
-                        ErrorKind::InsertMany(failure) => failure
-                            .write_errors
-                            .as_ref()
-                            .and_then(|errors| errors.iter().map(|w| w.index).min())
-                            .map_or(0, |n| n as u64),
-                        _ => 0,
-                    };
-                    if claimed > 0 {
-                        self.give_up(first, first + claimed - 1).await;
+            }
+            self.write(group).await;
+        }
+    }
+
+    /// Commit `group`, or refuse each append in it; answers every one.
+    async fn write(&mut self, mut group: Vec<PendingAppend>) {
+        let mut clashes = 0;
+        while !group.is_empty() {
+            let next = match self.next {
+                Some(next) => next,
+                None => match log_end(&self.raw, &self.log_head).await {
+                    Ok(end) => end + 1,
+                    Err(e) => return fail(group, &e.to_string()),
+                },
+            };
+            let mut position = next;
+            for pending in &mut group {
+                pending.commit.place(position);
+                position += pending.commit.events.len() as u64;
+            }
+            let failed = match self.commits.insert_many(group.iter().map(|p| &p.commit)).ordered(true).await {
+                Ok(_) => None,
+                Err(e) => match first_failed(&e) {
+                    Some(failed) => Some((failed.min(group.len()), e)),
+                    None => {
+                        // Unknown fate: learn the log's end afresh before the next insert.
+                        self.next = None;
+                        return fail(group, &e.to_string());
                     }
-                    let newest = self.claims.find_one(doc! {}).sort(doc! { "_id": -1 }).await?;
-                    first = newest.as_ref().and_then(|d| number(d.get("_id"))).map_or(first + count, |n| to_u64(n) + 1);
-                    let pause = (uuid::Uuid::new_v4().as_u128() % 5) as u64 + u64::from(attempt.min(10));
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                },
+            };
+            let Some((failed, error)) = failed else {
+                self.committed(group, position);
+                return;
+            };
+            let mut rest = group.split_off(failed);
+            let resume = rest.first().map_or(position, |p| to_u64(p.commit.first_position));
+            self.next = Some(resume);
+            self.committed(group, resume);
+            let Some(blocked) = rest.first() else { return };
+            if !is_duplicate_key(&error) {
+                let blocked = rest.remove(0);
+                let _ = blocked.reply.send(Err(Refusal::Failed(error.to_string())));
+                group = rest;
+                continue;
+            }
+            // Someone holds the position, or the stream's version: which one, the `_id` says.
+            match self.commits.find_one(doc! { "_id": &blocked.commit.id }).await {
+                Ok(Some(taken)) => {
+                    clashes += 1;
+                    if clashes > MAX_CLASHES {
+                        let error = format!("the log's end kept moving: {MAX_CLASHES} positions in a row were taken");
+                        return fail(rest, &error);
+                    }
+                    let mut next = to_u64(taken.last_position) + 1;
+                    if clashes > 1 {
+                        // Another process is writing fast: jump to its last published end.
+                        if let Ok(hint) = read_hint(&self.log_head).await {
+                            next = next.max(hint + 1);
+                        }
+                    }
+                    self.next = Some(next);
                 }
-                Err(e) => return Err(e.into()),
+                Ok(None) => {
+                    let lost = rest.remove(0);
+                    let _ = lost.reply.send(Err(Refusal::Conflict));
+                }
+                Err(e) => {
+                    self.next = None;
+                    return fail(rest, &e.to_string());
+                }
             }
-        }
-        Err(EventStoreError::Backend(format!(
-            "could not claim {count} positions: {CLAIM_ATTEMPTS} ranges in a row were taken (is the store very busy?)"
-        )))
-    }
-
-    /// Fill positions `first..=last`, which this appender allocated and will never insert, so that
-    /// readers need not wait for them. Best effort: if it fails, readers close the gap later.
-    async fn give_up(&self, first: u64, last: u64) {
-        let filled = match self.commits.insert_one(Commit::placeholder(first, last)).await {
-            Ok(_) => Ok(()),
-            // A reader closed the first position already; fill the rest one by one.
-            Err(e) if is_duplicate_key(&e) => self.fill(first + 1, last, false).await.map(drop),
-            Err(e) => Err(e.into()),
-        };
-        if let Err(e) = filled {
-            tracing::warn!("cannot release the unused positions {first}..={last}; readers will close them: {e}");
+            group = rest;
         }
     }
 
-    /// Insert one placeholder per position in `first..=last`, in ascending order. When
-    /// `stop_at_taken`, stop at the first position already taken (see the module documentation
-    /// for why a reader must); otherwise skip taken positions. Returns how many were inserted.
-    async fn fill(&self, first: u64, last: u64, stop_at_taken: bool) -> Result<u64, EventStoreError> {
-        let mut inserted = 0;
-        for position in first..=last {
-            match self.commits.insert_one(Commit::placeholder(position, position)).await {
-                Ok(_) => inserted += 1,
-                Err(e) if is_duplicate_key(&e) && stop_at_taken => break,
-                Err(e) if is_duplicate_key(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
+    /// The appends in `group` were committed and `next` is the next free position.
+    fn committed(&mut self, group: Vec<PendingAppend>, next: u64) {
+        if group.is_empty() {
+            return;
         }
-        Ok(inserted)
-    }
-
-    /// The commits a reader at `after` needs next, in position order: the one that holds `after`
-    /// and later positions (when `straddle`), then up to `page` whose first position is beyond
-    /// `after`. Also says whether the page was full.
-    async fn page(&self, after: u64, straddle: bool, page: u32) -> Result<(Vec<Commit>, bool), EventStoreError> {
-        let mut commits = Vec::new();
-        if straddle && after > 0 {
-            let straddling =
-                self.commits.find_one(doc! { "_id": { "$lte": to_i64(after) } }).sort(doc! { "_id": -1 }).await?;
-            commits.extend(straddling.filter(|c| to_u64(c.last_position) > after));
-        }
-        let mut cursor = self
-            .commits
-            .find(doc! { "_id": { "$gt": to_i64(after) } })
-            .sort(doc! { "_id": 1 })
-            .limit(i64::from(page))
-            .await?;
-        let mut fetched = 0;
-        while cursor.advance().await? {
-            commits.push(cursor.deserialize_current()?);
-            fetched += 1;
-        }
-        Ok((commits, fetched >= page))
-    }
-
-    /// For tests: the next append stops right after allocating its positions, reports the first
-    /// one, and goes on (to its allocation-age check, then its insert) only when released, as an
-    /// appender stalled between the two would.
-    #[doc(hidden)]
-    pub fn hold_next_append(&self) -> HeldAppend {
-        let (allocated_tx, allocated) = oneshot::channel();
-        let (release, release_rx) = oneshot::channel();
-        *self.hold.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Hold { allocated: allocated_tx, release: release_rx });
-        HeldAppend { allocated, release }
-    }
-
-    async fn wait_if_held(&self, first: u64) {
-        let hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(hold) = hold {
-            // The test may have dropped its side; then the append simply goes on.
-            let _ = hold.allocated.send(first);
-            let _ = hold.release.await;
+        self.next = Some(next);
+        self.hint.send_replace(next - 1);
+        for pending in group {
+            let _ = pending.reply.send(Ok(to_u64(pending.commit.first_position)));
         }
     }
 }
 
-struct Hold {
-    allocated: oneshot::Sender<u64>,
-    release: oneshot::Receiver<()>,
+fn fail(group: Vec<PendingAppend>, error: &str) {
+    for pending in group {
+        let _ = pending.reply.send(Err(Refusal::Failed(error.to_owned())));
+    }
 }
 
-/// A held append (see [`MongoEventStore::hold_next_append`]).
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct HeldAppend {
-    allocated: oneshot::Receiver<u64>,
-    release: oneshot::Sender<()>,
+/// The index of the first document an ordered insert did not write, if the error says.
+fn first_failed(e: &MongoError) -> Option<usize> {
+    match e.kind.as_ref() {
+        ErrorKind::InsertMany(failure) => failure.write_errors.as_ref()?.iter().map(|w| w.index).min(),
+        ErrorKind::Write(WriteFailure::WriteError(_)) => Some(0),
+        _ => None,
+    }
 }
 
-impl HeldAppend {
-    /// Wait until the held append has allocated its positions; the first of them.
-    pub async fn allocated(&mut self) -> u64 {
-        (&mut self.allocated).await.unwrap_or(0)
+/// Keep the `log_head` hint near the log's end (best effort: a stale hint costs readers a few
+/// more steps, never a wrong answer).
+async fn publish_hints(log_head: Collection<Document>, mut ends: watch::Receiver<u64>) {
+    while ends.changed().await.is_ok() {
+        let end = *ends.borrow_and_update();
+        let raise = doc! { "$max": { "last_position": to_i64(end) } };
+        match log_head.update_one(doc! { "_id": LOG_HEAD }, raise).upsert(true).await {
+            Ok(_) => {}
+            // Two processes created the hint at once; the next update raises it.
+            Err(e) if is_duplicate_key(&e) => {}
+            Err(e) => tracing::debug!("cannot update the log's end hint: {e}"),
+        }
+        tokio::time::sleep(HINT_INTERVAL).await;
     }
+}
 
-    /// Let the append go on.
-    pub fn release(self) {
-        let _ = self.release.send(());
+async fn read_hint(log_head: &Collection<Document>) -> Result<u64, EventStoreError> {
+    let hint = log_head.find_one(doc! { "_id": LOG_HEAD }).await?;
+    Ok(hint.as_ref().and_then(|d| number(d.get("last_position"))).map_or(0, to_u64))
+}
+
+/// The log's last position (0 when empty): from the hint, step over newer commits by `_id`.
+async fn log_end(raw: &Collection<Document>, log_head: &Collection<Document>) -> Result<u64, EventStoreError> {
+    let mut end = read_hint(log_head).await?;
+    for _ in 0..HEAD_STEPS {
+        let next = raw.find_one(doc! { "_id": position_id(end + 1) }).projection(doc! { "last_position": 1 }).await?;
+        match next.as_ref().and_then(|d| number(d.get("last_position"))) {
+            Some(last) => end = to_u64(last),
+            None => return Ok(end),
+        }
     }
+    let newest = raw.find_one(doc! {}).sort(doc! { "_id": -1 }).projection(doc! { "last_position": 1 }).await?;
+    Ok(end.max(newest.as_ref().and_then(|d| number(d.get("last_position"))).map_or(0, to_u64)))
+}
+
+fn stream_key(aggregate_type: &str, aggregate_id: &str) -> String {
+    format!("{aggregate_type}\0{aggregate_id}")
 }
 
 #[async_trait::async_trait]
@@ -424,70 +426,56 @@ impl EventStore for MongoEventStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<Appended, EventStoreError> {
-        let actual = self.stream_version(aggregate_type, aggregate_id).await?;
-        if actual != expected_version {
-            return Err(EventStoreError::Conflict { expected: expected_version, actual });
-        }
-        if events.is_empty() {
-            return Ok(Appended { version: actual, positions: Vec::new() });
+        let key = stream_key(aggregate_type, aggregate_id);
+        // The unique index decides races only at versions where a commit ends (see above).
+        let at_a_boundary = expected_version == 0 || self.known_version(&key) == Some(expected_version);
+        if !at_a_boundary || events.is_empty() {
+            let actual = self.stream_version(aggregate_type, aggregate_id).await?;
+            if actual != expected_version {
+                return Err(EventStoreError::Conflict { expected: expected_version, actual });
+            }
+            if events.is_empty() {
+                return Ok(Appended { version: actual, positions: Vec::new() });
+            }
         }
         let count = events.len() as u64;
-        for _ in 0..APPEND_ATTEMPTS {
-            let (first, sent) = self.allocate(count).await?;
-            let last = first + count - 1;
-            self.wait_if_held(first).await;
-            if sent.elapsed() > self.timing.max_allocation_age {
-                tracing::warn!(
-                    "positions {first}..={last} for {aggregate_type}/{aggregate_id} are {:?} old; allocating fresh ones",
-                    sent.elapsed()
-                );
-                self.give_up(first, last).await;
-                continue;
+        let recorded_at = now();
+        let commit = Commit {
+            id: String::new(),
+            first_position: 0,
+            last_position: 0,
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            start: to_i64(expected_version + 1),
+            end: to_i64(expected_version + count),
+            events: events
+                .iter()
+                .zip(expected_version + 1..)
+                .map(|(event, version)| EventDocument {
+                    version: to_i64(version),
+                    position: 0,
+                    event_type: event.event_type.clone(),
+                    schema_version: i64::from(event.schema_version),
+                    data: event.data.clone(),
+                    recorded_at: recorded_at.clone(),
+                })
+                .collect(),
+            recorded_at,
+        };
+        let (reply, answer) = oneshot::channel();
+        let stopped = || EventStoreError::Backend("the event store's writer task stopped".into());
+        self.writer.send(PendingAppend { commit, reply }).await.map_err(|_| stopped())?;
+        match answer.await.map_err(|_| stopped())? {
+            Ok(first) => {
+                self.remember(key, expected_version + count);
+                Ok(Appended { version: expected_version + count, positions: (first..first + count).collect() })
             }
-            let recorded_at = now();
-            let commit = Commit {
-                first_position: to_i64(first),
-                aggregate_type: Some(aggregate_type.to_owned()),
-                aggregate_id: Some(aggregate_id.to_owned()),
-                start: to_i64(expected_version + 1),
-                end: to_i64(expected_version + count),
-                last_position: to_i64(last),
-                events: events
-                    .iter()
-                    .zip(0..)
-                    .map(|(event, offset)| EventDocument {
-                        version: to_i64(expected_version + 1 + offset),
-                        position: to_i64(first + offset),
-                        event_type: event.event_type.clone(),
-                        schema_version: i64::from(event.schema_version),
-                        data: event.data.clone(),
-                        recorded_at: recorded_at.clone(),
-                    })
-                    .collect(),
-                recorded_at,
-            };
-            match self.commits.insert_one(&commit).await {
-                Ok(_) => {
-                    return Ok(Appended { version: expected_version + count, positions: (first..=last).collect() });
-                }
-                Err(e) if is_duplicate_key(&e) => {
-                    let actual = self.stream_version(aggregate_type, aggregate_id).await?;
-                    self.give_up(first, last).await;
-                    if actual != expected_version {
-                        return Err(EventStoreError::Conflict { expected: expected_version, actual });
-                    }
-                    // The stream did not move, so the clash was on `_id`: readers closed our
-                    // positions as a gap before the insert arrived.
-                    tracing::warn!("positions {first}..={last} were closed before the insert arrived; retrying");
-                }
-                // Not given up: the insert may have landed all the same.
-                Err(e) => return Err(e.into()),
+            Err(Refusal::Conflict) => {
+                let actual = self.stream_version(aggregate_type, aggregate_id).await?;
+                Err(EventStoreError::Conflict { expected: expected_version, actual })
             }
+            Err(Refusal::Failed(e)) => Err(EventStoreError::Backend(e)),
         }
-        Err(EventStoreError::Backend(format!(
-            "could not append to {aggregate_type}/{aggregate_id}: {APPEND_ATTEMPTS} position ranges in a row were \
-             closed before their insert arrived (is the database very slow?)"
-        )))
     }
 
     async fn read_stream(
@@ -497,12 +485,12 @@ impl EventStore for MongoEventStore {
         after_version: u64,
         to_version: Option<u64>,
     ) -> Result<Vec<StoredEvent>, EventStoreError> {
-        let to_version = to_version.unwrap_or(u64::MAX);
+        let until = to_version.unwrap_or(u64::MAX);
         let filter = doc! {
             "aggregate_type": aggregate_type,
             "aggregate_id": aggregate_id,
             "end": { "$gt": to_i64(after_version) },
-            "start": { "$lte": to_i64(to_version) },
+            "start": { "$lte": to_i64(until) },
         };
         let mut cursor = self.commits.find(filter).sort(doc! { "start": 1 }).await?;
         let mut stored = Vec::new();
@@ -510,79 +498,51 @@ impl EventStore for MongoEventStore {
             let commit = cursor.deserialize_current()?;
             for event in &commit.events {
                 let version = to_u64(event.version);
-                if version > after_version && version <= to_version {
+                if version > after_version && version <= until {
                     stored.push(to_stored(&commit, event)?);
                 }
             }
+        }
+        // Read to the end, whole commits: the last version is where a commit ends.
+        if let (None, Some(last)) = (to_version, stored.last()) {
+            self.remember(stream_key(aggregate_type, aggregate_id), last.version);
         }
         Ok(stored)
     }
 
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
         let mut events = Vec::new();
-        if limit == 0 {
-            return Ok(events);
-        }
-        // Every position up to `known` is covered by the commits walked so far.
-        let mut known = after;
-        // A gap at the front of what is left to read: its first position and when it was seen.
-        let mut waiting: Option<(u64, Instant)> = None;
-        loop {
-            let (commits, full) = self.page(known, known == after, limit.min(PAGE)).await?;
-            let mut next = known + 1;
-            let mut gap = None;
-            for commit in &commits {
-                let first = to_u64(commit.first_position);
-                if first > next {
-                    gap = Some((next, first - 1));
-                    break;
-                }
-                for event in commit.events.iter().filter(|e| to_u64(e.position) >= next) {
-                    events.push(to_stored(commit, event)?);
+        let mut after = after;
+        while events.len() < limit as usize {
+            // Commits tile the log, so ordering by last position is ordering by first position.
+            let page = limit.min(PAGE);
+            let mut cursor = self
+                .commits
+                .find(doc! { "last_position": { "$gt": to_i64(after) } })
+                .sort(doc! { "last_position": 1 })
+                .limit(i64::from(page))
+                .await?;
+            let mut fetched = 0;
+            while cursor.advance().await? {
+                let commit = cursor.deserialize_current()?;
+                fetched += 1;
+                for event in commit.events.iter().filter(|e| to_u64(e.position) > after) {
                     if events.len() >= limit as usize {
                         return Ok(events);
                     }
+                    events.push(to_stored(&commit, event)?);
                 }
-                next = next.max(to_u64(commit.last_position) + 1);
+                after = after.max(to_u64(commit.last_position));
             }
-            known = next - 1;
-            let Some((from, to)) = gap else {
-                if full {
-                    continue;
-                }
-                return Ok(events);
-            };
-            // Never return events past a gap that may still fill: the prefix, if any, is the answer.
-            if !events.is_empty() {
-                return Ok(events);
-            }
-            let since = match waiting {
-                Some((start, since)) if start == from => since,
-                _ => waiting.insert((from, Instant::now())).1,
-            };
-            let waited = since.elapsed();
-            if waited < self.timing.gap_timeout {
-                tokio::time::sleep(self.timing.poll_interval.min(self.timing.gap_timeout - waited)).await;
-            } else {
-                tracing::warn!(
-                    "positions {from}..={to} stayed empty for {waited:?} while later ones were committed; closing them"
-                );
-                if self.fill(from, to, true).await? == 0 {
-                    // Someone else took the first position meanwhile: look again shortly.
-                    tokio::time::sleep(self.timing.poll_interval).await;
-                }
+            if fetched < page {
+                break;
             }
         }
+        Ok(events)
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {
-        let newest = self
-            .raw
-            .find_one(doc! { "aggregate_type": { "$ne": Bson::Null } })
-            .sort(doc! { "_id": -1 })
-            .projection(doc! { "last_position": 1 })
-            .await?;
-        Ok(newest.as_ref().and_then(|d| number(d.get("last_position"))).map_or(0, to_u64))
+        log_end(&self.raw, &self.log_head).await
     }
 
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError> {
@@ -592,7 +552,9 @@ impl EventStore for MongoEventStore {
             .sort(doc! { "start": -1 })
             .projection(doc! { "end": 1 })
             .await?;
-        Ok(latest.as_ref().and_then(|d| number(d.get("end"))).map_or(0, to_u64))
+        let version = latest.as_ref().and_then(|d| number(d.get("end"))).map_or(0, to_u64);
+        self.remember(stream_key(aggregate_type, aggregate_id), version);
+        Ok(version)
     }
 
     async fn claim_relay(&self, owner: &str, lease: Duration) -> Result<Option<u64>, EventStoreError> {
@@ -654,15 +616,16 @@ fn is_duplicate_key(e: &MongoError) -> bool {
 }
 
 fn to_stored(commit: &Commit, event: &EventDocument) -> Result<StoredEvent, EventStoreError> {
-    let corrupt =
-        |what: &str| EventStoreError::Backend(format!("commit at position {}: {what}", commit.first_position));
+    let schema_version = u32::try_from(event.schema_version).map_err(|_| {
+        EventStoreError::Backend(format!("commit at position {}: schema_version out of range", commit.first_position))
+    })?;
     Ok(StoredEvent {
-        aggregate_type: commit.aggregate_type.clone().ok_or_else(|| corrupt("events without an aggregate type"))?,
-        aggregate_id: commit.aggregate_id.clone().ok_or_else(|| corrupt("events without an aggregate id"))?,
+        aggregate_type: commit.aggregate_type.clone(),
+        aggregate_id: commit.aggregate_id.clone(),
         version: to_u64(event.version),
         global_position: to_u64(event.position),
         event_type: event.event_type.clone(),
-        schema_version: u32::try_from(event.schema_version).map_err(|_| corrupt("schema_version out of range"))?,
+        schema_version,
         data: event.data.clone(),
         recorded_at: event.recorded_at.clone(),
     })
