@@ -1,7 +1,8 @@
 //! The relay against a raw rdkafka producer: the same events, envelopes, keys and headers, the
 //! same producer settings (idempotent, acks=all), topics with the host's partition count. The
 //! relay also reads the event store, serialises each envelope and saves its position after each
-//! acknowledged batch; the raw producer sends envelopes prepared in memory and waits once.
+//! acknowledged batch; the raw producer sends envelopes prepared in memory and waits once. Both
+//! producers are created, and left a moment to connect, before their clocks start.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +39,8 @@ pub async fn relay_vs_raw(
     let relay_topic = relay_bus.topic(&topic_name);
     relay_bus.ensure_topics(std::slice::from_ref(&relay_topic)).await?;
     let mut relay = Relay::new(store.clone(), relay_bus, registry, "bench".into());
+    relay.connect()?;
+    settle().await;
     let started = Instant::now();
     while relay.publish_once().await? {}
     let relay_rate = events.len() as f64 / started.elapsed().as_secs_f64();
@@ -62,6 +65,7 @@ pub async fn relay_vs_raw(
             ))
         })
         .collect::<Result<_, serde_json::Error>>()?;
+    settle().await;
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(prepared.len());
     for (key, payload, event_type, schema_version, position) in &prepared {
@@ -92,6 +96,12 @@ pub async fn relay_vs_raw(
     let raw_rate = prepared.len() as f64 / started.elapsed().as_secs_f64();
     drop_topics(kafka, &[relay_topic, topic]).await?;
     Ok((relay_rate, raw_rate))
+}
+
+/// Give a new producer time to connect and obtain its producer id, so that both sides are timed
+/// from a connected, idle producer (as a host's relay is once it has started).
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }
 
 /// Delete the round's topics: each round writes hundreds of MB the broker would keep for a week.

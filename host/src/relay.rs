@@ -25,6 +25,9 @@ use crate::runtime::registry::PluginRegistry;
 
 /// Events read and produced per batch.
 const BATCH: u32 = 20_000;
+/// The first batch after a start: the producer starts sending sooner, then batches grow to
+/// [`BATCH`].
+const FIRST_BATCH: u32 = 500;
 /// Batches produced ahead of the oldest unacknowledged one: the producer keeps sending while the
 /// relay waits for acknowledgements and saves positions. At most `BATCH * IN_FLIGHT` messages
 /// (tens of MB while a backlog drains) wait in the producer's queue, which is sized for them
@@ -53,9 +56,9 @@ pub enum RelayError {
         "event at position {position} belongs to aggregate type {aggregate_type:?}, which no loaded plugin declares"
     )]
     UnknownAggregate { position: u64, aggregate_type: String },
-    /// A stored event's data is not JSON (appends check it): a bug or a corrupted store.
-    #[error("event at position {position} is not JSON: {reason}")]
-    Envelope { position: u64, reason: String },
+    /// The task preparing the messages after `position` failed: a bug.
+    #[error("preparing the messages after position {position} failed: {reason}")]
+    Prepare { position: u64, reason: String },
 }
 
 /// The relay of one host.
@@ -93,8 +96,20 @@ impl Relay {
         }
     }
 
+    /// Create the producer now rather than at the first event, so that it has connected to the
+    /// broker (and, being idempotent, obtained its producer id) before there is anything to send.
+    pub fn connect(&mut self) -> Result<(), RelayError> {
+        if self.producer.is_none() {
+            self.producer = Some(self.bus.producer()?);
+        }
+        Ok(())
+    }
+
     /// Publish until `stop` fires; woken early by `appended`.
     pub async fn run(mut self, mut appended: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
+        if let Err(e) = self.connect() {
+            tracing::warn!(owner = %self.owner, "relay cannot create its producer yet (retried at the first event): {e}");
+        }
         loop {
             if *stop.borrow() {
                 return;
@@ -166,14 +181,26 @@ impl Relay {
         let Some(prepared) = reader.recv().await else {
             // The log is drained: wait for what is still in flight and save it.
             self.reader = None;
-            let had_any = !self.in_flight.is_empty();
+            // One save covers every batch acknowledged (a save costs a durable write); on a
+            // refused delivery, what was acknowledged before it is still saved.
+            let mut acknowledged = None;
+            let mut refused = None;
             while let Some(oldest) = self.in_flight.pop_front() {
-                acknowledge(oldest.deliveries).await?;
-                if !self.save(oldest.last).await? {
-                    return Ok(false);
+                if let Err(e) = acknowledge(oldest.deliveries).await {
+                    refused = Some(e);
+                    break;
                 }
+                acknowledged = Some(oldest.last);
             }
-            return Ok(had_any);
+            if let Some(last) = acknowledged
+                && !self.save(last).await?
+            {
+                return Ok(false);
+            }
+            return match refused {
+                Some(e) => Err(e),
+                None => Ok(acknowledged.is_some()),
+            };
         };
         let prepared = prepared?;
         let deliveries = self.produce(&prepared.messages)?;
@@ -255,8 +282,10 @@ fn read_ahead(
     tokio::spawn(async move {
         let mut after = from;
         let mut topics: HashMap<String, Arc<str>> = HashMap::new();
+        // Small first batches get the producer going while the larger ones are read.
+        let mut size = FIRST_BATCH;
         loop {
-            let batch = match store.read_all(after, BATCH).await {
+            let batch = match store.read_all(after, size).await {
                 Ok(batch) if batch.is_empty() => return,
                 Ok(batch) => batch,
                 Err(e) => {
@@ -265,13 +294,13 @@ fn read_ahead(
                 }
             };
             let (registry, bus, known) = (registry.clone(), bus.clone(), std::mem::take(&mut topics));
-            let prepared = tokio::task::spawn_blocking(move || prepare(&batch, &registry, &bus, known)).await;
+            let prepared = tokio::task::spawn_blocking(move || prepare(batch, &registry, &bus, known)).await;
             let prepared = match prepared {
                 Ok((prepared, known)) => {
                     topics = known;
                     prepared
                 }
-                Err(e) => Err(RelayError::Envelope { position: after, reason: format!("preparing task failed: {e}") }),
+                Err(e) => Err(RelayError::Prepare { position: after, reason: e.to_string() }),
             };
             let next = prepared.as_ref().ok().map(|p| p.last);
             if sender.send(prepared).await.is_err() {
@@ -281,6 +310,7 @@ fn read_ahead(
                 Some(last) => after = last,
                 None => return,
             }
+            size = (size * 4).min(BATCH);
         }
     });
     receiver
@@ -288,11 +318,12 @@ fn read_ahead(
 
 /// Turn events into messages; `topics` caches the topic of each aggregate type.
 fn prepare(
-    batch: &[StoredEvent],
+    batch: Vec<StoredEvent>,
     registry: &PluginRegistry,
     bus: &KafkaBus,
     mut topics: HashMap<String, Arc<str>>,
 ) -> (Result<Prepared, RelayError>, HashMap<String, Arc<str>>) {
+    let last = batch.last().map_or(0, |e| e.global_position);
     let mut messages = Vec::with_capacity(batch.len());
     for event in batch {
         let position = event.global_position;
@@ -309,21 +340,18 @@ fn prepare(
                 topic
             }
         };
-        let payload = match event.envelope().and_then(|e| serde_json::to_vec(&e)) {
-            Ok(payload) => payload,
-            Err(e) => return (Err(RelayError::Envelope { position, reason: e.to_string() }), topics),
-        };
+        let mut payload = Vec::with_capacity(160 + event.data.len());
+        event.write_envelope(&mut payload);
         messages.push(Outgoing {
             position,
             topic,
-            key: event.aggregate_id.clone(),
             payload,
-            event_type: event.event_type.clone(),
             schema_version: event.schema_version.to_string(),
             position_text: position.to_string(),
+            key: event.aggregate_id,
+            event_type: event.event_type,
         });
     }
-    let last = batch.last().map_or(0, |e| e.global_position);
     (Ok(Prepared { last, messages }), topics)
 }
 

@@ -78,6 +78,34 @@ impl StoredEvent {
         })
     }
 
+    /// The envelope as JSON text, appended to `out`: the bytes `serde_json::to_vec(&self.envelope()?)`
+    /// gives, written without parsing `data` again. For the relay, which publishes every event:
+    /// the data was checked to be JSON when it was appended.
+    pub fn write_envelope(&self, out: &mut Vec<u8>) {
+        // Writing JSON text into a Vec cannot fail.
+        let text = |out: &mut Vec<u8>, value: &str| {
+            let _ = serde_json::to_writer(&mut *out, value);
+        };
+        let mut numbers = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"aggregateType\":");
+        text(out, &self.aggregate_type);
+        out.extend_from_slice(b",\"aggregateId\":");
+        text(out, &self.aggregate_id);
+        out.extend_from_slice(b",\"version\":");
+        out.extend_from_slice(numbers.format(self.version).as_bytes());
+        out.extend_from_slice(b",\"position\":");
+        out.extend_from_slice(numbers.format(self.global_position).as_bytes());
+        out.extend_from_slice(b",\"eventType\":");
+        text(out, &self.event_type);
+        out.extend_from_slice(b",\"schemaVersion\":");
+        out.extend_from_slice(numbers.format(self.schema_version).as_bytes());
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(self.data.trim().as_bytes());
+        out.extend_from_slice(b",\"recordedAt\":");
+        text(out, &self.recorded_at);
+        out.push(b'}');
+    }
+
     /// The event an envelope (as JSON bytes) carries.
     pub fn from_envelope(json: &[u8]) -> Result<Self, serde_json::Error> {
         let e: OwnedEnvelope = serde_json::from_slice(json)?;
@@ -224,5 +252,23 @@ mod tests {
         assert!(text.contains(r#""position":42"#) && text.contains(r#""by":1.50"#), "{text}");
         assert_eq!(StoredEvent::from_envelope(&json).expect("envelope"), event);
         assert!(StoredEvent::from_envelope(b"{}").is_err());
+    }
+
+    #[test]
+    fn the_written_envelope_is_the_serialised_one() {
+        let event = StoredEvent {
+            aggregate_type: "Th\"ing".into(),
+            aggregate_id: "t-1\\ é\u{1}".into(),
+            version: u64::MAX,
+            global_position: 0,
+            event_type: "ThingMoved".into(),
+            schema_version: u32::MAX,
+            data: " {\"to\":[\"here\", null],\"by\":1.50}\n".into(),
+            recorded_at: "2026-01-01T00:00:00.000000Z".into(),
+        };
+        let mut written = Vec::new();
+        event.write_envelope(&mut written);
+        let serialised = serde_json::to_vec(&event.envelope().expect("JSON data")).expect("serialise");
+        assert_eq!(String::from_utf8_lossy(&written), String::from_utf8_lossy(&serialised));
     }
 }
