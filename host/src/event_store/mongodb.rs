@@ -6,12 +6,13 @@
 //! write path, and decides every race with a unique index.
 //!
 //! **Documents.** The `commits` collection holds one document per append: `_id` is the commit's
-//! first global position as 20 zero-padded digits (so that text order is number order, and
-//! FerretDB can look it up by `_id`); then `first_position`, `last_position`, `aggregate_type`,
-//! `aggregate_id`, `start` and `end` (its first and last stream version), `recorded_at` and
-//! `events`, each with `version`, `position`, `event_type`, `schema_version`, `data` (JSON text)
-//! and `recorded_at`. A unique index covers (aggregate_type, aggregate_id, start); another index
-//! covers `last_position` for the global log's reads. `log_head` holds one document, a hint of the
+//! first global position as 20 zero-padded digits (text order is number order, and FerretDB
+//! hands an equality on a text `_id` to SQLite instead of filtering every document itself); then
+//! `first_position`, `last_position`, `aggregate_type`, `aggregate_id`, `start` and `end` (its
+//! first and last stream version), `recorded_at` and `events`, each with `version`, `position`,
+//! `event_type`, `schema_version`, `data` (JSON text) and `recorded_at`. A unique index covers
+//! (aggregate_type, aggregate_id, start); another index covers `last_position` for the global
+//! log's reads. `log_head` holds one document, a hint of the
 //! log's last position. The relay's saved position is the `relay` document of `relay`; its lease
 //! is the newest document of `relay_leases` (`_id` = epoch, `owner`, `expires_at` in Unix ms): a
 //! claimant of an expired lease inserts the next epoch, so the unique `_id` picks one winner
@@ -49,8 +50,8 @@
 //!
 //! The writer learns the log's end at start and after a failure from the `log_head` hint (which
 //! it keeps up to date in the background, at most every [`HINT_INTERVAL`]), then steps over the
-//! commits written after it by `_id`. The hint is only a shortcut: the end of any existing commit is a
-//! valid place to look from, and a stale one costs a few more steps.
+//! commits written after it by `_id`. The hint is only a shortcut: the end of any existing commit
+//! is a valid place to look from, and a stale one costs a few more steps.
 
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
