@@ -320,3 +320,19 @@ async fn racing_appenders_never_share_a_position() {
     }
     db.drop().await;
 }
+
+/// A database written by the first design (positions from a counter) is refused by name, not
+/// misread.
+#[tokio::test]
+async fn a_database_of_the_counter_design_is_refused() {
+    let Some(db) = TestDb::new() else { return };
+    let client = mongodb::Client::with_uri_str(&db.url).await.expect("connect");
+    let database = client.default_database().expect("the test URL names a database");
+    let counter = mongodb::bson::doc! { "_id": "global_position", "value": 3 };
+    database.collection("counters").insert_one(counter).await.expect("insert");
+    match MongoEventStore::open(&db.url).await {
+        Err(EventStoreError::Unsupported(message)) => assert!(message.contains("earlier Sluice"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    db.drop().await;
+}

@@ -197,6 +197,14 @@ impl MongoEventStore {
         let database = options.default_database.clone().unwrap_or_else(|| "sluice".to_owned());
         let client = Client::with_options(options)?;
         let db = client.database(&database);
+        // The first design took positions from a counter; its documents do not read as commits.
+        let counters = db.collection::<Document>("counters");
+        if counters.find_one(doc! { "_id": "global_position" }).await?.is_some() {
+            return Err(EventStoreError::Unsupported(format!(
+                "--event-store: database {database:?} holds an event store written by an earlier Sluice \
+                 (positions from a counter), which this version cannot read; use a new database"
+            )));
+        }
         let commits: Collection<Commit> = db.collection("commits");
         let stream = IndexModel::builder()
             .keys(doc! { "aggregate_type": 1, "aggregate_id": 1, "start": 1 })
