@@ -30,7 +30,7 @@ struct TestDb {
 
 impl TestDb {
     fn new() -> Option<Self> {
-        Some(Self { url: common::fresh_database(URL_VARIABLE, "sluice_test_")? })
+        Some(Self { url: common::fresh_database(URL_VARIABLE, "events")? })
     }
 
     async fn open(&self) -> MongoEventStore {

@@ -36,12 +36,12 @@ async fn sqlite() {
 
 #[tokio::test]
 async fn postgres() {
-    let Some(url) = common::fresh_database("SLUICE_TEST_POSTGRES_URL", "sluice_d") else { return };
+    let Some(url) = common::fresh_database("SLUICE_TEST_POSTGRES_URL", "letters") else { return };
     a_letter_written_again_keeps_the_first(&url).await;
 }
 
 #[tokio::test]
 async fn mysql() {
-    let Some(url) = common::fresh_database("SLUICE_TEST_MYSQL_URL", "sluice_d") else { return };
+    let Some(url) = common::fresh_database("SLUICE_TEST_MYSQL_URL", "letters") else { return };
     a_letter_written_again_keeps_the_first(&url).await;
 }

@@ -65,12 +65,12 @@ async fn offsets_on_sqlite() {
 
 #[tokio::test]
 async fn offsets_on_postgres() {
-    let Some(url) = common::fresh_database("SLUICE_TEST_POSTGRES_URL", "sluice_o") else { return };
+    let Some(url) = common::fresh_database("SLUICE_TEST_POSTGRES_URL", "offsets") else { return };
     offsets_contract(&url).await;
 }
 
 #[tokio::test]
 async fn offsets_on_mysql() {
-    let Some(url) = common::fresh_database("SLUICE_TEST_MYSQL_URL", "sluice_o") else { return };
+    let Some(url) = common::fresh_database("SLUICE_TEST_MYSQL_URL", "offsets") else { return };
     offsets_contract(&url).await;
 }

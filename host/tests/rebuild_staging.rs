@@ -119,7 +119,7 @@ async fn staged_rows_land_unchanged_in_sqlite() {
 
 #[tokio::test]
 async fn staged_rows_land_unchanged_in_postgres() {
-    if let Some(url) = common::fresh_database("SLUICE_TEST_POSTGRES_URL", "sluice_s") {
+    if let Some(url) = common::fresh_database("SLUICE_TEST_POSTGRES_URL", "staging") {
         staged_rows_land_unchanged(&url).await;
     }
 }

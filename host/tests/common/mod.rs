@@ -3,10 +3,11 @@
 // Each test crate uses what it needs of this module.
 #![allow(dead_code)]
 
-/// A fresh database (named `prefix` + a random suffix) on the server in the environment variable
+/// A fresh database (named `sluice_t`, `tag`, `_` and a random suffix, the names
+/// `scripts/servers sweep` drops) on the server in the environment variable
 /// `variable`, or `None` after saying the test is skipped. Unset fails the test when
 /// `SLUICE_REQUIRE_SERVERS=1`, as `scripts/test` runs it.
-pub fn fresh_database(variable: &str, prefix: &str) -> Option<String> {
+pub fn fresh_database(variable: &str, tag: &str) -> Option<String> {
     let base = std::env::var(variable).unwrap_or_default();
     if base.is_empty() {
         let required = std::env::var("SLUICE_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
@@ -14,7 +15,7 @@ pub fn fresh_database(variable: &str, prefix: &str) -> Option<String> {
         eprintln!("skipped: set {variable} to run this test");
         return None;
     }
-    let name = format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let name = format!("sluice_t{tag}_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
     Some(with_database(&base, &name))
 }
 
