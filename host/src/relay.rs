@@ -281,7 +281,6 @@ fn read_ahead(
     let (sender, receiver) = mpsc::channel(2);
     tokio::spawn(async move {
         let mut after = from;
-        let mut topics: HashMap<String, Arc<str>> = HashMap::new();
         // Small first batches get the producer going while the larger ones are read.
         let mut size = FIRST_BATCH;
         loop {
@@ -293,15 +292,10 @@ fn read_ahead(
                     return;
                 }
             };
-            let (registry, bus, known) = (registry.clone(), bus.clone(), std::mem::take(&mut topics));
-            let prepared = tokio::task::spawn_blocking(move || prepare(batch, &registry, &bus, known)).await;
-            let prepared = match prepared {
-                Ok((prepared, known)) => {
-                    topics = known;
-                    prepared
-                }
-                Err(e) => Err(RelayError::Prepare { position: after, reason: e.to_string() }),
-            };
+            let (registry, bus) = (registry.clone(), bus.clone());
+            let prepared = tokio::task::spawn_blocking(move || prepare(batch, &registry, &bus))
+                .await
+                .unwrap_or_else(|e| Err(RelayError::Prepare { position: after, reason: e.to_string() }));
             let next = prepared.as_ref().ok().map(|p| p.last);
             if sender.send(prepared).await.is_err() {
                 return;
@@ -316,14 +310,11 @@ fn read_ahead(
     receiver
 }
 
-/// Turn events into messages; `topics` caches the topic of each aggregate type.
-fn prepare(
-    batch: Vec<StoredEvent>,
-    registry: &PluginRegistry,
-    bus: &KafkaBus,
-    mut topics: HashMap<String, Arc<str>>,
-) -> (Result<Prepared, RelayError>, HashMap<String, Arc<str>>) {
+/// Turn events into messages.
+fn prepare(batch: Vec<StoredEvent>, registry: &PluginRegistry, bus: &KafkaBus) -> Result<Prepared, RelayError> {
     let last = batch.last().map_or(0, |e| e.global_position);
+    // Topics by aggregate type, looked up once per batch.
+    let mut topics: HashMap<String, Arc<str>> = HashMap::new();
     let mut messages = Vec::with_capacity(batch.len());
     for event in batch {
         let position = event.global_position;
@@ -331,9 +322,7 @@ fn prepare(
             Some(topic) => topic.clone(),
             None => {
                 let Some(aggregate) = registry.aggregate(&event.aggregate_type) else {
-                    let unknown =
-                        RelayError::UnknownAggregate { position, aggregate_type: event.aggregate_type.clone() };
-                    return (Err(unknown), topics);
+                    return Err(RelayError::UnknownAggregate { position, aggregate_type: event.aggregate_type });
                 };
                 let topic: Arc<str> = bus.topic(&aggregate.manifest().topic).into();
                 topics.insert(event.aggregate_type.clone(), topic.clone());
@@ -352,7 +341,7 @@ fn prepare(
             event_type: event.event_type,
         });
     }
-    (Ok(Prepared { last, messages }), topics)
+    Ok(Prepared { last, messages })
 }
 
 /// A produced batch awaiting the broker's acknowledgements.
