@@ -91,27 +91,17 @@ async fn main() -> anyhow::Result<()> {
         "commands through the host: HTTP router in-process, SQLite event store, {} clients, {} commands over {} accounts, {} cached states, {} rounds",
         args.concurrency, args.commands, args.accounts, args.cached_states, args.rounds
     );
-    let (mut wasm_rates, mut native_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut commands = SideBySide::new("", ("wasm", "commands/s"), ("native", "commands/s"), 0.9);
     for round in 1..=args.rounds {
-        // Alternate which side goes first, so neither always meets a warmer disk and page cache.
-        let (w, n) = if round % 2 == 1 {
-            let w = commands_per_second(wasm.clone(), &args).await?;
-            (w, commands_per_second(native.clone(), &args).await?)
-        } else {
-            let n = commands_per_second(native.clone(), &args).await?;
-            (commands_per_second(wasm.clone(), &args).await?, n)
-        };
-        println!("  round {round}: wasm {w:>9.0} commands/s   native {n:>9.0} commands/s   ratio {:.3}", w / n);
-        wasm_rates.push(w);
-        native_rates.push(n);
-        ratios.push(w / n);
+        let (w, n) = alternating(
+            round,
+            async || commands_per_second(wasm.clone(), &args).await,
+            async || commands_per_second(native.clone(), &args).await,
+        )
+        .await?;
+        commands.record(round, w, n);
     }
-    let (w, n) = (median(&mut wasm_rates), median(&mut native_rates));
-    println!(
-        "  median:  wasm {w:>9.0} commands/s   native {n:>9.0} commands/s   ratio of medians {:.3}, median ratio {:.3} (target >= 0.9)",
-        w / n,
-        median(&mut ratios)
-    );
+    commands.finish();
 
     let history_len = 20;
     for (from_cache, what) in [(false, "replay of 20 events + decide"), (true, "cached state + 1 new event + decide")] {
@@ -136,27 +126,17 @@ async fn main() -> anyhow::Result<()> {
             "relay to Kafka, {} events from the SQLite event store: relay vs a raw rdkafka producer (same settings), {} rounds",
             args.relay_events, args.rounds
         );
-        let (mut relays, mut raws, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let mut relay = SideBySide::new("", ("relay", "events/s"), ("raw producer", "events/s"), 0.7);
         for round in 1..=args.rounds {
             // Each round publishes a fresh copy of the history, from position 0, to fresh topics.
             let copy = dir.path().join(format!("relay-round-{round}.db"));
             projection::copy_store(&dir.path().join("events.db"), &copy).await?;
             let store: Arc<dyn EventStore> =
                 Arc::new(SqliteEventStore::open(&format!("sqlite://{}", copy.display())).await?);
-            let (relay, raw) = relay::relay_vs_raw(kafka, native.clone(), store).await?;
-            println!(
-                "  round {round}: relay {relay:>9.0} events/s   raw producer {raw:>9.0} events/s   ratio {:.3}",
-                relay / raw
-            );
-            relays.push(relay);
-            raws.push(raw);
-            ratios.push(relay / raw);
+            let (relayed, raw) = relay::relay_vs_raw(kafka, native.clone(), store).await?;
+            relay.record(round, relayed, raw);
         }
-        let (relay, raw) = (median(&mut relays), median(&mut raws));
-        println!(
-            "  median:  relay {relay:>9.0} events/s   raw producer {raw:>9.0} events/s   median ratio {:.3} (target >= 0.7)",
-            median(&mut ratios)
-        );
+        relay.finish();
     }
     if let Some(url) = &args.mongodb {
         for clients in [args.concurrency, 1] {
@@ -164,28 +144,17 @@ async fn main() -> anyhow::Result<()> {
                 "appends to the MongoDB event store vs raw insert_many of equivalent documents, {} appends, {clients} clients, {} rounds",
                 args.appends, args.rounds
             );
-            let (mut stores, mut raws, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            let mut appends = SideBySide::new("", ("store", "appends/s"), ("raw insert_many", "docs/s"), 0.8);
             for round in 1..=args.rounds {
-                let (store, raw) = if round % 2 == 1 {
-                    let store = append::store_rate(url, args.appends, clients).await?;
-                    (store, append::raw_rate(url, args.appends, clients).await?)
-                } else {
-                    let raw = append::raw_rate(url, args.appends, clients).await?;
-                    (append::store_rate(url, args.appends, clients).await?, raw)
-                };
-                println!(
-                    "  round {round}: store {store:>9.0} appends/s   raw insert_many {raw:>9.0} docs/s   ratio {:.3}",
-                    store / raw
-                );
-                stores.push(store);
-                raws.push(raw);
-                ratios.push(store / raw);
+                let (store, raw) = alternating(
+                    round,
+                    async || append::store_rate(url, args.appends, clients).await,
+                    async || append::raw_rate(url, args.appends, clients).await,
+                )
+                .await?;
+                appends.record(round, store, raw);
             }
-            let (store, raw) = (median(&mut stores), median(&mut raws));
-            println!(
-                "  median:  store {store:>9.0} appends/s   raw insert_many {raw:>9.0} docs/s   median ratio {:.3} (target >= 0.8)",
-                median(&mut ratios)
-            );
+            appends.finish();
         }
     }
     Ok(())
@@ -206,31 +175,20 @@ async fn projection_benches(runtime: &WasmRuntime, path: &std::path::Path, args:
         args.projection_events
     );
     for (name, url) in &targets {
-        let (mut wasm, mut raw, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let mut catch_up =
+            SideBySide::new(&format!("{name:<8}  "), ("wasm", "events/s"), ("raw sqlx", "events/s"), 0.8);
         for round in 1..=args.rounds {
             let store = ReadStore::open(url).await?;
             reset(&store, &schema).await?;
-            // Alternate which side goes first, so neither always meets the warmer caches.
-            let (w, r) = if round % 2 == 1 {
-                let w = projection::wasm_catch_up(plugin.clone(), events.clone(), store.clone()).await?;
-                (w, projection::raw_writes(&schema, &events, &store).await?)
-            } else {
-                let r = projection::raw_writes(&schema, &events, &store).await?;
-                (projection::wasm_catch_up(plugin.clone(), events.clone(), store.clone()).await?, r)
-            };
-            println!(
-                "  {name:<8}  round {round}: wasm {w:>9.0} events/s   raw sqlx {r:>9.0} events/s   ratio {:.3}",
-                w / r
-            );
-            wasm.push(w);
-            raw.push(r);
-            ratios.push(w / r);
+            let (w, r) = alternating(
+                round,
+                async || projection::wasm_catch_up(plugin.clone(), events.clone(), store.clone()).await,
+                async || projection::raw_writes(&schema, &events, &store).await,
+            )
+            .await?;
+            catch_up.record(round, w, r);
         }
-        let (w, r) = (median(&mut wasm), median(&mut raw));
-        println!(
-            "  {name:<8}  median: wasm {w:>9.0} events/s   raw sqlx {r:>9.0} events/s   median ratio {:.3} (target >= 0.8)",
-            median(&mut ratios)
-        );
+        catch_up.finish();
     }
 
     let dir = tempfile::tempdir().context("failed to create a temp dir")?;
@@ -384,6 +342,74 @@ async fn call(
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.context("failed to read a response")?;
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     Ok((status, json))
+}
+
+/// Both sides of one round: the first side first in odd rounds and last in even ones, so neither
+/// always meets the warmer disk and caches.
+async fn alternating(
+    round: usize,
+    first: impl AsyncFnOnce() -> anyhow::Result<f64>,
+    second: impl AsyncFnOnce() -> anyhow::Result<f64>,
+) -> anyhow::Result<(f64, f64)> {
+    if round % 2 == 1 {
+        let a = first().await?;
+        Ok((a, second().await?))
+    } else {
+        let b = second().await?;
+        Ok((first().await?, b))
+    }
+}
+
+/// A side-by-side benchmark's rounds: each round's rates and ratio printed as they come, then the
+/// medians, the ratio of the medians and the median of the rounds' ratios against the target.
+struct SideBySide {
+    indent: String,
+    sides: [(&'static str, &'static str); 2],
+    target: f64,
+    rates: [Vec<f64>; 2],
+    ratios: Vec<f64>,
+}
+
+impl SideBySide {
+    /// `side` and `baseline` are (name, unit) of the measured side and of what it is measured against.
+    fn new(
+        indent: &str,
+        side: (&'static str, &'static str),
+        baseline: (&'static str, &'static str),
+        target: f64,
+    ) -> Self {
+        Self {
+            indent: indent.to_owned(),
+            sides: [side, baseline],
+            target,
+            rates: [Vec::new(), Vec::new()],
+            ratios: Vec::new(),
+        }
+    }
+
+    fn line(&self, a: f64, b: f64) -> String {
+        let [(a_name, a_unit), (b_name, b_unit)] = self.sides;
+        format!("{a_name} {a:>9.0} {a_unit}   {b_name} {b:>9.0} {b_unit}")
+    }
+
+    fn record(&mut self, round: usize, a: f64, b: f64) {
+        println!("  {}round {round}: {}   ratio {:.3}", self.indent, self.line(a, b), a / b);
+        self.rates[0].push(a);
+        self.rates[1].push(b);
+        self.ratios.push(a / b);
+    }
+
+    fn finish(mut self) {
+        let (a, b) = (median(&mut self.rates[0]), median(&mut self.rates[1]));
+        println!(
+            "  {}median:  {}   ratio of medians {:.3}, median ratio {:.3} (target >= {})",
+            self.indent,
+            self.line(a, b),
+            a / b,
+            median(&mut self.ratios),
+            self.target
+        );
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {
