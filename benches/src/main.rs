@@ -14,12 +14,13 @@ use anyhow::{Context, bail};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use clap::Parser;
-use sluice::command::{AggregateLogic, CommandInput, CommandService};
+use sluice::command::CommandService;
 use sluice::event_store::EventStore;
 use sluice::event_store::sqlite::SqliteEventStore;
-use sluice::http::{AppState, DEFAULT_BODY_LIMIT, router};
+use sluice::http::{AppState, router};
+use sluice::plugin::PluginRegistry;
+use sluice::plugin::{AggregateLogic, CommandInput};
 use sluice::runtime::aggregate::WasmAggregate;
-use sluice::runtime::registry::PluginRegistry;
 use sluice::runtime::{SandboxLimits, WasmRuntime};
 use tower::ServiceExt;
 
@@ -82,9 +83,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = WasmRuntime::new(None, SandboxLimits::default()).context("failed to start the runtime")?;
-    let component = runtime.load_component(&args.plugin).context("failed to compile the plugin")?;
+    let bytes = std::fs::read(&args.plugin).with_context(|| format!("failed to read {}", args.plugin.display()))?;
+    let component = runtime.component_from_bytes("bench", &bytes).context("failed to compile the plugin")?;
     let wasm: Arc<dyn AggregateLogic> =
-        Arc::new(WasmAggregate::load(&runtime, &args.plugin, &component).context("failed to load the plugin")?);
+        Arc::new(WasmAggregate::load(&runtime, "bench", &component).context("failed to load the plugin")?);
     let native: Arc<dyn AggregateLogic> = Arc::new(NativeAggregate::<bank_account::BankAccount>::new());
 
     println!(
@@ -237,11 +239,10 @@ async fn commands_per_second(logic: Arc<dyn AggregateLogic>, args: &Args) -> any
     let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(&url).await?);
     let registry = PluginRegistry::new();
     registry.register(logic, "bench".into())?;
-    let app = router(AppState {
-        commands: CommandService::new(registry, store, args.cached_states),
-        projections: sluice::projection::Projections::new(),
-        body_limit: DEFAULT_BODY_LIMIT,
-    });
+    let app = router(AppState::without_admin(
+        CommandService::new(registry, store, args.cached_states),
+        sluice::projection::Projections::new(),
+    ));
 
     let mut ids = Vec::with_capacity(args.accounts);
     for i in 0..args.accounts {

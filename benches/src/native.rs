@@ -4,11 +4,11 @@
 
 use std::marker::PhantomData;
 
-use sluice::command::{
+use sluice::event_store::{NewEvent, StoredEvent};
+use sluice::plugin::PluginFault;
+use sluice::plugin::{
     AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, Decision, HttpMethod, IdSource, Refusal,
 };
-use sluice::event_store::{NewEvent, StoredEvent};
-use sluice::runtime::PluginFault;
 use sluice_sdk::{Aggregate, CommandContext, CommandError, runtime};
 
 pub struct NativeAggregate<A> {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use sluice::event_store::sqlite::SqliteEventStore;
 use sluice::event_store::{EventStore, NewEvent};
+use sluice::plugin::ProjectionLogic;
 use sluice::projection::Projection;
 use sluice::read_store::{ProjectionSchema, ReadStore};
 use sluice::runtime::WasmRuntime;
@@ -59,7 +60,7 @@ pub async fn copy_store(from: &std::path::Path, to: &std::path::Path) -> Result<
 
 /// Events/s of the Wasm projection catching up from position 0 on `read_store`.
 pub async fn wasm_catch_up(
-    plugin: Arc<WasmProjection>,
+    plugin: Arc<dyn ProjectionLogic>,
     events: Arc<dyn EventStore>,
     read_store: ReadStore,
 ) -> Result<f64> {
@@ -127,7 +128,7 @@ pub async fn raw_writes(
 
 /// Events/s of `sluice rebuild` of the projection into `target`.
 pub async fn rebuild_rate(
-    plugin: Arc<WasmProjection>,
+    plugin: Arc<dyn ProjectionLogic>,
     events: Arc<dyn EventStore>,
     serving: ReadStore,
     target: &ReadStore,
@@ -139,7 +140,8 @@ pub async fn rebuild_rate(
     Ok(head as f64 / started.elapsed().as_secs_f64())
 }
 
-pub fn load(runtime: &WasmRuntime, path: &std::path::Path) -> Result<Arc<WasmProjection>> {
-    let component = runtime.load_component(path).context("failed to compile the projection")?;
-    Ok(Arc::new(WasmProjection::load(runtime, path, &component).context("failed to load the projection")?))
+pub fn load(runtime: &WasmRuntime, path: &std::path::Path) -> Result<Arc<dyn ProjectionLogic>> {
+    let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let component = runtime.component_from_bytes("bench", &bytes).context("failed to compile the projection")?;
+    Ok(Arc::new(WasmProjection::load(runtime, "bench", &component).context("failed to load the projection")?))
 }

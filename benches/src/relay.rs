@@ -11,10 +11,10 @@ use anyhow::{Context, Result, bail};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use sluice::bus::KafkaBus;
-use sluice::command::AggregateLogic;
 use sluice::event_store::EventStore;
+use sluice::plugin::AggregateLogic;
+use sluice::plugin::PluginRegistry;
 use sluice::relay::Relay;
-use sluice::runtime::registry::PluginRegistry;
 
 /// Events/s of the relay publishing the whole `store`, then of a raw producer sending the same.
 pub async fn relay_vs_raw(

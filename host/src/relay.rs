@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::bus::kafka::{HEADER_EVENT_TYPE, HEADER_POSITION, HEADER_SCHEMA_VERSION};
 use crate::bus::{BusError, KafkaBus};
 use crate::event_store::{EventStore, EventStoreError, StoredEvent};
-use crate::runtime::registry::PluginRegistry;
+use crate::plugin::PluginRegistry;
 
 /// Events read and produced per batch.
 const BATCH: u32 = 20_000;
@@ -106,12 +107,12 @@ impl Relay {
     }
 
     /// Publish until `stop` fires; woken early by `appended`.
-    pub async fn run(mut self, mut appended: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut appended: watch::Receiver<u64>, stop: CancellationToken) {
         if let Err(e) = self.connect() {
             tracing::warn!(owner = %self.owner, "relay cannot create its producer yet (retried at the first event): {e}");
         }
         loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return;
             }
             match self.publish_once().await {
@@ -136,7 +137,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = appended.changed() => {}
-                _ = stop.changed() => {}
+                () = stop.cancelled() => {}
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }

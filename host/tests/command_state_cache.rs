@@ -4,13 +4,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use sluice::command::{
-    AggregateLogic, AggregateManifest, CommandError, CommandInput, CommandService, CommandSpec, Decision, Refusal,
-};
+use sluice::command::{CommandError, CommandService};
 use sluice::event_store::sqlite::SqliteEventStore;
 use sluice::event_store::{EventStore, NewEvent, StoredEvent};
-use sluice::runtime::PluginFault;
-use sluice::runtime::registry::PluginRegistry;
+use sluice::plugin::{
+    AggregateLogic, AggregateManifest, CommandInput, CommandSpec, Decision, PluginFault, PluginRegistry, Refusal,
+};
 
 /// Counts `Added` events and refuses a fourth; remembers how many events each call evolved.
 struct Tally {

@@ -1,77 +1,22 @@
 //! Command dispatch: replay a stream, let the aggregate decide, append with optimistic
 //! concurrency.
 //!
-//! [`AggregateLogic`] is what the dispatcher needs of an aggregate — implemented by Wasm plugins
-//! ([`crate::runtime::aggregate`]) and, in benchmarks, by the same logic compiled natively.
+//! [`AggregateLogic`](crate::plugin::AggregateLogic) is what the dispatcher needs of an aggregate — implemented by Wasm plugins
+//! ([`crate::runtime::aggregate`]); the contract lives in [`crate::plugin`] and, in benchmarks, by the same logic compiled natively.
 //! [`CommandService::execute`] serialises commands on one stream inside this process (striped
 //! locks) to avoid wasted work, while the store's version check keeps hosts that share a store
 //! correct; a lost race is retried unless the caller named the version it expects.
 
-pub mod manifest;
 pub mod state_cache;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use manifest::{AggregateManifest, CommandRoute, CommandSpec, HttpMethod, IdSource};
 pub use state_cache::{CachedState, StateCache};
 
 use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
-use crate::runtime::PluginFault;
-use crate::runtime::registry::PluginRegistry;
-
-/// A command as the host received it.
-#[derive(Debug, Clone)]
-pub struct CommandInput {
-    pub command_type: String,
-    pub aggregate_id: String,
-    /// JSON text of the body (an object).
-    pub data: String,
-    /// RFC 3339.
-    pub issued_at: String,
-    /// A UUID the plugin may use for ids it mints.
-    pub fresh_id: String,
-}
-
-/// A refusal by the aggregate: the caller's fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Rejected(String),
-    #[error("{0}")]
-    NotFound(String),
-}
-
-/// What an aggregate made of a command.
-#[derive(Debug, Clone)]
-pub struct Decision {
-    /// The state the command was decided on (`None` for an empty stream): what the next command
-    /// can start from.
-    pub state: Option<Vec<u8>>,
-    /// The events to append, or why not.
-    pub verdict: Result<Vec<NewEvent>, Refusal>,
-}
-
-/// The decide/evolve contract the dispatcher runs. Calls are synchronous and CPU-bound: the
-/// dispatcher runs them off the async executor.
-pub trait AggregateLogic: Send + Sync + 'static {
-    fn manifest(&self) -> &AggregateManifest;
-
-    /// Evolve `state` (an earlier result of this plugin, `None` for the empty stream) with
-    /// `events`, then decide on `command`, in one sandbox.
-    fn execute(
-        &self,
-        state: Option<&[u8]>,
-        events: &[StoredEvent],
-        command: &CommandInput,
-    ) -> Result<Decision, PluginFault>;
-
-    /// Replay `history` and render the state as JSON text.
-    fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault>;
-}
+use crate::plugin::{AggregateLogic, AggregateManifest, CommandInput, Decision, PluginFault, PluginRegistry, Refusal};
 
 /// Why a command was not applied, classified by blame.
 #[derive(Debug, thiserror::Error)]

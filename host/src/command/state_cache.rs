@@ -72,7 +72,7 @@ mod tests {
     use super::*;
     use crate::command::{AggregateManifest, CommandInput, Decision};
     use crate::event_store::StoredEvent;
-    use crate::runtime::PluginFault;
+    use crate::plugin::PluginFault;
 
     struct Logic(AggregateManifest);
 

@@ -54,7 +54,7 @@ pub async fn state(
         return Err(ApiError::VersionNotFound { aggregate_type, id, version: asked });
     }
     let state_json: Value = serde_json::from_str(&rendered).map_err(|e| {
-        ApiError::Command(CommandError::Fault(crate::runtime::PluginFault::Contract {
+        ApiError::Command(CommandError::Fault(crate::plugin::PluginFault::Contract {
             plugin: aggregate_type.clone(),
             detail: format!("rendered state is not JSON: {e}"),
         }))

@@ -12,8 +12,8 @@ use super::aggregates::expected_version;
 use super::body::read_json_object;
 use super::error::ApiError;
 use super::projections::{min_position, rebuild_all, run_query};
-use crate::command::{HttpMethod, IdSource};
-use crate::runtime::registry::RouteTarget;
+use crate::plugin::RouteTarget;
+use crate::plugin::{HttpMethod, IdSource};
 
 /// The fallback handler: whatever a plugin route leads to.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::runtime::projection::QueryOutcome;
+use crate::plugin::QueryOutcome;
 
 /// Header naming the global position a query must reflect.
 pub const POSITION_HEADER: &str = "sluice-position";

@@ -24,9 +24,10 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use super::{BATCH, Progress, Projection, ProjectionError, Rows};
+use super::apply::{Progress, Rows};
+use super::{BATCH, Projection, ProjectionError};
 use crate::bus::{BusError, KafkaBus};
 use crate::event_store::StoredEvent;
 use crate::read_store::{Checkpoint, OffsetAdvance, ReadStoreError};
@@ -81,18 +82,18 @@ impl Projection {
         bus: KafkaBus,
         topics: Vec<String>,
         host_id: String,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) {
         if topics.is_empty() {
             tracing::warn!(projection = %self.name(), "no aggregate is loaded, so there is no topic to consume");
             return;
         }
-        tokio::spawn(self.clone().follow_position(bus.clone(), topics.clone(), stop.clone()));
+        tokio::spawn(self.clone().follow_position(bus.clone(), topics.clone(), stop.child_token()));
         loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return;
             }
-            match self.consume(&bus, &topics, &host_id, &mut stop).await {
+            match self.consume(&bus, &topics, &host_id, &stop).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(projection = %self.name(), "consumer stopped after an error, rejoining: {e}");
@@ -107,7 +108,7 @@ impl Projection {
         bus: &KafkaBus,
         topics: &[String],
         host_id: &str,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> Result<(), ProjectionError> {
         if self.read_store.partition_offsets(self.name()).await?.is_empty() {
             while self.catch_up_once().await? {}
@@ -121,7 +122,7 @@ impl Projection {
         loop {
             let first = tokio::select! {
                 message = consumer.recv() => message.map_err(BusError::from)?.detach(),
-                _ = stop.changed() => return Ok(()),
+                () = stop.cancelled() => return Ok(()),
             };
             let mut messages = vec![first];
             while messages.len() < BATCH as usize {
@@ -205,7 +206,11 @@ impl Projection {
         }
         let advances: Vec<OffsetAdvance> = advances.into_values().collect();
         let progress = Progress::Offsets(BatchOffsets { advances: advances.clone(), at });
-        self.apply(Rows::Store(&self.read_store), generation, &events, &progress).await?;
+        let plugin = self.plugin();
+        self.apply(&plugin, Rows::Store(&self.read_store), generation, &events, &progress).await?;
+        if !events.is_empty() {
+            self.note_commit(&plugin);
+        }
         drop(checkpoint);
         for advance in &advances {
             states.insert((advance.topic.clone(), advance.partition), (advance.next_offset, advance.last_position));
@@ -214,7 +219,7 @@ impl Projection {
     }
 
     /// Keep the position watch at the highest global position known to be applied.
-    async fn follow_position(self: Arc<Self>, bus: KafkaBus, topics: Vec<String>, mut stop: watch::Receiver<bool>) {
+    async fn follow_position(self: Arc<Self>, bus: KafkaBus, topics: Vec<String>, stop: CancellationToken) {
         let observer = match bus.observer() {
             Ok(observer) => Arc::new(observer),
             Err(e) => {
@@ -227,7 +232,7 @@ impl Projection {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = stop.changed() => return,
+                () = stop.cancelled() => return,
             }
             if let Err(e) = self.advance_position(&observer, &topics, &mut pending).await {
                 tracing::debug!(projection = %self.name(), "position not advanced: {e}");

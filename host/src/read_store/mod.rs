@@ -10,7 +10,9 @@
 pub mod dialect;
 pub mod offsets;
 pub mod schema;
+pub mod session;
 pub mod staging;
+pub mod statement;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -235,7 +237,7 @@ impl ReadStore {
                 position: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
                 event_type: row.try_get(2)?,
                 aggregate_id: row.try_get(3)?,
-                reason: crate::capabilities::sql::read_text(&row, 4)?.unwrap_or_default(),
+                reason: session::read_text(&row, 4)?.unwrap_or_default(),
                 recorded_at: row.try_get(5)?,
             };
             if projection.is_none_or(|p| p == letter.projection) {

@@ -14,10 +14,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::session::{Bind, bind_all, staged_fetch, to_bind};
+use super::statement::Value;
 use super::{Dialect, ProjectionSchema, ReadStore, ReadStoreError};
-use crate::capabilities::sql::{Bind, bind_all, staged_fetch, to_bind};
 use crate::read_store::schema::ColumnType;
-use crate::runtime::projection::bindings::sluice::plugin::sql::Value;
 
 /// Rows per read from the staging database while loading.
 const LOAD_ROWS: usize = 1000;

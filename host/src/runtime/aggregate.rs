@@ -1,27 +1,19 @@
 //! Aggregate plugins: the `aggregate-plugin` world's bindings and [`WasmAggregate`], which runs
 //! each command in a fresh instance of a pre-linked component.
 
-use std::path::Path;
-
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 
-use super::{PluginCtx, PluginFault, RuntimeError, WasmRuntime, classify_fault};
-use crate::command::{
-    AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, Decision, HttpMethod, IdSource, Refusal,
-};
+use super::{PluginCtx, RuntimeError, WasmRuntime, classify_fault};
 use crate::event_store::{NewEvent, StoredEvent};
+use crate::plugin::{
+    AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, Decision, HttpMethod, IdSource,
+    PluginFault, Refusal,
+};
 
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "aggregate-plugin",
-    });
-}
-
-use bindings::exports::sluice::plugin::aggregate as wit;
-use bindings::sluice::plugin::types;
-use bindings::{AggregatePlugin, AggregatePluginPre};
+use super::bindings::aggregate::exports::sluice::plugin::aggregate as wit;
+use super::bindings::aggregate::{AggregatePlugin, AggregatePluginPre};
+use super::bindings::types;
 
 /// An aggregate plugin loaded from a component.
 pub struct WasmAggregate {
@@ -32,14 +24,14 @@ pub struct WasmAggregate {
 
 impl WasmAggregate {
     /// Link a compiled component and read its manifest. `origin` names it in errors.
-    pub fn load(runtime: &WasmRuntime, origin: &Path, component: &Component) -> Result<Self, RuntimeError> {
-        let link_error = |e: wasmtime::Error| RuntimeError::Link { path: origin.into(), reason: format!("{e:#}") };
+    pub fn load(runtime: &WasmRuntime, origin: &str, component: &Component) -> Result<Self, RuntimeError> {
+        let link_error =
+            |e: wasmtime::Error| RuntimeError::Link { origin: origin.to_owned(), reason: format!("{e:#}") };
         let mut linker = Linker::<PluginCtx>::new(runtime.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
         let pre =
             AggregatePluginPre::new(linker.instantiate_pre(component).map_err(link_error)?).map_err(link_error)?;
-        let name =
-            origin.file_name().map_or_else(|| origin.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = origin.to_owned();
         let mut store = runtime.new_store();
         let manifest = pre
             .instantiate(&mut store)

@@ -5,13 +5,15 @@
 //! [`Store`] per unit of work. Guests get no WASI capability: the empty context satisfies the
 //! imports a `wasm32-wasip2` guest's standard library carries, and grants nothing.
 //!
-//! - [`aggregate`]: the aggregate world's bindings and the Wasm implementation of
-//!   [`AggregateLogic`](crate::command::AggregateLogic).
-//! - [`registry`]: the loaded plugins and the routes they declare.
+//! - [`bindings`]: every `bindgen!` of the host.
+//! - [`loader`]: one load path (files and uploaded bytes) for every plugin kind.
+//! - [`aggregate`], [`projection`]: the Wasm implementations of the plugin contracts
+//!   ([`crate::plugin`]).
 
 pub mod aggregate;
+pub mod bindings;
+pub mod loader;
 pub mod projection;
-pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::capabilities::sql::SqlCapability;
+use crate::plugin::PluginFault;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -50,27 +55,16 @@ impl Default for SandboxLimits {
 pub enum RuntimeError {
     #[error("cannot read plugin {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("plugin {path} is not a valid component: {reason}")]
-    Compile { path: PathBuf, reason: String },
-    #[error("plugin {path} does not fit the host: {reason}")]
-    Link { path: PathBuf, reason: String },
+    #[error("plugin {origin} is not a valid component: {reason}")]
+    Compile { origin: String, reason: String },
+    #[error("plugin {origin} does not fit the host: {reason}")]
+    Link { origin: String, reason: String },
     #[error("plugin {plugin} broke the contract: {reason}")]
     Contract { plugin: String, reason: String },
+    #[error("{origin} is a component of an unknown world: it exports none of {expected}")]
+    UnknownWorld { origin: String, expected: String },
     #[error("wasm engine setup failed: {0}")]
     Engine(String),
-}
-
-/// How a guest call went wrong. Traps are bugs in the plugin; the host carries on.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PluginFault {
-    #[error("plugin {plugin} trapped: {detail}")]
-    Trapped { plugin: String, detail: String },
-    #[error("plugin {plugin} ran past its time limit")]
-    Timeout { plugin: String },
-    #[error("plugin {plugin} ran out of memory")]
-    OutOfMemory { plugin: String },
-    #[error("plugin {plugin} broke the contract: {detail}")]
-    Contract { plugin: String, detail: String },
 }
 
 /// The shared engine and everything that must be set up once per process.
@@ -105,21 +99,14 @@ impl WasmRuntime {
         self.limits
     }
 
-    /// Compile a component, or load its compiled form from the cache.
-    pub fn load_component(&self, path: &Path) -> Result<Component, RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read { path: path.into(), source })?;
-        self.component_from_bytes(path, &bytes)
-    }
-
     /// Compile component bytes (`origin` names them in errors), using the cache.
-    pub fn component_from_bytes(&self, origin: &Path, bytes: &[u8]) -> Result<Component, RuntimeError> {
+    pub fn component_from_bytes(&self, origin: &str, bytes: &[u8]) -> Result<Component, RuntimeError> {
         let compile_error =
-            |e: wasmtime::Error| RuntimeError::Compile { path: origin.into(), reason: format!("{e:#}") };
+            |e: wasmtime::Error| RuntimeError::Compile { origin: origin.to_owned(), reason: format!("{e:#}") };
         let Some(cache_dir) = &self.cache_dir else {
             return Component::new(&self.engine, bytes).map_err(compile_error);
         };
-        let digest = Sha256::digest(bytes);
-        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let key = hex::encode(Sha256::digest(bytes));
         let cached = cache_dir.join(format!("{key}-sluice{}.cwasm", env!("CARGO_PKG_VERSION")));
         if cached.exists() {
             match deserialize_cached(&self.engine, &cached) {
@@ -157,7 +144,7 @@ impl WasmRuntime {
             table: ResourceTable::new(),
             limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, denied: false },
             stderr,
-            sql: None,
+            sql: SqlCapability::default(),
         };
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
@@ -210,7 +197,7 @@ pub struct PluginCtx {
     limiter: MemoryLimiter,
     stderr: MemoryOutputPipe,
     /// The projection's `sql` capability for this call (none for aggregates).
-    pub(crate) sql: Option<crate::capabilities::sql::SqlSession>,
+    pub(crate) sql: SqlCapability,
 }
 
 impl WasiView for PluginCtx {

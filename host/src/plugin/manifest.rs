@@ -1,4 +1,8 @@
-//! What an aggregate plugin declares, as the host holds it, and its validation at load.
+//! What plugins declare, as the host holds it (independent of the WIT bindings), and its
+//! validation at load: the aggregate manifest (commands, events, routes, topic) and the
+//! projection manifest (subscriptions, tables, queries, routes).
+
+use crate::read_store::ProjectionSchema;
 
 /// An HTTP method a plugin route may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -125,4 +129,52 @@ impl AggregateManifest {
 
 fn is_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 100 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A query route a projection declares (always `GET`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryRoute {
+    pub path: String,
+    pub query: String,
+    pub case_insensitive: bool,
+}
+
+/// A route that rebuilds every read model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildRoute {
+    pub path: String,
+    pub success_status: u16,
+    pub success_message: String,
+}
+
+/// A projection plugin's manifest, as the host holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionManifest {
+    pub name: String,
+    pub subscriptions: Vec<String>,
+    pub schema_version: u32,
+    pub schema: ProjectionSchema,
+    pub queries: Vec<String>,
+    pub routes: Vec<QueryRoute>,
+    pub rebuild_routes: Vec<RebuildRoute>,
+}
+
+impl ProjectionManifest {
+    pub fn validate(&self) -> Result<(), String> {
+        self.schema.validate()?;
+        for route in &self.routes {
+            if !route.path.starts_with('/') {
+                return Err(format!("route {}: the path must start with '/'", route.path));
+            }
+            if !self.queries.contains(&route.query) {
+                return Err(format!("route {}: names undeclared query {:?}", route.path, route.query));
+            }
+        }
+        for route in &self.rebuild_routes {
+            if !route.path.starts_with('/') || !(200..300).contains(&route.success_status) {
+                return Err(format!("rebuild route {}: needs a '/' path and a 2xx status", route.path));
+            }
+        }
+        Ok(())
+    }
 }

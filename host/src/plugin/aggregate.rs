@@ -1,0 +1,58 @@
+//! The aggregate contract: what the command dispatcher needs of an aggregate plugin. Wasm
+//! components implement it ([`crate::runtime::aggregate`]), and so does the same logic compiled
+//! natively in the benchmarks.
+
+use super::{AggregateManifest, PluginFault};
+use crate::event_store::{NewEvent, StoredEvent};
+
+/// A command as the host received it.
+#[derive(Debug, Clone)]
+pub struct CommandInput {
+    pub command_type: String,
+    pub aggregate_id: String,
+    /// JSON text of the body (an object).
+    pub data: String,
+    /// RFC 3339.
+    pub issued_at: String,
+    /// A UUID the plugin may use for ids it mints.
+    pub fresh_id: String,
+}
+
+/// A refusal by the aggregate: the caller's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// What an aggregate made of a command.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The state the command was decided on (`None` for an empty stream): what the next command
+    /// can start from.
+    pub state: Option<Vec<u8>>,
+    /// The events to append, or why not.
+    pub verdict: Result<Vec<NewEvent>, Refusal>,
+}
+
+/// The decide/evolve contract the dispatcher runs. Calls are synchronous and CPU-bound: the
+/// dispatcher runs them off the async executor.
+pub trait AggregateLogic: Send + Sync + 'static {
+    fn manifest(&self) -> &AggregateManifest;
+
+    /// Evolve `state` (an earlier result of this plugin, `None` for the empty stream) with
+    /// `events`, then decide on `command`, in one sandbox.
+    fn execute(
+        &self,
+        state: Option<&[u8]>,
+        events: &[StoredEvent],
+        command: &CommandInput,
+    ) -> Result<Decision, PluginFault>;
+
+    /// Replay `history` and render the state as JSON text.
+    fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault>;
+}

@@ -1,0 +1,75 @@
+//! The plugin contracts, independent of how plugins run: what the host needs of an aggregate
+//! ([`AggregateLogic`]) and of a projection ([`ProjectionLogic`]), what they declare
+//! ([`manifest`]), how their calls fail ([`PluginFault`]), and the [`registry`] of loaded plugins
+//! and their routes. The Wasm implementations live in [`crate::runtime`]; nothing here names a
+//! WIT binding, so the dispatcher, the projection runner and the HTTP edge depend on contracts
+//! only.
+//!
+//! A plugin kind is data: one [`PluginKind`] variant and one entry in the runtime's loader
+//! table ([`crate::runtime::loader`]), which names the export that tells the kind.
+
+pub mod aggregate;
+pub mod fault;
+pub mod manifest;
+pub mod projection;
+pub mod registry;
+
+use std::sync::Arc;
+
+pub use aggregate::{AggregateLogic, CommandInput, Decision, Refusal};
+pub use fault::PluginFault;
+pub use manifest::{
+    AggregateManifest, CommandRoute, CommandSpec, HttpMethod, IdSource, ProjectionManifest, QueryRoute, RebuildRoute,
+};
+pub use projection::{HandleFailure, ProjectionLogic, QueryOutcome};
+pub use registry::{Loaded, PluginInfo, PluginRegistry, RegistryError, RouteMatch, RouteTarget};
+
+/// What a plugin is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Aggregate,
+    Projection,
+}
+
+impl PluginKind {
+    /// Every kind, in listing order.
+    pub const ALL: &'static [Self] = &[Self::Aggregate, Self::Projection];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aggregate => "aggregate",
+            Self::Projection => "projection",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A loaded plugin of some kind.
+#[derive(Clone)]
+pub enum Plugin {
+    Aggregate(Arc<dyn AggregateLogic>),
+    Projection(Arc<dyn ProjectionLogic>),
+}
+
+impl Plugin {
+    /// Aggregate type or projection name: unique among all loaded plugins.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Aggregate(logic) => &logic.manifest().aggregate_type,
+            Self::Projection(logic) => &logic.manifest().name,
+        }
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        match self {
+            Self::Aggregate(_) => PluginKind::Aggregate,
+            Self::Projection(_) => PluginKind::Projection,
+        }
+    }
+}

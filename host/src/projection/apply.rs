@@ -1,0 +1,232 @@
+//! The one chokepoint every event passes through on its way into a read model: a batch goes
+//! through the plugin, and its rows, its progress (checkpoint or bus offsets) and its dead
+//! letters commit in one transaction — so an event is applied exactly once, whoever delivered
+//! it (the embedded follower, the Kafka consumer, a rebuild) and whichever plugin version ran.
+
+use std::sync::Arc;
+
+use super::{Projection, ProjectionError, kafka};
+use crate::event_store::StoredEvent;
+use crate::plugin::{HandleFailure, ProjectionLogic};
+use crate::read_store::session::SqlSession;
+use crate::read_store::staging::Staging;
+use crate::read_store::{Checkpoint, DeadLetter, OffsetAdvance, ReadStore, ReadStoreError};
+
+/// What a batch's transaction records besides the rows, so that it is never applied twice.
+pub(crate) enum Progress {
+    /// Nothing: a rebuild saves its checkpoint once it is done.
+    Untracked,
+    /// The position in the event store's log.
+    Checkpoint(Checkpoint),
+    /// Bus offsets per partition.
+    Offsets(kafka::BatchOffsets),
+}
+
+/// One transaction's share of a [`Progress`].
+enum Step {
+    None,
+    Checkpoint(Checkpoint),
+    Offsets(Vec<OffsetAdvance>),
+}
+
+impl Progress {
+    /// After the whole batch.
+    fn whole(&self) -> Step {
+        match self {
+            Self::Untracked => Step::None,
+            Self::Checkpoint(c) => Step::Checkpoint(c.clone()),
+            Self::Offsets(o) => Step::Offsets(o.advances.clone()),
+        }
+    }
+
+    /// After `event` alone, when a batch is retried event by event.
+    fn after(&self, event: &StoredEvent) -> Step {
+        match self {
+            Self::Untracked => Step::None,
+            Self::Checkpoint(c) => Step::Checkpoint(Checkpoint { position: event.global_position, ..c.clone() }),
+            Self::Offsets(o) => o.after(event).map_or(Step::None, |a| Step::Offsets(vec![a])),
+        }
+    }
+
+    /// After the event-by-event retry: the rest of the batch, which carries no rows.
+    fn rest(&self) -> Step {
+        match self {
+            Self::Untracked => Step::None,
+            Self::Checkpoint(c) => Step::Checkpoint(c.clone()),
+            Self::Offsets(o) => {
+                Step::Offsets(o.advances.iter().map(|a| OffsetAdvance { fence: None, ..a.clone() }).collect())
+            }
+        }
+    }
+}
+
+/// Where a batch's rows go.
+#[derive(Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    /// Into a read store, in its transaction.
+    Store(&'a ReadStore),
+    /// Into a rebuild's staging database; dead letters still go to `letters`, the target.
+    Staged { staging: &'a Staging, letters: &'a ReadStore },
+}
+
+impl<'a> Rows<'a> {
+    /// The store that keeps dead letters and progress.
+    fn letters(self) -> &'a ReadStore {
+        match self {
+            Self::Store(store) | Self::Staged { letters: store, .. } => store,
+        }
+    }
+}
+
+impl Projection {
+    /// Apply `batch` to the tables of `generation` in `store`, then write its `progress` in the
+    /// same transaction. A batch the plugin refuses is retried event by event, and an event that
+    /// still fails is dead-lettered with the reason.
+    pub(crate) async fn apply(
+        &self,
+        plugin: &Arc<dyn ProjectionLogic>,
+        rows: Rows<'_>,
+        generation: i64,
+        batch: &[StoredEvent],
+        progress: &Progress,
+    ) -> Result<(), ProjectionError> {
+        let store = rows.letters();
+        let subscribed: Vec<StoredEvent> =
+            batch.iter().filter(|e| plugin.manifest().subscriptions.contains(&e.event_type)).cloned().collect();
+        match self.handle_in_tx(plugin, rows, generation, &subscribed, &progress.whole()).await? {
+            Ok(()) => return Ok(()),
+            Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
+            Err(failure) => {
+                tracing::warn!(projection = %self.name(), "batch failed, retrying event by event: {failure}");
+            }
+        }
+        for event in &subscribed {
+            let one = std::slice::from_ref(event);
+            let step = progress.after(event);
+            match self.handle_in_tx(plugin, rows, generation, one, &step).await? {
+                Ok(()) => {}
+                Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
+                Err(failure) => {
+                    tracing::error!(projection = %self.name(), position = event.global_position, "event dead-lettered: {failure}");
+                    let letter = DeadLetter {
+                        projection: self.name().to_owned(),
+                        position: event.global_position,
+                        event_type: event.event_type.clone(),
+                        aggregate_id: event.aggregate_id.clone(),
+                        reason: failure.to_string(),
+                        recorded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    };
+                    let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+                    store.add_dead_letter(&mut tx, &letter).await?;
+                    self.save_step(store, &mut tx, &step).await?;
+                    tx.commit().await.map_err(ReadStoreError::from)?;
+                }
+            }
+        }
+        let rest = progress.rest();
+        if !matches!(rest, Step::None) {
+            let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+            self.save_step(store, &mut tx, &rest).await?;
+            tx.commit().await.map_err(ReadStoreError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Write a step of progress inside `tx`.
+    async fn save_step(
+        &self,
+        store: &ReadStore,
+        tx: &mut sqlx::AnyConnection,
+        step: &Step,
+    ) -> Result<(), ProjectionError> {
+        match step {
+            Step::None => {}
+            Step::Checkpoint(checkpoint) => store.save_checkpoint(tx, self.name(), checkpoint).await?,
+            Step::Offsets(advances) => {
+                for advance in advances {
+                    store.save_offset(tx, self.name(), advance).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One transaction: the plugin's writes for `events`, then the progress step; committed only
+    /// if the plugin succeeded.
+    async fn handle_in_tx(
+        &self,
+        plugin: &Arc<dyn ProjectionLogic>,
+        rows: Rows<'_>,
+        generation: i64,
+        events: &[StoredEvent],
+        step: &Step,
+    ) -> Result<Result<(), HandleFailure>, ProjectionError> {
+        let store = match rows {
+            Rows::Store(store) => store,
+            Rows::Staged { staging, .. } => return self.handle_staged(plugin, staging, events).await,
+        };
+        let tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+        let schema = Arc::new(plugin.manifest().schema.clone());
+        let session = SqlSession::write(store, schema, generation, tx);
+        let (session, outcome) = if events.is_empty() {
+            (session, Ok(()))
+        } else {
+            let plugin = plugin.clone();
+            let events = events.to_vec();
+            tokio::task::spawn_blocking(move || plugin.handle(session, &events))
+                .await
+                .map_err(|e| ProjectionError::Task(e.to_string()))?
+        };
+        let Some(mut tx) = session.into_transaction() else {
+            return Err(ProjectionError::Task("a write session lost its transaction".into()));
+        };
+        if outcome.is_err() {
+            tx.rollback().await.map_err(ReadStoreError::from)?;
+            return Ok(outcome);
+        }
+        if let Err(e) = self.save_step(store, &mut tx, step).await {
+            tx.rollback().await.map_err(ReadStoreError::from)?;
+            return Err(e);
+        }
+        tx.commit().await.map_err(ReadStoreError::from)?;
+        Ok(Ok(()))
+    }
+
+    /// [`Self::handle_in_tx`] on a staging database: the whole call runs on a blocking thread,
+    /// since every statement is a direct SQLite call.
+    async fn handle_staged(
+        &self,
+        plugin: &Arc<dyn ProjectionLogic>,
+        staging: &Staging,
+        events: &[StoredEvent],
+    ) -> Result<Result<(), HandleFailure>, ProjectionError> {
+        if events.is_empty() {
+            return Ok(Ok(()));
+        }
+        let conn = staging.take()?;
+        let (schema, generation) = (staging.schema().clone(), staging.generation());
+        let plugin = plugin.clone();
+        let events = events.to_vec();
+        let (conn, outcome) = tokio::task::spawn_blocking(move || {
+            let backend = |e: rusqlite::Error| HandleFailure::Backend(format!("staging database: {e}"));
+            if let Err(e) = conn.execute_batch("BEGIN") {
+                return (Some(conn), Err(backend(e)));
+            }
+            let (session, outcome) = plugin.handle(SqlSession::staging(schema, generation, conn), &events);
+            let Some(conn) = session.into_staging() else {
+                return (None, Err(HandleFailure::Backend("a staging session lost its connection".into())));
+            };
+            let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            match conn.execute_batch(end) {
+                Ok(()) => (Some(conn), outcome),
+                Err(e) => (Some(conn), Err(backend(e))),
+            }
+        })
+        .await
+        .map_err(|e| ProjectionError::Task(e.to_string()))?;
+        if let Some(conn) = conn {
+            staging.give_back(conn);
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,92 @@
+//! The embedded bus: a projection follows the event store's log from its checkpoint. Positions
+//! are committed in order, so following `position > checkpoint` never skips an event; each
+//! batch is applied through [`Projection::apply`] under the checkpoint lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::apply::{Progress, Rows};
+use super::{BATCH, Projection, ProjectionError};
+use crate::read_store::{Checkpoint, ReadStoreError};
+
+impl Projection {
+    /// Follow the log until `stop` fires; woken early by `appended`.
+    pub async fn run(self: Arc<Self>, mut appended: watch::Receiver<u64>, stop: CancellationToken) {
+        while let Err(e) = self.leave_bus().await {
+            tracing::warn!(projection = %self.name(), "cannot switch from the Kafka bus yet, retrying: {e}");
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            match self.catch_up_once().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(projection = %self.name(), "projection paused after an error, retrying: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            tokio::select! {
+                _ = appended.changed() => {}
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// If the projection was fed by Kafka, its rows may hold events past its position (the
+    /// position only says that everything up to it is applied), so following the log from there
+    /// could apply some twice: rebuild it from the event store, then forget the bus offsets.
+    async fn leave_bus(&self) -> Result<(), ProjectionError> {
+        if self.read_store.partition_offsets(self.name()).await?.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(projection = %self.name(), "was fed by the Kafka bus: rebuilding from the event store");
+        self.rebuild(None, &|_, _| {}).await?;
+        let mut tx = self.read_store.pool().begin().await.map_err(ReadStoreError::from)?;
+        self.read_store.clear_offsets(&mut tx, self.name()).await?;
+        tx.commit().await.map_err(ReadStoreError::from)?;
+        Ok(())
+    }
+
+    /// Apply the next batch, if any. Returns whether there was one.
+    pub async fn catch_up_once(&self) -> Result<bool, ProjectionError> {
+        let mut checkpoint = self.checkpoint.lock().await;
+        let read_ahead = self.read_ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let batch = match read_ahead {
+            Some((after, batch)) if after == checkpoint.position => batch,
+            _ => self.events.read_all(checkpoint.position, BATCH).await?,
+        };
+        let Some(last) = batch.last().map(|e| e.global_position) else { return Ok(false) };
+        let generation = checkpoint.generation;
+        let next = Checkpoint { position: last, ..checkpoint.clone() };
+        let progress = Progress::Checkpoint(next.clone());
+        let plugin = self.plugin();
+        let applied = self.apply(&plugin, Rows::Store(&self.read_store), generation, &batch, &progress);
+        if batch.len() < BATCH as usize {
+            applied.await?;
+        } else {
+            // Catching up: read the next batch while this one is written. A batch read now is a
+            // prefix of what follows `last`, as positions commit in order.
+            let (applied, following) = tokio::join!(applied, self.events.read_all(last, BATCH));
+            applied?;
+            if let Ok(following) = following
+                && !following.is_empty()
+            {
+                *self.read_ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((last, following));
+            }
+        }
+        *checkpoint = next;
+        self.note_commit(&plugin);
+        self.position.send_replace(last);
+        Ok(true)
+    }
+}

@@ -1,0 +1,69 @@
+//! One load path for every plugin, whether its bytes come from a file of the plugins directory
+//! or from an upload: compile (through the component cache), tell the kind by the interface
+//! the component exports, link it against that kind's world and run its `describe`. Nothing is
+//! registered here: a loaded plugin is checked and ready, and the caller decides whether it
+//! joins the registry, replaces a plugin there, or is refused.
+//!
+//! The kinds are data ([`KINDS`]): a new kind is one entry, naming its export and its loader.
+
+use std::sync::Arc;
+
+use wasmtime::component::Component;
+
+use super::aggregate::WasmAggregate;
+use super::projection::WasmProjection;
+use super::{RuntimeError, WasmRuntime};
+use crate::plugin::{Plugin, PluginKind};
+
+/// How to recognise and load one kind of plugin.
+pub struct KindLoader {
+    pub kind: PluginKind,
+    /// The interface a component of this kind exports.
+    pub export: &'static str,
+    load: fn(&WasmRuntime, &str, &Component) -> Result<Plugin, RuntimeError>,
+}
+
+/// Every plugin kind the host runs.
+pub const KINDS: &[KindLoader] = &[
+    KindLoader {
+        kind: PluginKind::Aggregate,
+        export: "sluice:plugin/aggregate@0.1.0",
+        load: |runtime, origin, component| {
+            Ok(Plugin::Aggregate(Arc::new(WasmAggregate::load(runtime, origin, component)?)))
+        },
+    },
+    KindLoader {
+        kind: PluginKind::Projection,
+        export: "sluice:plugin/projection@0.1.0",
+        load: |runtime, origin, component| {
+            Ok(Plugin::Projection(Arc::new(WasmProjection::load(runtime, origin, component)?)))
+        },
+    },
+];
+
+/// A plugin compiled, linked and described, not yet registered.
+pub struct LoadedComponent {
+    pub plugin: Plugin,
+    /// Hex sha256 of the component's bytes.
+    pub sha256: String,
+}
+
+/// Load component `bytes`; `origin` (a file name, or "upload") names them in errors.
+pub fn load(runtime: &WasmRuntime, origin: &str, bytes: &[u8]) -> Result<LoadedComponent, RuntimeError> {
+    let sha256 = sha256_hex(bytes);
+    let component = runtime.component_from_bytes(origin, bytes)?;
+    let exports: Vec<String> =
+        component.component_type().exports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
+    let Some(kind) = KINDS.iter().find(|k| exports.iter().any(|e| e == k.export)) else {
+        let known: Vec<&str> = KINDS.iter().map(|k| k.export).collect();
+        return Err(RuntimeError::UnknownWorld { origin: origin.to_owned(), expected: known.join(" or ") });
+    };
+    let plugin = (kind.load)(runtime, origin, &component)?;
+    Ok(LoadedComponent { plugin, sha256 })
+}
+
+/// Hex sha256 of `bytes`: how the host names a component version.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
