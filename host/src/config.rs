@@ -61,6 +61,8 @@ struct FileLimits {
     plugin_timeout_ms: Option<u64>,
     /// Largest request body, KiB.
     body_limit_kib: Option<usize>,
+    /// Largest plugin upload through the admin API, MiB.
+    upload_limit_mib: Option<usize>,
     /// Aggregate states kept in memory, so commands replay only what was appended since (0: none).
     cached_states: Option<usize>,
 }
@@ -84,9 +86,14 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub limits: SandboxLimits,
     pub body_limit: usize,
+    /// Largest plugin upload (`PUT /admin/plugins/{name}`), bytes.
+    pub upload_limit: usize,
     /// Streams whose latest state commands may start from.
     pub cached_states: usize,
 }
+
+/// Largest plugin upload unless `limits.upload_limit_mib` says otherwise.
+pub const DEFAULT_UPLOAD_LIMIT: usize = 64 << 20;
 
 /// Streams whose state is kept in memory unless `limits.cached_states` says otherwise.
 pub const DEFAULT_CACHED_STATES: usize = 10_000;
@@ -161,6 +168,7 @@ impl Config {
         }
         let body_limit = from_file.limits.body_limit_kib.map_or(crate::http::DEFAULT_BODY_LIMIT, |kib| kib << 10);
         let cached_states = from_file.limits.cached_states.unwrap_or(DEFAULT_CACHED_STATES);
+        let upload_limit = from_file.limits.upload_limit_mib.map_or(DEFAULT_UPLOAD_LIMIT, |mib| mib << 20);
         Ok(Self {
             listen,
             data_dir,
@@ -171,6 +179,7 @@ impl Config {
             admin_token,
             limits,
             body_limit,
+            upload_limit,
             cached_states,
         })
     }

@@ -12,17 +12,22 @@
 //! - [`projection`]: projections following the log, checkpoints, dead letters, rebuilds.
 //! - [`read_store`]: the SQL read store (SQLite, PostgreSQL, MySQL/MariaDB) and its dialects.
 //! - [`capabilities`]: the host side of the interfaces plugins import (`sql`).
-//! - [`runtime`]: the wasmtime engine, sandbox limits, component cache and plugin registry.
+//! - [`plugin`]: the plugin contracts (aggregate, projection), manifests, faults, the registry.
+//! - [`runtime`]: the wasmtime engine, sandbox limits, component cache, bindings and loader.
 //! - [`server`]: wiring all of the above into a running host.
 
+pub mod admin;
 pub mod bus;
 pub mod capabilities;
 pub mod command;
 pub mod config;
 pub mod event_store;
 pub mod http;
+pub mod plugin;
+pub mod plugin_dir;
 pub mod projection;
 pub mod read_store;
 pub mod relay;
 pub mod runtime;
 pub mod server;
+pub mod supervisor;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sluice::admin::PluginStatus;
 use sluice::config::{Config, ServeArgs};
 use sluice::read_store::ReadStore;
 use sluice::server::Host;
@@ -26,8 +27,21 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API with the plugins of the plugins directory.
     Serve(ServeArgs),
-    /// Load the plugins directory and list what each plugin declares.
-    Plugins(ServeArgs),
+    /// List the plugins: what each declares (from the plugins directory), or with `--url`, what
+    /// a running host runs, with status, position and lag.
+    Plugins {
+        #[command(flatten)]
+        args: ServeArgs,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show each consumer's position, the log's head and the lag.
+    Consumers {
+        #[command(flatten)]
+        args: ServeArgs,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Rebuild a projection from the event store, in place or into another read store.
     Rebuild {
         #[command(flatten)]
@@ -37,6 +51,8 @@ enum Command {
         /// Rebuild into this read store (e.g. postgres://…) instead of the configured one.
         #[arg(long)]
         into: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Print the dead-lettered events as JSON lines.
     DeadLetters(ServeArgs),
@@ -53,6 +69,43 @@ enum Command {
     },
 }
 
+/// Address a running host instead of opening the stores here.
+#[derive(Debug, clap::Args)]
+struct Remote {
+    /// Base URL of a running host (e.g. http://127.0.0.1:8080).
+    #[arg(long, env = "SLUICE_URL")]
+    url: Option<String>,
+    /// Its admin token.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Remote {
+    /// Call `method path` on the running host's admin API and return the JSON answer.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = self.url.as_deref().context("no --url")?;
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", url.trim_end_matches('/')));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("failed to reach {url}"))?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.context("the host's answer is not JSON")?;
+        if !status.is_success() {
+            anyhow::bail!("{status}: {}", answer["message"].as_str().unwrap_or("no message"));
+        }
+        Ok(answer)
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -65,10 +118,37 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(Config::load(&args, cli.config.as_deref())?).await,
-        Command::Plugins(args) => list_plugins(Config::load(&args, cli.config.as_deref())?).await,
-        Command::Rebuild { args, projection, into } => {
-            rebuild(Config::load(&args, cli.config.as_deref())?, &projection, into.as_deref()).await
-        }
+        Command::Plugins { args, remote } => match remote.url {
+            Some(_) => print_remote_plugins(&remote).await,
+            None => list_plugins(Config::load(&args, cli.config.as_deref())?).await,
+        },
+        Command::Consumers { args, remote } => match remote.url {
+            Some(_) => {
+                let answer = remote.call(reqwest::Method::GET, "/admin/consumers", None).await?;
+                let consumers: Vec<PluginStatus> =
+                    serde_json::from_value(answer["consumers"].clone()).context("unexpected answer")?;
+                print_consumers(&consumers);
+                Ok(())
+            }
+            None => {
+                let host = Host::start(&Config::load(&args, cli.config.as_deref())?)
+                    .await
+                    .context("failed to start the host")?;
+                print_consumers(&host.admin.consumers().await);
+                Ok(())
+            }
+        },
+        Command::Rebuild { args, projection, into, remote } => match remote.url {
+            Some(_) => {
+                let body = serde_json::json!({ "into": into });
+                let answer = remote
+                    .call(reqwest::Method::POST, &format!("/admin/projections/{projection}/rebuild"), Some(body))
+                    .await?;
+                println!("rebuilt {projection} up to position {}", answer["position"]);
+                Ok(())
+            }
+            None => rebuild(Config::load(&args, cli.config.as_deref())?, &projection, into.as_deref()).await,
+        },
         Command::DeadLetters(args) => dead_letters(Config::load(&args, cli.config.as_deref())?).await,
         Command::Events { args, after, follow } => {
             print_events(Config::load(&args, cli.config.as_deref())?, after, follow).await
@@ -86,16 +166,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Scripts and tests wait for this exact line on stdout.
     println!("sluice listening on http://{address}");
     std::io::stdout().flush().context("failed to write to stdout")?;
-    host.run_projections();
+    host.run().context("failed to start the consumers")?;
     axum::serve(listener, host.router()).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
-    host.stop();
+    host.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
 async fn list_plugins(config: Config) -> anyhow::Result<()> {
     let host = Host::start(&config).await.context("failed to load the plugins")?;
-    for plugin in host.registry.plugins() {
+    for loaded in host.registry.plugins() {
+        let plugin = &loaded.info;
         if let Some(aggregate) = host.registry.aggregate(&plugin.name) {
             let m = aggregate.manifest();
             println!("aggregate {} ({}), topic {}", m.aggregate_type, plugin.source, m.topic);
@@ -126,7 +207,6 @@ async fn list_plugins(config: Config) -> anyhow::Result<()> {
 
 async fn rebuild(config: Config, name: &str, into: Option<&str>) -> anyhow::Result<()> {
     let host = Host::start(&config).await.context("failed to start the host")?;
-    let projection = host.state.projections.get(name).with_context(|| format!("cannot rebuild {name}"))?;
     let target = match into {
         Some(url) => Some(ReadStore::open(url).await.with_context(|| format!("failed to open {url}"))?),
         None => None,
@@ -141,11 +221,35 @@ async fn rebuild(config: Config, name: &str, into: Option<&str>) -> anyhow::Resu
         bar.set_length(total);
         bar.set_position(done);
     };
-    let position = projection.rebuild(target.as_ref(), &progress).await.context("rebuild failed")?;
+    let position = host.admin.rebuild(name, target.as_ref(), &progress).await.context("rebuild failed")?;
     bar.finish();
     let place = target.as_ref().map_or_else(|| host.read_store.display_url(), ReadStore::display_url);
     println!("rebuilt {name} up to position {position} into {place}");
     Ok(())
+}
+
+/// The plugins a running host runs, one line each.
+async fn print_remote_plugins(remote: &Remote) -> anyhow::Result<()> {
+    let answer = remote.call(reqwest::Method::GET, "/admin/plugins", None).await?;
+    let plugins: Vec<PluginStatus> = serde_json::from_value(answer["plugins"].clone()).context("unexpected answer")?;
+    for p in &plugins {
+        let lag = p.lag.map_or_else(String::new, |lag| format!(", lag {lag}"));
+        println!("{} {} ({}), {}, sha256 {}{lag}", p.kind, p.name, p.source, p.status, p.sha256);
+    }
+    if let Some(refused) = answer["refused"].as_array() {
+        for r in refused {
+            println!("refused {}: {}", r["source"].as_str().unwrap_or("?"), r["reason"].as_str().unwrap_or("?"));
+        }
+    }
+    Ok(())
+}
+
+fn print_consumers(consumers: &[PluginStatus]) {
+    for c in consumers {
+        let position = c.position.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let lag = c.lag.map_or_else(|| "-".to_owned(), |l| l.to_string());
+        println!("{:<24} {:<12} position {position:>10}  head {:>10}  lag {lag:>8}", c.name, c.status, c.head);
+    }
 }
 
 async fn dead_letters(config: Config) -> anyhow::Result<()> {

@@ -1,19 +1,28 @@
-//! Wiring: from a [`Config`] to a running host.
+//! Wiring: from a [`Config`] to a running host — the stores, the runtime, the registry, the
+//! [`Admin`] service that loads every plugin, and the [`Supervisor`] that runs the consumers,
+//! the relay and the plugins-directory watcher, each one stoppable alone.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::watch;
-
+use crate::admin::versions::VersionStore;
+use crate::admin::{Admin, AdminParts};
 use crate::bus::{BusError, KafkaBus};
 use crate::command::CommandService;
 use crate::config::{BusConfig, Config};
 use crate::event_store::{self, EventStore, EventStoreError};
+use crate::http::admin_auth::AdminToken;
 use crate::http::{self, AppState};
-use crate::projection::{Projection, ProjectionError, Projections};
+use crate::plugin::PluginRegistry;
+use crate::plugin_dir::{self, DirChange, PluginDirWatcher};
+use crate::projection::{ProjectionError, Projections};
 use crate::read_store::{ReadStore, ReadStoreError};
 use crate::relay::Relay;
-use crate::runtime::registry::{PluginRegistry, RegistryError};
 use crate::runtime::{RuntimeError, WasmRuntime};
+use crate::supervisor::Supervisor;
+
+/// How long the plugins directory must be quiet before a change is acted on.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +31,6 @@ pub enum StartError {
     Dir { path: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
     #[error("event store: {0}")]
     EventStore(#[from] EventStoreError),
     #[error(transparent)]
@@ -32,6 +39,8 @@ pub enum StartError {
     Projection(#[from] ProjectionError),
     #[error("bus: {0}")]
     Bus(#[from] BusError),
+    #[error("cannot watch the plugins directory: {0}")]
+    Watch(#[from] plugin_dir::WatchError),
 }
 
 /// A host ready to serve: the runtime, the loaded plugins and the stores.
@@ -41,91 +50,136 @@ pub struct Host {
     pub store: Arc<dyn EventStore>,
     pub read_store: ReadStore,
     pub state: AppState,
+    pub admin: Admin,
     /// The Kafka bus, when configured (else projections follow the event store directly).
     pub bus: Option<KafkaBus>,
     /// This host's name among the hosts sharing the stores (kept in the data directory).
     pub host_id: String,
-    stop: watch::Sender<bool>,
+    pub supervisor: Supervisor,
+    config: Config,
+    watcher: std::sync::Mutex<Option<PluginDirWatcher>>,
 }
 
 impl Host {
-    /// Open the stores and load the plugins directory; projections are opened but not running.
+    /// Open the stores and load the plugins directory; consumers are opened but not running.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         for dir in [&config.data_dir, &config.plugins_dir] {
             std::fs::create_dir_all(dir).map_err(|source| StartError::Dir { path: dir.clone(), source })?;
         }
         let runtime = WasmRuntime::new(Some(config.data_dir.join("cache")), config.limits)?;
         let registry = PluginRegistry::new();
-        registry.load_dir(&runtime, &config.plugins_dir)?;
         let store = event_store::open(&config.event_store).await?;
         let read_store = ReadStore::open(&config.read_store).await?;
         let projections = Projections::new();
-        for plugin in registry.projections() {
-            projections.insert(Projection::open(plugin, store.clone(), read_store.clone()).await?);
-        }
         let commands = CommandService::new(registry.clone(), store.clone(), config.cached_states);
-        let state = AppState { commands, projections, body_limit: config.body_limit };
         let bus = match &config.bus {
             BusConfig::Embedded => None,
-            BusConfig::Kafka { bootstrap } => {
-                let bus = KafkaBus::new(bootstrap)?;
-                let topics: Vec<String> =
-                    registry.aggregates().iter().map(|a| bus.topic(&a.manifest().topic)).collect();
-                bus.ensure_topics(&topics).await?;
-                Some(bus)
-            }
+            BusConfig::Kafka { bootstrap } => Some(KafkaBus::new(bootstrap)?),
         };
-        let (stop, _) = watch::channel(false);
         let host_id = host_id(&config.data_dir)?;
-        Ok(Self { runtime, registry, store, read_store, state, bus, host_id, stop })
-    }
-
-    /// Start following the log with every projection, and with Kafka, the relay.
-    pub fn run_projections(&self) {
-        let Some(bus) = &self.bus else {
-            for projection in self.state.projections.all() {
-                tokio::spawn(projection.run(self.state.commands.subscribe(), self.stop.subscribe()));
-            }
-            return;
+        let supervisor = Supervisor::new();
+        let admin = Admin::new(AdminParts {
+            runtime: runtime.clone(),
+            registry: registry.clone(),
+            commands: commands.clone(),
+            projections: projections.clone(),
+            store: store.clone(),
+            read_store: read_store.clone(),
+            bus: bus.clone(),
+            host_id: host_id.clone(),
+            supervisor: supervisor.clone(),
+            plugins_dir: config.plugins_dir.clone(),
+            versions: VersionStore::new(config.data_dir.join("versions")),
+        });
+        for (path, bytes, _) in plugin_dir::scan(&config.plugins_dir)? {
+            let source = file_name(&path);
+            // A refusal is listed by the admin service; the other plugins load regardless.
+            let _ = admin.install_file(&source, bytes).await;
+        }
+        let state = AppState {
+            commands,
+            projections,
+            admin: Some(admin.clone()),
+            admin_token: AdminToken::new(config.admin_token.as_deref()),
+            body_limit: config.body_limit,
+            upload_limit: config.upload_limit,
         };
-        // A host without aggregates knows no topic to publish to; hosts that have them relay.
-        if !self.registry.aggregates().is_empty() {
-            let relay = Relay::new(self.store.clone(), bus.clone(), self.registry.clone(), self.host_id.clone());
-            tokio::spawn(relay.run(self.state.commands.subscribe(), self.stop.subscribe()));
-        }
-        for projection in self.state.projections.all() {
-            let topics = self.topics_of(&projection);
-            tokio::spawn(projection.run_kafka(bus.clone(), topics, self.host_id.clone(), self.stop.subscribe()));
-        }
+        Ok(Self {
+            runtime,
+            registry,
+            store,
+            read_store,
+            state,
+            admin,
+            bus,
+            host_id,
+            supervisor,
+            config: config.clone(),
+            watcher: std::sync::Mutex::new(None),
+        })
     }
 
-    /// The topics of the aggregates whose events `projection` handles (all of them when it
-    /// names none of the loaded aggregates' events).
-    fn topics_of(&self, projection: &Projection) -> Vec<String> {
-        let Some(bus) = &self.bus else { return Vec::new() };
-        let subscriptions = &projection.plugin().manifest().subscriptions;
-        let aggregates = self.registry.aggregates();
-        let mut topics: Vec<String> = aggregates
-            .iter()
-            .filter(|a| a.manifest().events.iter().any(|e| subscriptions.contains(e)))
-            .map(|a| bus.topic(&a.manifest().topic))
+    /// Start the consumers of every projection, the relay (with Kafka) and the watcher of the
+    /// plugins directory.
+    pub fn run(&self) -> Result<(), StartError> {
+        self.admin.start_consumers();
+        if let Some(bus) = &self.bus {
+            let (store, bus, registry, owner) =
+                (self.store.clone(), bus.clone(), self.registry.clone(), self.host_id.clone());
+            let commands = self.state.commands.clone();
+            let spawned = self.supervisor.spawn("relay", move |stop| {
+                let relay = Relay::new(store.clone(), bus.clone(), registry.clone(), owner.clone());
+                Box::pin(relay.run(commands.subscribe(), stop))
+            });
+            if let Err(e) = spawned {
+                tracing::error!("relay not started: {e}");
+            }
+        }
+        self.watch_plugins_dir()
+    }
+
+    /// Act on what changes in the plugins directory: a new or changed file is installed, a
+    /// removed one's plugin is removed.
+    fn watch_plugins_dir(&self) -> Result<(), StartError> {
+        let known = self
+            .registry
+            .plugins()
+            .into_iter()
+            .map(|l| (self.config.plugins_dir.join(&l.info.source), l.info.sha256.clone()))
             .collect();
-        if topics.is_empty() {
-            topics = aggregates.iter().map(|a| bus.topic(&a.manifest().topic)).collect();
-        }
-        topics.sort();
-        topics.dedup();
-        topics
+        let (watcher, mut changes) = PluginDirWatcher::start(&self.config.plugins_dir, WATCH_DEBOUNCE, known)?;
+        *self.watcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
+        let admin = self.admin.clone();
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                match change {
+                    DirChange::Upsert { path, bytes, .. } => {
+                        let _ = admin.install_file(&file_name(&path), bytes).await;
+                    }
+                    DirChange::Removed { path } => {
+                        if let Err(e) = admin.file_removed(&file_name(&path)).await {
+                            tracing::error!(file = %path.display(), "cannot remove its plugin: {e}");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
-    /// Stop the projection followers (each finishes the batch it is in).
-    pub fn stop(&self) {
-        self.stop.send_replace(true);
+    /// Stop the watcher and every task (each consumer finishes the batch it is in), and wait.
+    pub async fn shutdown(&self) {
+        self.watcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        self.supervisor.shutdown().await;
     }
 
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// The host's id: read from `<data-dir>/host-id`, created on the first start.

@@ -27,6 +27,21 @@ const DRAIN_LIMIT: usize = 16 << 20;
 
 /// Read a body of at most `limit` bytes and check it is one JSON object.
 pub async fn read_json_object(body: Body, limit: usize) -> Result<String, ApiError> {
+    let bytes = read_bytes(body, limit).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| ApiError::InvalidJson(format!("the body is not UTF-8: {e}")))?;
+    if text.trim().is_empty() {
+        return Ok("{}".to_owned());
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    if !text.trim_start().starts_with('{') {
+        return Err(ApiError::InvalidJson("the body must be a JSON object".into()));
+    }
+    Ok(text.to_owned())
+}
+
+/// Read a body of at most `limit` bytes; a larger one is drained (up to a point) and refused
+/// with a 413.
+pub async fn read_bytes(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut bytes = Vec::new();
@@ -46,13 +61,5 @@ pub async fn read_json_object(body: Body, limit: usize) -> Result<String, ApiErr
     if seen > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let text = std::str::from_utf8(&bytes).map_err(|e| ApiError::InvalidJson(format!("the body is not UTF-8: {e}")))?;
-    if text.trim().is_empty() {
-        return Ok("{}".to_owned());
-    }
-    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    if !text.trim_start().starts_with('{') {
-        return Err(ApiError::InvalidJson("the body must be a JSON object".into()));
-    }
-    Ok(text.to_owned())
+    Ok(bytes)
 }

@@ -7,10 +7,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::command::{CommandError, Refusal};
+use crate::admin::AdminError;
+use crate::command::CommandError;
 use crate::event_store::EventStoreError;
+use crate::plugin::{PluginFault, Refusal, RegistryError};
 use crate::projection::ProjectionError;
-use crate::runtime::PluginFault;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,6 +40,12 @@ pub enum ApiError {
     QueryNotFound(String),
     #[error("query failed: {0}")]
     QueryFailed(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("this host runs no admin service")]
+    AdminUnavailable,
 }
 
 impl ApiError {
@@ -54,6 +61,21 @@ impl ApiError {
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             Self::QueryNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::QueryFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "query_failed"),
+            Self::AdminUnavailable => (StatusCode::FORBIDDEN, "admin_disabled"),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::Admin(e) => match e {
+                AdminError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_refused"),
+                AdminError::Conflict(RegistryError::NotLoaded { .. }) => (StatusCode::NOT_FOUND, "unknown_plugin"),
+                AdminError::Conflict(_) => (StatusCode::CONFLICT, "plugin_conflict"),
+                AdminError::WrongName { .. } => (StatusCode::BAD_REQUEST, "wrong_plugin_name"),
+                AdminError::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
+                AdminError::UnknownVersion { .. } => (StatusCode::NOT_FOUND, "unknown_version"),
+                AdminError::Busy(_) => (StatusCode::CONFLICT, "plugin_busy"),
+                AdminError::Projection(ProjectionError::Unknown(_)) => (StatusCode::NOT_FOUND, "unknown_projection"),
+                AdminError::Versions(_) | AdminError::Projection(_) | AdminError::File { .. } | AdminError::Task(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                }
+            },
             Self::Projection(e) => match e {
                 ProjectionError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_projection"),
                 ProjectionError::Behind { .. } => (StatusCode::SERVICE_UNAVAILABLE, "projection_behind"),
@@ -104,6 +126,9 @@ impl ApiError {
             Self::Command(CommandError::Store(EventStoreError::Conflict { .. }))
             | Self::Command(CommandError::Conflict { .. }) => self.to_string(),
             Self::Command(CommandError::Store(_)) => "internal error".into(),
+            Self::Admin(
+                AdminError::Versions(_) | AdminError::Projection(_) | AdminError::File { .. } | AdminError::Task(_),
+            ) if self.status_and_code().0.is_server_error() => "internal error".into(),
             other => other.to_string(),
         }
     }

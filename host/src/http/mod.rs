@@ -8,6 +8,8 @@
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`body`]: the bounded JSON body extractor.
 
+pub mod admin;
+pub mod admin_auth;
 pub mod aggregates;
 pub mod body;
 pub mod error;
@@ -19,6 +21,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::admin::Admin;
 use crate::command::CommandService;
 use crate::projection::Projections;
 
@@ -30,7 +33,44 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 pub struct AppState {
     pub commands: CommandService,
     pub projections: Projections,
+    /// The admin service (none in benchmarks that wire a router by hand).
+    pub admin: Option<Admin>,
+    /// The bearer token of `/admin` (none: the admin API is disabled).
+    pub admin_token: admin_auth::AdminToken,
     pub body_limit: usize,
+    /// Largest plugin upload.
+    pub upload_limit: usize,
+}
+
+impl AppState {
+    /// A state for in-process use without an admin service (the admin API answers 403).
+    pub fn without_admin(commands: CommandService, projections: Projections) -> Self {
+        Self {
+            commands,
+            projections,
+            admin: None,
+            admin_token: admin_auth::AdminToken::disabled(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            upload_limit: crate::config::DEFAULT_UPLOAD_LIMIT,
+        }
+    }
+
+    /// The admin service, or why there is none.
+    pub fn admin(&self) -> Result<&Admin, error::ApiError> {
+        self.admin.as_ref().ok_or(error::ApiError::AdminUnavailable)
+    }
+}
+
+/// The `/admin` routes, behind the bearer-token guard.
+fn admin_router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/plugins", get(admin::plugins))
+        .route("/plugins/{name}", get(admin::plugin).put(admin::upload).delete(admin::remove))
+        .route("/plugins/{name}/versions", get(admin::versions))
+        .route("/plugins/{name}/versions/{sha256}/activate", post(admin::activate))
+        .route("/projections/{name}/rebuild", post(admin::rebuild))
+        .route("/consumers", get(admin::consumers))
+        .layer(axum::middleware::from_fn_with_state(state.admin_token.clone(), admin_auth::require_admin))
 }
 
 /// The host's router; tests and benchmarks call it in-process.
@@ -41,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/aggregates/{aggregate_type}/{id}/events", get(aggregates::events))
         .route("/api/aggregates/{aggregate_type}/{id}/commands/{command}", post(aggregates::command))
         .route("/api/projections/{name}/queries/{query}", get(projections::query))
+        .nest("/admin", admin_router(state.clone()))
         .fallback(plugin_routes::dispatch)
         // Bodies are bounded by our own extractor, which answers in the API's error shape.
         .layer(DefaultBodyLimit::disable())

@@ -1,0 +1,614 @@
+//! The one admin service: everything an operator does to a running host — list plugins and
+//! consumers, install, replace, remove and roll back plugins, rebuild projections — behind one
+//! [`Admin`] that the HTTP admin routes ([`crate::http::admin`]), the plugins-directory watcher
+//! and the CLI all call, so each operation has one implementation.
+//!
+//! Every install goes the same way, whatever brought the bytes (a file, an upload, a rollback):
+//! compile, link and `describe` the new version before touching the running one; a refusal
+//! changes nothing and is listed with its reason. Then:
+//! - a new plugin joins the registry (its routes mount); a new projection opens its tables,
+//!   starts from its checkpoint (0 the first time) and catches up;
+//! - an aggregate replace is one registry swap: commands in flight finish on the old version,
+//!   later ones run on the new, and cached states of the old version are never reused;
+//! - a projection replace with the same schema swaps at a committed batch boundary and the new
+//!   version continues from the old one's checkpoint; with another schema it is built into fresh
+//!   tables while the old version serves, and switched to once it has caught up.
+//!
+//! Changes are serialised by one lock; readers (requests) never wait for it.
+
+pub mod versions;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bus::KafkaBus;
+use crate::command::CommandService;
+use crate::event_store::EventStore;
+use crate::plugin::{Loaded, Plugin, PluginKind, PluginRegistry, ProjectionLogic, RegistryError};
+use crate::projection::{Projection, ProjectionError, Projections};
+use crate::read_store::ReadStore;
+use crate::runtime::{RuntimeError, WasmRuntime, loader};
+use crate::supervisor::{Supervisor, TaskState};
+use versions::{StoredVersion, VersionError, VersionStore};
+
+/// Why an admin operation was refused or failed, classified by blame.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The bytes are not a component this host can run (the uploader's fault).
+    #[error(transparent)]
+    Invalid(#[from] RuntimeError),
+    /// The plugin clashes with what is loaded: a name or a route (the uploader's fault).
+    #[error(transparent)]
+    Conflict(#[from] RegistryError),
+    #[error("the component declares {declared}, not {expected}")]
+    WrongName { expected: String, declared: String },
+    #[error("no plugin {0} is loaded")]
+    UnknownPlugin(String),
+    #[error("plugin {name} has no stored version {sha256}")]
+    UnknownVersion { name: String, sha256: String },
+    #[error("projection {0} is being upgraded to a new schema; try again when it has switched")]
+    Busy(String),
+    #[error(transparent)]
+    Versions(#[from] VersionError),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("cannot write {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("host task failed: {0}")]
+    Task(String),
+}
+
+/// What an install did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    Created,
+    Replaced,
+    /// The same sha256 was already running.
+    Unchanged,
+}
+
+/// A component the host refused, and why.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refused {
+    pub source: String,
+    pub sha256: String,
+    pub reason: String,
+    pub at: String,
+}
+
+/// A plugin as the admin listing shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    pub name: String,
+    pub kind: PluginKind,
+    pub sha256: String,
+    pub source: String,
+    /// `running`, `catching-up`, `upgrading`, `stopped` or `failed`.
+    pub status: String,
+    /// A consumer's committed position (none for aggregates).
+    pub position: Option<u64>,
+    pub head: u64,
+    pub lag: Option<u64>,
+    pub last_error: Option<String>,
+    /// A projection's latest swap pauses (old version's last commit to the new one's first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_swap_pauses_micros: Vec<u64>,
+}
+
+/// A stored version of a plugin, for the versions listing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionStatus {
+    #[serde(flatten)]
+    pub version: StoredVersion,
+    pub active: bool,
+}
+
+/// What the admin service works on; built once by the host.
+pub struct AdminParts {
+    pub runtime: WasmRuntime,
+    pub registry: PluginRegistry,
+    pub commands: CommandService,
+    pub projections: Projections,
+    pub store: Arc<dyn EventStore>,
+    pub read_store: ReadStore,
+    pub bus: Option<KafkaBus>,
+    pub host_id: String,
+    pub supervisor: Supervisor,
+    pub plugins_dir: PathBuf,
+    pub versions: VersionStore,
+}
+
+/// The admin service; cheap to clone.
+#[derive(Clone)]
+pub struct Admin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    parts: AdminParts,
+    /// Serialises changes.
+    changes: tokio::sync::Mutex<()>,
+    refused: Mutex<Vec<Refused>>,
+    /// Projections being built into fresh tables for a new schema.
+    upgrading: Mutex<HashMap<String, String>>,
+    /// Off until the host serves: a listing or a one-off rebuild runs no consumer.
+    consumers_enabled: std::sync::atomic::AtomicBool,
+}
+
+/// How many refusals the listing keeps.
+const REFUSALS_KEPT: usize = 50;
+
+impl Admin {
+    pub fn new(parts: AdminParts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                parts,
+                changes: tokio::sync::Mutex::new(()),
+                refused: Mutex::new(Vec::new()),
+                upgrading: Mutex::new(HashMap::new()),
+                consumers_enabled: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn parts(&self) -> &AdminParts {
+        &self.inner.parts
+    }
+
+    pub fn registry(&self) -> &PluginRegistry {
+        &self.parts().registry
+    }
+
+    pub fn projections(&self) -> &Projections {
+        &self.parts().projections
+    }
+
+    pub fn plugins_dir(&self) -> &Path {
+        &self.parts().plugins_dir
+    }
+
+    /// Install component `bytes` that came from file `source` of the plugins directory.
+    pub async fn install_file(&self, source: &str, bytes: Vec<u8>) -> Result<(Installed, PluginStatus), AdminError> {
+        let _change = self.inner.changes.lock().await;
+        self.install_locked(source.to_owned(), bytes, None).await
+    }
+
+    /// Install uploaded `bytes` as plugin `name`, writing them into the plugins directory so a
+    /// restart keeps them (over the file the plugin came from, else `<name>.wasm`).
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> Result<(Installed, PluginStatus), AdminError> {
+        let _change = self.inner.changes.lock().await;
+        let source = self.registry().get(name).map_or_else(|| format!("{name}.wasm"), |l| l.info.source.clone());
+        let outcome = self.install_locked(source.clone(), bytes.clone(), Some(name)).await?;
+        if outcome.0 != Installed::Unchanged || !self.plugins_dir().join(&source).exists() {
+            self.write_file(&source, &bytes)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Run an earlier version of `name` again: the same path as any install.
+    pub async fn activate(&self, name: &str, sha256: &str) -> Result<PluginStatus, AdminError> {
+        let _change = self.inner.changes.lock().await;
+        let Some(bytes) = self.parts().versions.read(name, sha256)? else {
+            return Err(AdminError::UnknownVersion { name: name.to_owned(), sha256: sha256.to_owned() });
+        };
+        let source = self.registry().get(name).map_or_else(|| format!("{name}.wasm"), |l| l.info.source.clone());
+        let (_, status) = self.install_locked(source.clone(), bytes.clone(), Some(name)).await?;
+        self.write_file(&source, &bytes)?;
+        Ok(status)
+    }
+
+    /// Remove plugin `name` and its file: its consumers stop at a batch boundary and its routes
+    /// unmount; its tables and position stay, so installing it again resumes exactly.
+    pub async fn delete(&self, name: &str) -> Result<(), AdminError> {
+        let _change = self.inner.changes.lock().await;
+        let loaded = self.remove_locked(name).await?;
+        let path = self.plugins_dir().join(&loaded.info.source);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(AdminError::File { path, source }),
+        }
+    }
+
+    /// The file `source` left the plugins directory: remove the plugin it held, if any.
+    pub async fn file_removed(&self, source: &str) -> Result<Option<String>, AdminError> {
+        let _change = self.inner.changes.lock().await;
+        let Some(loaded) = self.registry().plugins().into_iter().find(|l| l.info.source == source) else {
+            return Ok(None);
+        };
+        self.remove_locked(&loaded.info.name).await?;
+        Ok(Some(loaded.info.name.clone()))
+    }
+
+    async fn remove_locked(&self, name: &str) -> Result<Loaded, AdminError> {
+        if self.is_upgrading(name) {
+            return Err(AdminError::Busy(name.to_owned()));
+        }
+        let loaded = self.registry().get(name).ok_or_else(|| AdminError::UnknownPlugin(name.to_owned()))?;
+        if let Plugin::Projection(_) = loaded.plugin {
+            self.parts().supervisor.remove(&consumer_task(name)).await;
+            self.parts().projections.remove(name);
+        }
+        self.registry().remove(name);
+        if matches!(loaded.plugin, Plugin::Aggregate(_)) {
+            self.restart_kafka_consumers().await;
+        }
+        tracing::info!(plugin = %name, kind = %loaded.info.kind, "plugin removed");
+        Ok(loaded)
+    }
+
+    async fn install_locked(
+        &self,
+        source: String,
+        bytes: Vec<u8>,
+        expected_name: Option<&str>,
+    ) -> Result<(Installed, PluginStatus), AdminError> {
+        let sha256 = loader::sha256_hex(&bytes);
+        let result = self.try_install(&source, &bytes, expected_name).await;
+        match &result {
+            Ok((installed, status)) => {
+                self.forget_refusal(&source);
+                if *installed != Installed::Unchanged {
+                    tracing::info!(plugin = %status.name, %source, sha256 = %status.sha256, "plugin {installed:?}");
+                }
+            }
+            Err(e) => {
+                tracing::error!(plugin = %source, %sha256, "plugin refused: {e}");
+                self.note_refusal(Refused { source, sha256, reason: e.to_string(), at: now() });
+            }
+        }
+        result
+    }
+
+    async fn try_install(
+        &self,
+        source: &str,
+        bytes: &[u8],
+        expected_name: Option<&str>,
+    ) -> Result<(Installed, PluginStatus), AdminError> {
+        let runtime = self.parts().runtime.clone();
+        let (origin, owned) = (source.to_owned(), bytes.to_vec());
+        // Compiling is CPU work for seconds: off the async threads.
+        let component = tokio::task::spawn_blocking(move || loader::load(&runtime, &origin, &owned))
+            .await
+            .map_err(|e| AdminError::Task(e.to_string()))??;
+        let name = component.plugin.name().to_owned();
+        if let Some(expected) = expected_name
+            && expected != name
+        {
+            return Err(AdminError::WrongName { expected: expected.to_owned(), declared: name });
+        }
+        if self.is_upgrading(&name) {
+            return Err(AdminError::Busy(name));
+        }
+        let existing = self.registry().get(&name);
+        if let Some(existing) = &existing
+            && existing.info.sha256 == component.sha256
+        {
+            return Ok((Installed::Unchanged, self.status(existing).await));
+        }
+        let installed = match (existing, component.plugin.clone()) {
+            (None, Plugin::Aggregate(_)) => {
+                self.registry().add(component.plugin, source.to_owned(), component.sha256.clone())?;
+                self.ensure_topics().await;
+                self.restart_kafka_consumers().await;
+                Installed::Created
+            }
+            (None, Plugin::Projection(logic)) => {
+                // Check the name and routes first: a refusal must leave no runner behind.
+                self.registry().add(component.plugin, source.to_owned(), component.sha256.clone())?;
+                if let Err(e) = self.start_projection(logic).await {
+                    self.registry().remove(&name);
+                    return Err(e);
+                }
+                Installed::Created
+            }
+            (Some(old), Plugin::Aggregate(_)) => {
+                if old.info.kind != PluginKind::Aggregate {
+                    return Err(RegistryError::NameTaken {
+                        kind: old.info.kind,
+                        name,
+                        existing: old.info.source.clone(),
+                    }
+                    .into());
+                }
+                self.registry().replace(component.plugin, source.to_owned(), component.sha256.clone())?;
+                Installed::Replaced
+            }
+            (Some(old), Plugin::Projection(logic)) => {
+                let Plugin::Projection(old_logic) = &old.plugin else {
+                    return Err(RegistryError::NameTaken {
+                        kind: old.info.kind,
+                        name,
+                        existing: old.info.source.clone(),
+                    }
+                    .into());
+                };
+                let runner = self.parts().projections.get(&name)?;
+                let same_schema = old_logic.manifest().schema_version == logic.manifest().schema_version
+                    && old_logic.manifest().schema == logic.manifest().schema;
+                if same_schema {
+                    // Routes first (checked, may refuse), then the runner at a batch boundary.
+                    self.registry().replace(component.plugin, source.to_owned(), component.sha256.clone())?;
+                    runner.replace(logic).await;
+                } else {
+                    self.check_routes(&component.plugin)?;
+                    self.start_upgrade(runner, component.plugin, logic, source.to_owned(), component.sha256.clone());
+                }
+                Installed::Replaced
+            }
+        };
+        self.parts().versions.record(&name, bytes, source)?;
+        let loaded = self.registry().get(&name).ok_or_else(|| AdminError::UnknownPlugin(name.clone()))?;
+        Ok((installed, self.status(&loaded).await))
+    }
+
+    /// Would `plugin` fit the registry in place of the plugin of its name? (Nothing changes.)
+    fn check_routes(&self, plugin: &Plugin) -> Result<(), AdminError> {
+        let trial = PluginRegistry::new();
+        for loaded in self.registry().plugins() {
+            if loaded.info.name != plugin.name() {
+                trial.add(loaded.plugin.clone(), loaded.info.source.clone(), loaded.info.sha256.clone())?;
+            }
+        }
+        trial.add(plugin.clone(), "the new version".into(), String::new())?;
+        Ok(())
+    }
+
+    /// Open a projection's tables and start its consumer.
+    async fn start_projection(&self, logic: Arc<dyn ProjectionLogic>) -> Result<(), AdminError> {
+        let parts = self.parts();
+        let projection = Projection::open(logic, parts.store.clone(), parts.read_store.clone()).await?;
+        parts.projections.insert(projection.clone());
+        self.spawn_consumer(projection);
+        Ok(())
+    }
+
+    /// Build the new schema's tables in the background; the old version serves until the switch,
+    /// then the registry swaps the routes.
+    fn start_upgrade(
+        &self,
+        runner: Arc<Projection>,
+        plugin: Plugin,
+        logic: Arc<dyn ProjectionLogic>,
+        source: String,
+        sha256: String,
+    ) {
+        let name = runner.name().to_owned();
+        self.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), sha256.clone());
+        let admin = self.clone();
+        tokio::spawn(async move {
+            tracing::info!(projection = %name, "new schema: building fresh tables while the old version serves");
+            let outcome = runner.upgrade(logic, &|_, _| {}).await;
+            let _change = admin.inner.changes.lock().await;
+            admin.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
+            match outcome {
+                Ok(position) => {
+                    if let Err(e) = admin.registry().replace(plugin, source, sha256) {
+                        tracing::error!(projection = %name, "upgraded, but its routes could not be swapped: {e}");
+                    }
+                    tracing::info!(projection = %name, position, "switched to the new schema");
+                }
+                Err(e) => {
+                    tracing::error!(projection = %name, "upgrade failed; the old version keeps serving: {e}");
+                    admin.note_refusal(Refused { source, sha256, reason: format!("upgrade failed: {e}"), at: now() });
+                }
+            }
+        });
+    }
+
+    fn is_upgrading(&self, name: &str) -> bool {
+        self.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).contains_key(name)
+    }
+
+    /// Start the consumer of every projection, and of every projection installed from now on.
+    pub fn start_consumers(&self) {
+        self.inner.consumers_enabled.store(true, std::sync::atomic::Ordering::SeqCst);
+        for projection in self.parts().projections.all() {
+            self.spawn_consumer(projection);
+        }
+    }
+
+    /// Start the task that feeds `projection`: the embedded follower, or its Kafka consumer.
+    fn spawn_consumer(&self, projection: Arc<Projection>) {
+        if !self.inner.consumers_enabled.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let parts = self.parts();
+        let name = consumer_task(projection.name());
+        let commands = parts.commands.clone();
+        let bus = parts.bus.clone();
+        let registry = parts.registry.clone();
+        let host_id = parts.host_id.clone();
+        let spawned = parts.supervisor.spawn(name.clone(), move |stop| {
+            let projection = projection.clone();
+            match &bus {
+                None => Box::pin(projection.run(commands.subscribe(), stop)),
+                Some(bus) => {
+                    let topics = topics_of(bus, &registry, &projection);
+                    Box::pin(projection.run_kafka(bus.clone(), topics, host_id.clone(), stop))
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(task = %name, "consumer not started: {e}");
+        }
+    }
+
+    async fn ensure_topics(&self) {
+        let Some(bus) = &self.parts().bus else { return };
+        let topics: Vec<String> = self.registry().aggregates().iter().map(|a| bus.topic(&a.manifest().topic)).collect();
+        if let Err(e) = bus.ensure_topics(&topics).await {
+            tracing::error!("cannot create the topics of the aggregates: {e}");
+        }
+    }
+
+    /// The aggregates changed: Kafka consumers re-subscribe to the topics they now need.
+    async fn restart_kafka_consumers(&self) {
+        if self.parts().bus.is_none() {
+            return;
+        }
+        for projection in self.parts().projections.all() {
+            let task = consumer_task(projection.name());
+            if let Err(e) = self.parts().supervisor.restart(&task).await {
+                tracing::debug!(%task, "not restarted: {e}");
+            }
+        }
+    }
+
+    /// Every loaded plugin with its status.
+    pub async fn plugins(&self) -> Vec<PluginStatus> {
+        let mut all = Vec::new();
+        for loaded in self.registry().plugins() {
+            all.push(self.status(&loaded).await);
+        }
+        all
+    }
+
+    /// One plugin with its status.
+    pub async fn plugin(&self, name: &str) -> Result<PluginStatus, AdminError> {
+        let loaded = self.registry().get(name).ok_or_else(|| AdminError::UnknownPlugin(name.to_owned()))?;
+        Ok(self.status(&loaded).await)
+    }
+
+    /// Components the host refused, newest last.
+    pub fn refused(&self) -> Vec<Refused> {
+        self.inner.refused.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The stored versions of `name`, newest activation first.
+    pub fn versions(&self, name: &str) -> Result<(Option<String>, Vec<VersionStatus>), AdminError> {
+        let active = self.registry().get(name).map(|l| l.info.sha256.clone());
+        let versions = self.parts().versions.list(name)?;
+        if active.is_none() && versions.is_empty() {
+            return Err(AdminError::UnknownPlugin(name.to_owned()));
+        }
+        let listed = versions
+            .into_iter()
+            .map(|version| VersionStatus { active: Some(&version.sha256) == active.as_ref(), version })
+            .collect();
+        Ok((active, listed))
+    }
+
+    /// Every consumer (projection) with its position and lag.
+    pub async fn consumers(&self) -> Vec<PluginStatus> {
+        self.plugins().await.into_iter().filter(|p| p.kind != PluginKind::Aggregate).collect()
+    }
+
+    /// Rebuild projection `name`, in place or into the read store at `into`.
+    pub async fn rebuild(
+        &self,
+        name: &str,
+        into: Option<&ReadStore>,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64, AdminError> {
+        let projection = self.parts().projections.get(name)?;
+        Ok(projection.rebuild(into, progress).await?)
+    }
+
+    async fn status(&self, loaded: &Loaded) -> PluginStatus {
+        let info = &loaded.info;
+        let head = match self.parts().store.head_position().await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!("cannot read the log's head: {e}");
+                0
+            }
+        };
+        let failure = match self.parts().supervisor.state(&consumer_task(&info.name)) {
+            Some(TaskState::Panicked(message)) => Some(format!("the consumer panicked: {message}")),
+            _ => None,
+        };
+        let runner = self.parts().projections.get(&info.name).ok();
+        let pauses = runner.as_ref().map_or_else(Vec::new, |r| {
+            r.swap_pauses().iter().map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).collect()
+        });
+        let (status, position) = match loaded.plugin {
+            Plugin::Aggregate(_) => ("running".to_owned(), None),
+            Plugin::Projection(_) => {
+                let position = runner.as_ref().map(|p| p.position());
+                let running = self.parts().supervisor.is_running(&consumer_task(&info.name));
+                let status = if self.is_upgrading(&info.name) {
+                    "upgrading"
+                } else if failure.is_some() {
+                    "failed"
+                } else if !running {
+                    "stopped"
+                } else if position.is_some_and(|p| p < head) {
+                    "catching-up"
+                } else {
+                    "running"
+                };
+                (status.to_owned(), position)
+            }
+        };
+        PluginStatus {
+            name: info.name.clone(),
+            kind: info.kind,
+            sha256: info.sha256.clone(),
+            source: info.source.clone(),
+            status,
+            position,
+            head,
+            lag: position.map(|p| head.saturating_sub(p)),
+            last_error: failure,
+            recent_swap_pauses_micros: pauses,
+        }
+    }
+
+    fn note_refusal(&self, refusal: Refused) {
+        let mut refused = self.inner.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        refused.retain(|r| r.source != refusal.source);
+        refused.push(refusal);
+        let excess = refused.len().saturating_sub(REFUSALS_KEPT);
+        refused.drain(..excess);
+    }
+
+    fn forget_refusal(&self, source: &str) {
+        self.inner.refused.lock().unwrap_or_else(PoisonError::into_inner).retain(|r| r.source != source);
+    }
+
+    /// Write a component into the plugins directory, whole: a temporary (hidden) name, then a
+    /// rename, so the directory watcher never sees half of it.
+    fn write_file(&self, source: &str, bytes: &[u8]) -> Result<(), AdminError> {
+        let path = self.plugins_dir().join(source);
+        let partial = self.plugins_dir().join(format!(".{source}.partial"));
+        std::fs::write(&partial, bytes)
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(|source| AdminError::File { path, source })
+    }
+}
+
+/// The supervisor's name for the task that feeds projection `name`.
+pub fn consumer_task(name: &str) -> String {
+    format!("projection:{name}")
+}
+
+/// The topics of the aggregates whose events `projection` handles (all of them when it names
+/// none of the loaded aggregates' events).
+fn topics_of(bus: &KafkaBus, registry: &PluginRegistry, projection: &Projection) -> Vec<String> {
+    let plugin = projection.plugin();
+    let subscriptions = &plugin.manifest().subscriptions;
+    let aggregates = registry.aggregates();
+    let mut topics: Vec<String> = aggregates
+        .iter()
+        .filter(|a| a.manifest().events.iter().any(|e| subscriptions.contains(e)))
+        .map(|a| bus.topic(&a.manifest().topic))
+        .collect();
+    if topics.is_empty() {
+        topics = aggregates.iter().map(|a| bus.topic(&a.manifest().topic)).collect();
+    }
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

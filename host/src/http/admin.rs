@@ -1,0 +1,146 @@
+//! The `/admin` routes: thin HTTP edges over the [`Admin`](crate::admin::Admin) service, behind
+//! the bearer-token guard ([`super::admin_auth`]). Every answer is a typed body; every refusal
+//! goes through [`ApiError`] with a status that says whose fault it is.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::body::read_bytes;
+use super::error::ApiError;
+use crate::admin::{Installed, PluginStatus, Refused, VersionStatus};
+use crate::read_store::ReadStore;
+
+#[derive(Serialize)]
+pub struct PluginList {
+    pub plugins: Vec<PluginStatus>,
+    pub refused: Vec<Refused>,
+}
+
+/// `GET /admin/plugins`.
+pub async fn plugins(State(state): State<AppState>) -> Result<Json<PluginList>, ApiError> {
+    let admin = state.admin()?;
+    Ok(Json(PluginList { plugins: admin.plugins().await, refused: admin.refused() }))
+}
+
+/// `GET /admin/plugins/{name}`.
+pub async fn plugin(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PluginStatus>, ApiError> {
+    Ok(Json(state.admin()?.plugin(&name).await?))
+}
+
+#[derive(Serialize)]
+pub struct VersionList {
+    pub name: String,
+    pub active: Option<String>,
+    pub versions: Vec<VersionStatus>,
+}
+
+/// `GET /admin/plugins/{name}/versions`.
+pub async fn versions(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<VersionList>, ApiError> {
+    let (active, versions) = state.admin()?.versions(&name)?;
+    Ok(Json(VersionList { name, active, versions }))
+}
+
+#[derive(Serialize, Default)]
+pub struct InstallAnswer {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replaced: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
+    pub plugin: Option<PluginStatus>,
+}
+
+/// `PUT /admin/plugins/{name}` with the component as an `application/wasm` body: 201 for a
+/// new plugin, 200 for a replace or the same sha256 again.
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "a plugin is uploaded as Content-Type: application/wasm, got {content_type:?}"
+        )));
+    }
+    let bytes = read_bytes(body, state.upload_limit).await?;
+    let (installed, status) = state.admin()?.upload(&name, bytes).await?;
+    let answer = InstallAnswer {
+        created: installed == Installed::Created,
+        replaced: installed == Installed::Replaced,
+        unchanged: installed == Installed::Unchanged,
+        plugin: Some(status),
+    };
+    let code = if installed == Installed::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((code, Json(answer)).into_response())
+}
+
+#[derive(Serialize)]
+pub struct Removed {
+    pub removed: String,
+}
+
+/// `DELETE /admin/plugins/{name}`.
+pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Removed>, ApiError> {
+    state.admin()?.delete(&name).await?;
+    Ok(Json(Removed { removed: name }))
+}
+
+/// `POST /admin/plugins/{name}/versions/{sha256}/activate`.
+pub async fn activate(
+    State(state): State<AppState>,
+    Path((name, sha256)): Path<(String, String)>,
+) -> Result<Json<InstallAnswer>, ApiError> {
+    let status = state.admin()?.activate(&name, &sha256).await?;
+    Ok(Json(InstallAnswer { plugin: Some(status), ..InstallAnswer::default() }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RebuildRequest {
+    /// Rebuild into this read store instead of the serving one.
+    pub into: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Rebuilt {
+    pub projection: String,
+    pub position: u64,
+}
+
+/// `POST /admin/projections/{name}/rebuild`, optionally `{"into": URL}`.
+pub async fn rebuild(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<Rebuilt>, ApiError> {
+    let bytes = read_bytes(body, state.body_limit).await?;
+    let request: RebuildRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        RebuildRequest::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?
+    };
+    let target = match &request.into {
+        Some(url) => Some(ReadStore::open(url).await.map_err(|e| ApiError::BadQuery(format!("into: {e}")))?),
+        None => None,
+    };
+    let position = state.admin()?.rebuild(&name, target.as_ref(), &|_, _| {}).await?;
+    Ok(Json(Rebuilt { projection: name, position }))
+}
+
+#[derive(Serialize)]
+pub struct ConsumerList {
+    pub consumers: Vec<PluginStatus>,
+}
+
+/// `GET /admin/consumers`.
+pub async fn consumers(State(state): State<AppState>) -> Result<Json<ConsumerList>, ApiError> {
+    Ok(Json(ConsumerList { consumers: state.admin()?.consumers().await }))
+}
