@@ -4,16 +4,13 @@
 //! closed account disappears, as in the seed. The seed's `bankAccountLookup` routes answer from
 //! it, and it declares the seed's shared `restoreReadDb` rebuild route.
 //!
-//! - [`event`]: the event payloads the projection reads, under the seed's field names.
-//! - [`amount`]: exact decimal text for balances, read from JSON numbers without floats.
 //! - [`accounts`]: the projection — tables, event handlers, queries and routes.
+//! - `accounts-read-model` (a library crate): the event payloads, exact amounts and the seed's
+//!   lookup API, shared with the test plugin that replaces this one (`accounts-projection-v2`).
 
 pub mod accounts;
-pub mod amount;
-pub mod event;
 
 pub use accounts::Accounts;
-pub use amount::Amount;
 
 // Only the component exports it: natively the crate is a library for the tests.
 sluice_projection_sdk::export_projection!(Accounts);
