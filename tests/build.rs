@@ -15,7 +15,17 @@ use std::process::{Command, ExitCode};
 
 const TARGET: &str = "wasm32-wasip2";
 /// Components the tests load; the build fails if one is missing after the nested build.
-const COMPONENTS: &[&str] = &["bank_account.wasm", "faulty.wasm"];
+const COMPONENTS: &[&str] = &[
+    "bank_account.wasm",
+    "faulty.wasm",
+    "post.wasm",
+    "accounts_projection.wasm",
+    "posts_projection.wasm",
+    "snoop_projection.wasm",
+    "accounts_projection_v2.wasm",
+    "squatter_projection.wasm",
+    "squatter_aggregate.wasm",
+];
 
 /// Variables cargo sets for this build script (or a wrapper sets for the outer build) that
 /// would send the nested build somewhere else, with other flags, or through clippy.

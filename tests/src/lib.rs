@@ -18,8 +18,14 @@
 //! Responses come back as [`Reply`]: the status and the body parsed by `serde_json` with
 //! `arbitrary_precision`, so amounts keep the exact text the host wrote; compare them with
 //! [`decimal`], never as `f64`.
+//!
+//! For the admin API, [`HostOptions::admin_token`] starts the host with `--admin-token` and the
+//! `admin_*` calls send it as a bearer token ([`Api::request_with_token`] sends none or another);
+//! [`distinct_build`] makes a second build of a component (another sha256, the same code).
+//! [`Ledger`] keeps what the bank read model must show as commands succeed, and
+//! [`wait_until`] polls for a condition within a bound: tests wait for outcomes, never time them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -37,6 +43,9 @@ use tokio::sync::oneshot;
 
 /// Where `tests/build.rs` left the freshly built components.
 pub const PLUGINS_DIR: &str = env!("SLUICE_TEST_PLUGINS");
+
+/// The media type of a component upload.
+pub const WASM: &str = "application/wasm";
 
 /// The line (then the base URL) the host prints on stdout once it accepts connections.
 const LISTENING: &str = "sluice listening on ";
@@ -67,6 +76,13 @@ pub enum Plugin {
     PostsProjection,
     /// `snoop`: a test projection that reaches for another projection's table.
     SnoopProjection,
+    /// The `accounts` projection one schema version later: a `transactions` column, and every
+    /// answer says `"schemaVersion": 2`.
+    AccountsProjectionV2,
+    /// `squatter`: a test projection that claims routes of the `accounts` projection.
+    SquatterProjection,
+    /// A test aggregate whose aggregate type is `accounts`, the `accounts` projection's name.
+    SquatterAggregate,
 }
 
 impl Plugin {
@@ -78,12 +94,21 @@ impl Plugin {
             Self::AccountsProjection => "accounts_projection.wasm",
             Self::PostsProjection => "posts_projection.wasm",
             Self::SnoopProjection => "snoop_projection.wasm",
+            Self::AccountsProjectionV2 => "accounts_projection_v2.wasm",
+            Self::SquatterProjection => "squatter_projection.wasm",
+            Self::SquatterAggregate => "squatter_aggregate.wasm",
         }
     }
 
     /// The built component.
     pub fn path(self) -> PathBuf {
         Path::new(PLUGINS_DIR).join(self.file_name())
+    }
+
+    /// The built component's bytes.
+    pub fn bytes(self) -> Result<Vec<u8>> {
+        let path = self.path();
+        std::fs::read(&path).with_context(|| format!("failed to read {} (built by tests/build.rs)", path.display()))
     }
 }
 
@@ -99,6 +124,8 @@ pub struct HostOptions {
     pub env: Vec<(String, String)>,
     /// Whole-request timeout of the HTTP client; a request that outlives it fails the test.
     pub request_timeout: Duration,
+    /// `--admin-token`, which [`Api::admin_request`] and the `admin_*` calls then send.
+    pub admin_token: Option<String>,
 }
 
 impl Default for HostOptions {
@@ -108,6 +135,7 @@ impl Default for HostOptions {
             args: Vec::new(),
             env: Vec::new(),
             request_timeout: Duration::from_secs(30),
+            admin_token: None,
         }
     }
 }
@@ -130,6 +158,12 @@ impl HostOptions {
 
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Start with `--admin-token TOKEN`; the handle's `admin_*` calls send it as a bearer token.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into());
         self
     }
 }
@@ -164,11 +198,12 @@ impl Host {
             .timeout(options.request_timeout)
             .build()
             .context("failed to build the HTTP client")?;
+        let admin_token = options.admin_token.clone();
         let mut host = Self {
             options,
             root,
             child: None,
-            api: Api { client, base_url: String::new() },
+            api: Api { client, base_url: String::new(), admin_token },
             log: Log::default(),
             runs: 0,
         };
@@ -266,6 +301,7 @@ impl Host {
             .arg(self.data_dir())
             .arg("--plugins")
             .arg(self.plugins_dir())
+            .args(self.options.admin_token.iter().flat_map(|token| ["--admin-token", token.as_str()]))
             .args(&self.options.args)
             .current_dir(self.root.path())
             .stdin(Stdio::null())
@@ -417,6 +453,7 @@ fn warn_if_stale(bin: &Path) {
 pub struct Api {
     client: reqwest::Client,
     base_url: String,
+    admin_token: Option<String>,
 }
 
 impl Api {
@@ -458,6 +495,60 @@ impl Api {
     pub async fn send_raw(&self, method: Method, path: &str, body: impl Into<Vec<u8>>) -> Result<Reply> {
         let request = self.request(method, path).header(CONTENT_TYPE, "application/json").body(body.into());
         self.send(request).await
+    }
+
+    /// A request with `Authorization: Bearer TOKEN`, or no `Authorization` header for `None`:
+    /// the admin API as any client might call it (the auth tests).
+    pub fn request_with_token(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let request = self.request(method, path);
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// A request with the host's own admin token ([`HostOptions::admin_token`]), if it has one.
+    pub fn admin_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_with_token(method, path, self.admin_token.as_deref())
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Result<Reply> {
+        self.send(self.admin_request(Method::GET, path)).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Result<Reply> {
+        self.send(self.admin_request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> Result<Reply> {
+        self.send(self.admin_request(Method::DELETE, path)).await
+    }
+
+    /// `PUT /admin/plugins/{name}` with a component as `application/wasm`.
+    pub async fn admin_put_wasm(&self, name: &str, component: impl Into<Vec<u8>>) -> Result<Reply> {
+        let request = self
+            .admin_request(Method::PUT, &format!("/admin/plugins/{name}"))
+            .header(CONTENT_TYPE, WASM)
+            .body(component.into());
+        self.send(request).await
+    }
+
+    /// `GET /admin/plugins` (200): the `plugins` and the `refused` lists.
+    pub async fn admin_plugins(&self) -> Result<(Vec<Value>, Vec<Value>)> {
+        let reply = self.admin_get("/admin/plugins").await?.expect_status(200)?;
+        let list = |name: &str| {
+            reply.body[name]
+                .as_array()
+                .cloned()
+                .ok_or_else(|| anyhow!("GET /admin/plugins has no `{name}` list: {reply}"))
+        };
+        Ok((list("plugins")?, list("refused")?))
+    }
+
+    /// The plugin of this name in `GET /admin/plugins`, if listed.
+    pub async fn admin_plugin(&self, name: &str) -> Result<Option<Value>> {
+        let (plugins, _) = self.admin_plugins().await?;
+        Ok(plugins.into_iter().find(|p| p["name"] == name))
     }
 
     /// `POST /api/aggregates/{type}/{id}/commands/{command}`, with `If-Match` when given.
@@ -672,6 +763,257 @@ pub fn check_stream(events: &[Value], aggregate_type: &str, id: &str) -> Result<
         last_position = Some(position);
     }
     Ok(())
+}
+
+/// The name of the custom section [`distinct_build`] appends.
+pub const TEST_BUILD_SECTION: &str = "sluice-test-build";
+
+/// `component` with one more top-level custom section (id 0, LEB128 size, the name
+/// `sluice-test-build`, then `tag`): another sha256, the same behaviour. Two tags give two
+/// "builds" of one plugin, for the replace tests.
+pub fn distinct_build(component: &[u8], tag: &str) -> Vec<u8> {
+    let mut contents = Vec::new();
+    leb128(TEST_BUILD_SECTION.len(), &mut contents);
+    contents.extend_from_slice(TEST_BUILD_SECTION.as_bytes());
+    contents.extend_from_slice(tag.as_bytes());
+    let mut bytes = component.to_vec();
+    bytes.push(0);
+    leb128(contents.len(), &mut bytes);
+    bytes.extend_from_slice(&contents);
+    bytes
+}
+
+/// Unsigned LEB128, the integer encoding of the wasm binary format.
+fn leb128(mut value: usize, out: &mut Vec<u8>) {
+    loop {
+        let low = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+/// A component's sha256 as the admin API spells it: 64 lower-case hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Plugin states the admin API reports.
+pub const PLUGIN_STATUSES: [&str; 4] = ["running", "catching-up", "stopped", "failed"];
+
+/// Checks the shape of an admin API plugin object: this name and kind (`aggregate` or
+/// `projection`), a sha256, a source, a known status, `head` a number, `position` and `lag`
+/// numbers or null, `lastError` a string or null.
+pub fn check_plugin(plugin: &Value, name: &str, kind: &str) -> Result<()> {
+    ensure!(plugin["name"] == name, "expected plugin {name}: {plugin}");
+    ensure!(plugin["kind"] == kind, "expected a {kind}: {plugin}");
+    let sha = plugin["sha256"].as_str().unwrap_or_default();
+    ensure!(
+        sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "sha256 is not 64 lower-case hex digits: {plugin}"
+    );
+    ensure!(plugin["source"].as_str().is_some_and(|s| !s.is_empty()), "no source: {plugin}");
+    let status = plugin["status"].as_str().unwrap_or_default();
+    ensure!(PLUGIN_STATUSES.contains(&status), "status {status:?} is none of {PLUGIN_STATUSES:?}: {plugin}");
+    ensure!(plugin["head"].is_u64(), "head is not a number: {plugin}");
+    for field in ["position", "lag"] {
+        ensure!(plugin[field].is_u64() || plugin[field].is_null(), "{field} is neither a number nor null: {plugin}");
+    }
+    ensure!(plugin["lastError"].is_string() || plugin["lastError"].is_null(), "lastError: {plugin}");
+    Ok(())
+}
+
+/// What a [`wait_until`] check saw.
+#[derive(Debug)]
+pub enum Check<T> {
+    /// The condition holds; the wait answers this.
+    Done(T),
+    /// Not yet: what was seen instead, for the error if the wait runs out.
+    NotYet(String),
+}
+
+/// How often [`wait_until`] checks.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Checks every 100 ms until `check` is [`Check::Done`], for at most `timeout`; fails with what
+/// it last saw, or at once when `check` fails.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Check<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await.with_context(|| format!("while waiting until {what}"))? {
+            Check::Done(value) => return Ok(value),
+            Check::NotYet(seen) if Instant::now() >= deadline => {
+                bail!("waited {timeout:?} until {what}, in vain; last saw: {seen}")
+            }
+            Check::NotYet(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// What the bank account read model must show, kept by a test as its commands succeed: each
+/// open account's exact balance and how many deposits it has seen, and the last position a
+/// command answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    accounts: BTreeMap<String, LedgerAccount>,
+    last_position: u64,
+}
+
+/// One account of a [`Ledger`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerAccount {
+    /// The balance in hundredths.
+    pub cents: i64,
+    /// Deposits (and withdrawals) applied.
+    pub transactions: u64,
+}
+
+/// The seed's list of accounts.
+pub const LOOKUP: &str = "/api/v1/bankAccountLookup/";
+
+impl Ledger {
+    /// Open an account through the seed route (201) and record it.
+    pub async fn open(&mut self, api: &Api, holder: &str, opening_balance: &str) -> Result<String> {
+        let body = serde_json::json!({
+            "accountHolder": holder,
+            "accountType": "SAVINGS",
+            "openingBalance": number(opening_balance),
+        });
+        let reply = api.post_json("/api/v1/openBankAccount", &body).await?.expect_status(201)?;
+        let id = reply.str_field("id")?.to_owned();
+        let cents = cents(opening_balance)?;
+        self.accounts.insert(id.clone(), LedgerAccount { cents, transactions: 0 });
+        self.last_position = self.last_position.max(reply.u64_field("position")?);
+        Ok(id)
+    }
+
+    /// Deposit through the seed route (200) and record it; answers the event's position.
+    pub async fn deposit(&mut self, api: &Api, id: &str, amount: &str) -> Result<u64> {
+        let position = api.deposit(id, amount).await?;
+        self.record_deposit(id, amount, position)?;
+        Ok(position)
+    }
+
+    /// Record a deposit acknowledged at `position` (sent elsewhere, e.g. by a load task).
+    pub fn record_deposit(&mut self, id: &str, amount: &str, position: u64) -> Result<()> {
+        let account = self.accounts.get_mut(id).ok_or_else(|| anyhow!("deposit into {id}, not in the ledger"))?;
+        account.cents += cents(amount)?;
+        account.transactions += 1;
+        self.last_position = self.last_position.max(position);
+        Ok(())
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.accounts.keys().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    pub fn account(&self, id: &str) -> Option<LedgerAccount> {
+        self.accounts.get(id).copied()
+    }
+
+    /// The highest position a recorded command answered.
+    pub fn last_position(&self) -> u64 {
+        self.last_position
+    }
+
+    /// Every balance, by id, as [`decimal`] spells it.
+    pub fn balances(&self) -> BTreeMap<String, String> {
+        self.accounts.iter().map(|(id, account)| (id.clone(), cents_text(account.cents))).collect()
+    }
+
+    /// Checks a lookup answer (`{"accounts": [...]}`) shows exactly the ledger: the same accounts,
+    /// each once, with exact balances, and each `transactions`, where an account has one (the
+    /// `accounts` projection's version 2), equal to the deposits recorded.
+    pub fn check(&self, body: &Value) -> Result<()> {
+        let listed = body["accounts"].as_array().ok_or_else(|| anyhow!("no accounts list in {body}"))?;
+        ensure!(listed.len() == self.len(), "{} accounts listed, {} opened: {body}", listed.len(), self.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for account in listed {
+            let id = account["id"].as_str().ok_or_else(|| anyhow!("no id in {account}"))?;
+            ensure!(seen.insert(id), "{id} listed twice");
+            let expected = self.account(id).ok_or_else(|| anyhow!("{id} listed but never opened: {account}"))?;
+            let balance = decimal(&account["balance"])?;
+            ensure!(
+                balance == cents_text(expected.cents),
+                "{id} has balance {balance}, expected {}: {account}",
+                cents_text(expected.cents)
+            );
+            if let Some(transactions) = account.get("transactions") {
+                ensure!(
+                    transactions.as_u64() == Some(expected.transactions),
+                    "{id} counts {transactions} transactions, expected {}: {account}",
+                    expected.transactions
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded) until `GET /api/v1/bankAccountLookup/`, asked to reflect the last
+    /// position (`Sluice-Position`), answers 200, and checks that answer shows exactly the ledger.
+    /// Until then the route may be missing (404, the projection is not loaded yet) or the
+    /// projection behind (503); any other answer fails, and so does a 200 that differs, since
+    /// read-your-writes promises everything up to the position.
+    pub async fn wait_for_lookup(&self, api: &Api, timeout: Duration) -> Result<Reply> {
+        let position = self.last_position.to_string();
+        let what = format!("{LOOKUP} shows the {} accounts as of position {position}", self.len());
+        wait_until(&what, timeout, || async {
+            let request = api.request(Method::GET, LOOKUP).header("Sluice-Position", &position);
+            let reply = api.send(request).await?;
+            match reply.status.as_u16() {
+                200 => {
+                    self.check(&reply.body).with_context(|| format!("a 200 as of position {position}"))?;
+                    Ok(Check::Done(reply))
+                }
+                404 if reply.code() == Some("route_not_found") => Ok(Check::NotYet(reply.to_string())),
+                503 if reply.code() == Some("projection_behind") => Ok(Check::NotYet(reply.to_string())),
+                _ => bail!("{LOOKUP} answered {reply}"),
+            }
+        })
+        .await
+    }
+}
+
+/// Hundredths of a decimal the tests wrote (`"10.5"`, `"3"`, `"0.05"`).
+pub fn cents(amount: &str) -> Result<i64> {
+    let (negative, digits) = match amount.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, amount),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    ensure!(
+        !whole.is_empty() && fraction.len() <= 2 && whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit()),
+        "{amount:?} is not an amount with at most 2 decimal places"
+    );
+    let value = whole.parse::<i64>()? * 100 + format!("{fraction:0<2}").parse::<i64>()?;
+    Ok(if negative { -value } else { value })
+}
+
+/// Hundredths as [`decimal`] spells an amount: `1050` is `"10.5"`, `300` is `"3"`.
+pub fn cents_text(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let (whole, fraction) = (cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
+    match fraction {
+        0 => format!("{sign}{whole}"),
+        f if f % 10 == 0 => format!("{sign}{whole}.{}", f / 10),
+        f => format!("{sign}{whole}.{f:02}"),
+    }
 }
 
 /// The host's output: a bounded tail shared by the reader threads of every run.
