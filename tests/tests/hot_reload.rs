@@ -1,0 +1,499 @@
+//! Hot reload against the real binary: a projection that arrives in the plugins directory (or
+//! through the admin API) catches up from the beginning of history, leaves with its routes and
+//! comes back where it stopped; projections and aggregates replaced under load fail no command
+//! and lose no event; a projection whose schema changes switches over whole while it is read.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+use sluice_e2e::{
+    Api, Check, Host, HostOptions, LOOKUP, Ledger, Plugin, Reply, check_plugin, check_stream, distinct_build,
+    sha256_hex, wait_until,
+};
+use tokio::task::JoinSet;
+
+const TOKEN: &str = "hot-reload-test-token";
+const BANK: &str = "BankAccount";
+/// The accounts projection's file, as `Host::start` copies it.
+const ACCOUNTS_FILE: &str = "accounts_projection.wasm";
+/// A bound on catching up or switching over on a test's small history.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+async fn start(plugins: &[Plugin]) -> Result<Host> {
+    Host::start(HostOptions::with_plugins(plugins).admin_token(TOKEN)).await
+}
+
+/// Open `accounts` accounts and deposit into each `deposits` times, from one client.
+async fn some_history(api: &Api, ledger: &mut Ledger, accounts: usize, deposits: usize) -> Result<()> {
+    for n in 0..accounts {
+        let id = ledger.open(api, &format!("holder {n}"), "100").await?;
+        for k in 0..deposits {
+            ledger.deposit(api, &id, ["0.25", "10", "3.5"][k % 3]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// How a component lands in the plugins directory.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    /// Written beside it under a name the host ignores, then renamed: it appears whole.
+    Rename,
+    /// Written straight to its name: the host may see it half-written first.
+    InPlace,
+}
+
+fn install(dir: &Path, file_name: &str, bytes: &[u8], how: Write) -> Result<()> {
+    let target = dir.join(file_name);
+    match how {
+        Write::Rename => {
+            let temporary = dir.join(format!(".{file_name}.tmp"));
+            std::fs::write(&temporary, bytes).with_context(|| format!("failed to write {}", temporary.display()))?;
+            std::fs::rename(&temporary, &target).with_context(|| format!("failed to rename to {}", target.display()))
+        }
+        Write::InPlace => {
+            std::fs::write(&target, bytes).with_context(|| format!("failed to write {}", target.display()))
+        }
+    }
+}
+
+/// Waits until the plugin is listed as running with no lag, and answers its object.
+async fn caught_up(api: &Api, name: &str) -> Result<Value> {
+    wait_until(&format!("{name} runs with no lag"), CATCH_UP, || async {
+        Ok(match api.admin_plugin(name).await? {
+            Some(plugin) if plugin["status"] == "running" && plugin["lag"] == 0 => Check::Done(plugin),
+            other => Check::NotYet(format!("{other:?}")),
+        })
+    })
+    .await
+}
+
+/// Waits until the lookup routes answer 404 (unmounted); a 200 meanwhile is the old mount.
+async fn lookup_unmounted(api: &Api) -> Result<()> {
+    wait_until("the lookup routes are unmounted", CATCH_UP, || async {
+        let reply = api.get(LOOKUP).await?;
+        match reply.status.as_u16() {
+            404 => {
+                reply.check_error(404, &["route_not_found"])?;
+                Ok(Check::Done(()))
+            }
+            200 => Ok(Check::NotYet(reply.to_string())),
+            _ => bail!("{LOOKUP} answered {reply} while the projection went"),
+        }
+    })
+    .await
+}
+
+/// The projection is gone: every lookup route and the generic query route answer 404, and the
+/// admin API does not list it as running.
+async fn check_gone(api: &Api, some_id: &str) -> Result<()> {
+    for path in [LOOKUP.to_owned(), format!("{LOOKUP}byId/{some_id}"), "/api/v1/bankAccountLookup".to_owned()] {
+        api.get(&path).await?.check_error(404, &["route_not_found"]).with_context(|| format!("GET {path}"))?;
+    }
+    api.get("/api/projections/accounts/queries/all").await?.check_error(404, &["unknown_projection"])?;
+    let listed = api.admin_plugin("accounts").await?;
+    ensure!(listed.as_ref().is_none_or(|p| p["status"] != "running"), "accounts still listed as running: {listed:?}");
+    Ok(())
+}
+
+/// The accounts projection comes, goes and comes back through the plugins directory.
+async fn directory_round_trip(how: Write) -> Result<()> {
+    let host = start(&[Plugin::BankAccount]).await?;
+    let mut ledger = Ledger::default();
+    some_history(&host, &mut ledger, 10, 3).await?;
+    host.get(LOOKUP).await?.check_error(404, &["route_not_found"])?;
+    ensure!(host.admin_plugin("accounts").await?.is_none(), "accounts listed before it arrived");
+
+    // Arrives: catches up from position 0, every account with its exact balance.
+    let component = Plugin::AccountsProjection.bytes()?;
+    install(&host.plugins_dir(), ACCOUNTS_FILE, &component, how)?;
+    let reply = ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    ensure!(reply.body.get("schemaVersion").is_none(), "version 1 answered with a schemaVersion: {reply}");
+    let plugin = caught_up(&host, "accounts").await?;
+    check_plugin(&plugin, "accounts", "projection")?;
+    ensure!(plugin["sha256"] == sha256_hex(&component), "sha256 of another component: {plugin}");
+    ensure!(plugin["source"].as_str().is_some_and(|s| s.contains(ACCOUNTS_FILE)), "source: {plugin}");
+    ensure!(plugin["position"].as_u64() >= Some(ledger.last_position()), "position behind the history: {plugin}");
+
+    // Goes: its routes with it.
+    std::fs::remove_file(host.plugins_dir().join(ACCOUNTS_FILE)).context("failed to remove the component")?;
+    lookup_unmounted(&host).await?;
+    let ids = ledger.ids();
+    check_gone(&host, &ids[0]).await?;
+
+    // History goes on while it is away.
+    for id in &ids {
+        ledger.deposit(&host, id, "0.05").await?;
+    }
+    host.get(LOOKUP).await?.check_error(404, &["route_not_found"])?;
+
+    // Comes back: resumes where it stopped, every event applied once.
+    install(&host.plugins_dir(), ACCOUNTS_FILE, &component, how)?;
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    let plugin = caught_up(&host, "accounts").await?;
+    ensure!(plugin["sha256"] == sha256_hex(&component), "sha256 of another component: {plugin}");
+    ensure!(host.balances_by_query(ledger.last_position()).await? == ledger.balances(), "generic query differs");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_projection_renamed_into_the_directory_catches_up_leaves_and_resumes() -> Result<()> {
+    directory_round_trip(Write::Rename).await
+}
+
+#[tokio::test]
+async fn a_projection_written_in_place_into_the_directory_catches_up_leaves_and_resumes() -> Result<()> {
+    directory_round_trip(Write::InPlace).await
+}
+
+/// `reply.body[flag]` is `true` and its plugin is the accounts projection with this sha256.
+fn check_upload(reply: &Reply, flag: &str, component: &[u8]) -> Result<()> {
+    ensure!(reply.body[flag] == true, "expected `{flag}: true`: {reply}");
+    let plugin = &reply.body["plugin"];
+    check_plugin(plugin, "accounts", "projection").with_context(|| format!("in {reply}"))?;
+    ensure!(plugin["sha256"] == sha256_hex(component), "sha256 of another component: {reply}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_admin_api_adds_replaces_removes_and_adds_back_a_projection() -> Result<()> {
+    let host = start(&[Plugin::BankAccount]).await?;
+    let mut ledger = Ledger::default();
+    some_history(&host, &mut ledger, 10, 3).await?;
+    let uploaded = host.plugins_dir().join("accounts.wasm");
+
+    // Created: written into the plugins directory as `<name>.wasm`, caught up from position 0.
+    let component = Plugin::AccountsProjection.bytes()?;
+    let reply = host.admin_put_wasm("accounts", component.clone()).await?.expect_status(201)?;
+    check_upload(&reply, "created", &component)?;
+    ensure!(std::fs::read(&uploaded).ok() == Some(component.clone()), "the upload is not in {}", uploaded.display());
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+
+    // The same bytes again: nothing to do.
+    let reply = host.admin_put_wasm("accounts", component.clone()).await?.expect_status(200)?;
+    check_upload(&reply, "unchanged", &component)?;
+
+    // Another build: replaced, in the same file, and it follows new events.
+    let build = distinct_build(&component, "second");
+    let reply = host.admin_put_wasm("accounts", build.clone()).await?.expect_status(200)?;
+    check_upload(&reply, "replaced", &build)?;
+    ensure!(std::fs::read(&uploaded).ok() == Some(build.clone()), "the replacement is not in {}", uploaded.display());
+    for id in ledger.ids() {
+        ledger.deposit(&host, &id, "1.5").await?;
+    }
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    ensure!(caught_up(&host, "accounts").await?["sha256"] == sha256_hex(&build), "the replacement is not running");
+
+    // Removed: its routes answer 404 as soon as the removal is answered.
+    let reply = host.admin_delete("/admin/plugins/accounts").await?.expect_status(200)?;
+    ensure!(reply.body["removed"] == "accounts", "expected `removed: accounts`: {reply}");
+    let ids = ledger.ids();
+    check_gone(&host, &ids[0]).await?;
+    ensure!(!uploaded.exists(), "{} is still in the plugins directory: a restart would load it", uploaded.display());
+
+    // History goes on; uploaded again, it shows every balance exactly.
+    for id in &ids {
+        ledger.deposit(&host, id, "0.01").await?;
+    }
+    let reply = host.admin_put_wasm("accounts", component.clone()).await?.expect_status(201)?;
+    check_upload(&reply, "created", &component)?;
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    Ok(())
+}
+
+/// One deposit a load client sent, and what came back.
+#[derive(Debug)]
+struct Sent {
+    id: String,
+    amount: &'static str,
+    /// 0 when the request itself failed.
+    status: u16,
+    position: Option<u64>,
+    answer: String,
+}
+
+/// Clients depositing into a set of accounts, round robin, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: JoinSet<Vec<Sent>>,
+}
+
+impl Load {
+    const AMOUNTS: [&'static str; 4] = ["1", "0.01", "2.5", "10.05"];
+
+    fn start(api: &Api, ids: &[String], clients: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = JoinSet::new();
+        for client in 0..clients {
+            let (api, ids, stop) = (api.clone(), ids.to_vec(), stop.clone());
+            let amount = Self::AMOUNTS[client % Self::AMOUNTS.len()];
+            tasks.spawn(async move {
+                let mut sent = Vec::new();
+                let mut n = client;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = ids[n % ids.len()].clone();
+                    n += clients;
+                    let path = format!("/api/v1/depositFunds/{id}");
+                    let body = json!({ "amount": sluice_e2e::number(amount) });
+                    sent.push(match api.put_json(&path, &body).await {
+                        Ok(reply) => Sent {
+                            id,
+                            amount,
+                            status: reply.status.as_u16(),
+                            position: reply.body["position"].as_u64(),
+                            answer: reply.to_string(),
+                        },
+                        Err(e) => Sent { id, amount, status: 0, position: None, answer: format!("{e:#}") },
+                    });
+                }
+                sent
+            });
+        }
+        Self { stop, clients: tasks }
+    }
+
+    /// Stops the clients and checks every command succeeded (2xx, with a position); records
+    /// them in `ledger` and answers how many there were.
+    async fn finish(mut self, ledger: &mut Ledger) -> Result<usize> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut sent = Vec::new();
+        while let Some(client) = self.clients.join_next().await {
+            sent.extend(client.context("a load client panicked")?);
+        }
+        let failed: Vec<&Sent> =
+            sent.iter().filter(|s| !(200..300).contains(&s.status) || s.position.is_none()).collect();
+        if let Some(first) = failed.first() {
+            bail!(
+                "{} of {} commands under load failed; the first: deposit {} into {}: {}",
+                failed.len(),
+                sent.len(),
+                first.amount,
+                first.id,
+                first.answer
+            );
+        }
+        for s in &sent {
+            ledger.record_deposit(&s.id, s.amount, s.position.unwrap_or_default())?;
+        }
+        ensure!(!sent.is_empty(), "the load sent no command");
+        Ok(sent.len())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replacing_a_projection_under_load_fails_no_command_and_loses_no_event() -> Result<()> {
+    let host = start(&[Plugin::BankAccount, Plugin::AccountsProjection]).await?;
+    let mut ledger = Ledger::default();
+    some_history(&host, &mut ledger, 20, 0).await?;
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+
+    let component = Plugin::AccountsProjection.bytes()?;
+    let builds = [distinct_build(&component, "a"), distinct_build(&component, "b")];
+    let load = Load::start(host.api(), &ledger.ids(), 8);
+    for round in 0..20 {
+        let build = &builds[round % 2];
+        let reply = host.admin_put_wasm("accounts", build.clone()).await?;
+        let reply = reply.expect_status(200).with_context(|| format!("replacement {round}"))?;
+        check_upload(&reply, "replaced", build).with_context(|| format!("replacement {round}"))?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let commands = load.finish(&mut ledger).await?;
+    eprintln!("{commands} deposits during 20 replacements");
+
+    // Every acknowledged deposit once: the read model, as of the last position, is the ledger.
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    ensure!(host.balances_by_query(ledger.last_position()).await? == ledger.balances(), "generic query differs");
+    let running = caught_up(&host, "accounts").await?;
+    ensure!(running["sha256"] == sha256_hex(&builds[1]), "the last replacement is not running: {running}");
+
+    // A rebuild from the event store agrees.
+    let reply = host.admin_post("/admin/projections/accounts/rebuild", &json!({})).await?.expect_status(200)?;
+    ensure!(reply.body["projection"] == "accounts", "rebuilt another projection: {reply}");
+    ensure!(reply.u64_field("position")? >= ledger.last_position(), "rebuilt to an older position: {reply}");
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replacing_the_aggregate_under_load_fails_no_command_and_leaves_gapless_streams() -> Result<()> {
+    let host = start(&[Plugin::BankAccount]).await?;
+    let mut ledger = Ledger::default();
+    some_history(&host, &mut ledger, 20, 0).await?;
+
+    let component = Plugin::BankAccount.bytes()?;
+    let builds = [distinct_build(&component, "a"), distinct_build(&component, "b")];
+    let load = Load::start(host.api(), &ledger.ids(), 8);
+    for round in 0..10 {
+        let build = &builds[round % 2];
+        let reply = host.admin_put_wasm(BANK, build.clone()).await?;
+        let reply = reply.expect_status(200).with_context(|| format!("replacement {round}"))?;
+        ensure!(reply.body["replaced"] == true, "replacement {round}: {reply}");
+        check_plugin(&reply.body["plugin"], BANK, "aggregate")?;
+        ensure!(reply.body["plugin"]["sha256"] == sha256_hex(build), "replacement {round}: {reply}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let commands = load.finish(&mut ledger).await?;
+    eprintln!("{commands} deposits during 10 replacements");
+
+    // Each stream: versions 1..=n without a gap, one event per acknowledged command.
+    for id in ledger.ids() {
+        let events = host.events(BANK, &id).await?;
+        check_stream(&events, BANK, &id)?;
+        let deposits = ledger.account(&id).map_or(0, |a| a.transactions);
+        ensure!(events.len() as u64 == 1 + deposits, "{id}: {} events for {deposits} deposits", events.len());
+    }
+    ensure!(host.balances_by_replay(&ledger.ids()).await? == ledger.balances(), "replayed balances differ");
+    Ok(())
+}
+
+/// Events in the log before the schema change.
+const EVENTS: usize = 50_000;
+const ACCOUNTS: usize = 100;
+const WRITERS: usize = 8;
+
+/// Which version of the accounts projection gave a lookup answer, after checking it is whole:
+/// 200, every account with its exact balance, and in version 2 each account's transactions.
+fn whole_answer(ledger: &Ledger, reply: &Reply) -> Result<u32> {
+    ensure!(reply.status == 200, "answered {reply}");
+    let version = match reply.body.get("schemaVersion") {
+        None => 1,
+        Some(v) if v == 2 => 2,
+        Some(other) => bail!("schemaVersion {other}: {reply}"),
+    };
+    ledger.check(&reply.body).with_context(|| format!("a version {version} answer is not whole"))?;
+    let accounts = reply.body["accounts"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let counted = accounts.iter().filter(|a| a.get("transactions").is_some()).count();
+    let expected = if version == 2 { accounts.len() } else { 0 };
+    ensure!(counted == expected, "{counted} of {} accounts count transactions in version {version}", accounts.len());
+    Ok(version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schema_change_switches_over_whole_while_queries_read() -> Result<()> {
+    let host = start(&[Plugin::BankAccount, Plugin::AccountsProjection]).await?;
+    let mut ledger = Ledger::default();
+    some_history(&host, &mut ledger, ACCOUNTS, 0).await?;
+
+    // Fill the log to 50,000 events from several clients.
+    let ids = ledger.ids();
+    let deposits = EVENTS - ACCOUNTS;
+    let mut writers = JoinSet::new();
+    for writer in 0..WRITERS {
+        let (api, ids) = (host.api().clone(), ids.clone());
+        let count = deposits / WRITERS + usize::from(writer < deposits % WRITERS);
+        writers.spawn(async move {
+            let mut done = Vec::with_capacity(count);
+            for n in 0..count {
+                let id = &ids[(writer + n * WRITERS) % ids.len()];
+                let amount = Load::AMOUNTS[n % Load::AMOUNTS.len()];
+                done.push((id.clone(), amount, api.deposit(id, amount).await?));
+            }
+            anyhow::Ok(done)
+        });
+    }
+    while let Some(writer) = writers.join_next().await {
+        for (id, amount, position) in writer.context("a writer panicked")?? {
+            ledger.record_deposit(&id, amount, position)?;
+        }
+    }
+    let reply = ledger.wait_for_lookup(&host, Duration::from_secs(180)).await?;
+    ensure!(whole_answer(&ledger, &reply)? == 1, "version 1 is not the one answering");
+
+    // A reader that never stops looking, sequentially: before it sees version 2 every answer is
+    // the whole old model, after it the whole new one; it stops a little after the switch.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (api, ledger, stop) = (host.api().clone(), ledger.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut old, mut new) = (0_usize, 0_usize);
+            while !stop.load(Ordering::Relaxed) && new < 20 {
+                let reply = api.get(LOOKUP).await?;
+                let answer = old + new + 1;
+                match whole_answer(&ledger, &reply).with_context(|| format!("answer {answer} of the reader"))? {
+                    1 if new > 0 => bail!("answer {answer} is version 1 again after {new} of version 2: {reply}"),
+                    1 => old += 1,
+                    _ => new += 1,
+                }
+            }
+            anyhow::Ok((old, new))
+        })
+    };
+
+    let v2 = Plugin::AccountsProjectionV2.bytes()?;
+    let reply = host.admin_put_wasm("accounts", v2.clone()).await?.expect_status(200)?;
+    check_upload(&reply, "replaced", &v2)?;
+
+    // Bounded: the switch comes, or the reader is stopped and the test fails.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while !reader.is_finished() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (old, new) = reader.await.context("the reader panicked")??;
+    eprintln!("the reader saw {old} answers of version 1, then {new} of version 2");
+    ensure!(new > 0, "version 2 never answered within 300 s ({old} answers of version 1)");
+
+    let running = caught_up(&host, "accounts").await?;
+    ensure!(running["sha256"] == sha256_hex(&v2), "version 2 is not the one running: {running}");
+    let reply = ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    ensure!(whole_answer(&ledger, &reply)? == 2, "version 2 is not the one answering");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_broken_file_in_the_directory_is_refused_and_the_running_plugins_carry_on() -> Result<()> {
+    let host = start(&[Plugin::BankAccount, Plugin::AccountsProjection]).await?;
+    let mut ledger = Ledger::default();
+    some_history(&host, &mut ledger, 5, 2).await?;
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    let component = Plugin::AccountsProjection.bytes()?;
+    let running = sha256_hex(&component);
+
+    // A new file that is no component, and a replacement that is none: both refused, listed.
+    let garbage = b"not a component at all".to_vec();
+    install(&host.plugins_dir(), "broken.wasm", &garbage, Write::Rename)?;
+    install(&host.plugins_dir(), ACCOUNTS_FILE, &garbage, Write::Rename)?;
+    let sha = sha256_hex(&garbage);
+    for file in ["broken.wasm", ACCOUNTS_FILE] {
+        let refusal = wait_until(&format!("{file} is listed as refused"), CATCH_UP, || async {
+            let (_, refused) = host.admin_plugins().await?;
+            let found = refused.iter().find(|r| r["source"].as_str().is_some_and(|s| s.contains(file)));
+            Ok(match found {
+                Some(refusal) => Check::Done(refusal.clone()),
+                None => Check::NotYet(format!("{refused:?}")),
+            })
+        })
+        .await?;
+        ensure!(refusal["sha256"] == sha, "refused another file: {refusal}");
+        ensure!(refusal["reason"].as_str().is_some_and(|r| !r.trim().is_empty()), "no reason: {refusal}");
+        ensure!(refusal["at"].as_str().is_some_and(|t| !t.is_empty()), "no time: {refusal}");
+    }
+
+    // The running version keeps running and answering, and follows new events.
+    let plugin = host.admin_plugin("accounts").await?.context("accounts is no longer listed")?;
+    ensure!(plugin["sha256"] == running && plugin["status"] == "running", "the refusal changed accounts: {plugin}");
+    for id in ledger.ids() {
+        ledger.deposit(&host, &id, "2").await?;
+    }
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+
+    // A good build in its place is taken.
+    let build = distinct_build(&component, "good again");
+    install(&host.plugins_dir(), ACCOUNTS_FILE, &build, Write::Rename)?;
+    wait_until("the good build runs", CATCH_UP, || async {
+        let plugin = host.admin_plugin("accounts").await?;
+        Ok(match plugin {
+            Some(p) if p["sha256"] == sha256_hex(&build) && p["status"] == "running" => Check::Done(()),
+            other => Check::NotYet(format!("{other:?}")),
+        })
+    })
+    .await?;
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    Ok(())
+}
