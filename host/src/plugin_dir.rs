@@ -7,15 +7,24 @@
 //! changed is decided by its sha256 alone: an event for a file whose content equals what was last
 //! seen reports nothing.
 //!
-//! A half-written file is never reported. The OS events are first debounced (notify's full
-//! debouncer), then the file is read and must prove stable: size and modification time the same
-//! before and after the read and again after a short settle, or it is looked at again later. Last,
-//! the bytes must be a complete WebAssembly binary: the `\0asm` magic and a version, then sections
-//! whose declared sizes add up to exactly the file's length — a copy cut short almost always ends
-//! inside a section, which the stability checks alone cannot see when a writer pauses.
+//! A half-written file is never reported. The OS events (notify) only say which files to look at,
+//! and each event for a file restarts its debounce, so a file is looked at once it has been quiet
+//! for the debounce time. Then it is read and must prove stable: size and modification time the
+//! same before and after the read and again after a short settle, or it is looked at again later.
+//! Last, the bytes must be a complete WebAssembly binary: the `\0asm` magic and a version, then
+//! sections whose declared sizes add up to exactly the file's length — a copy cut short almost
+//! always ends inside a section, which the stability checks alone cannot see when a writer pauses.
+//! A file that holds still for [`INCOMPLETE_PATIENCE`] without becoming one is reported as it is,
+//! so the host refuses it and lists the reason instead of ignoring it silently.
 //!
-//! The OS watcher and the debouncer run on notify's threads; the checks run on one worker thread of
-//! ours, so the file reads never block the async runtime. Changes arrive on a Tokio channel.
+//! The debounce is our own rather than `notify-debouncer-full`'s: that one releases events by age,
+//! not after quiet, and folds a create and a remove inside its window into nothing, which would
+//! lose the removal of a file this watcher had already reported from its own look at the directory
+//! (at start or after a rescan). Events caused by reading (`open`, `close` without a write) are
+//! ignored, so the watcher's own reads never wake it.
+//!
+//! notify runs the OS watcher on its thread; the checks run on one worker thread of ours, so the
+//! file reads never block the async runtime. Changes arrive on a Tokio channel.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -25,8 +34,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -76,10 +85,7 @@ pub fn scan(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>, String)>, WatchError> {
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(source) => return Err(WatchError::ReadFile { path, source }),
         };
-        if !is_complete_wasm(&bytes) {
-            tracing::warn!(path = %path.display(), "skipping a plugin file that is not a complete WebAssembly binary");
-            continue;
-        }
+        // A file that is not a whole component is returned too: the host refuses it, by name.
         let sha256 = sha256_hex(&bytes);
         found.push((path, bytes, sha256));
     }
@@ -89,7 +95,7 @@ pub fn scan(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>, String)>, WatchError> {
 /// Watches a plugins directory until dropped.
 pub struct PluginDirWatcher {
     dir: PathBuf,
-    debouncer: Option<Debouncer<notify::RecommendedWatcher, RecommendedCache>>,
+    watcher: Option<RecommendedWatcher>,
     to_worker: mpsc::Sender<Signal>,
     worker: Option<JoinHandle<()>>,
 }
@@ -102,7 +108,7 @@ impl PluginDirWatcher {
     /// between the host's scan and now is reported too: a file not in `known` (or with another
     /// sha256) as [`DirChange::Upsert`], a known file that is gone as [`DirChange::Removed`].
     ///
-    /// `debounce` is how long events for a file are gathered before it is looked at; the settle
+    /// `debounce` is how long a file must go without events before it is looked at; the settle
     /// time of the stability check is half of it, between 10 ms and 500 ms.
     pub fn start(
         dir: &Path,
@@ -113,13 +119,14 @@ impl PluginDirWatcher {
         let (changes, receiver) = unbounded_channel();
 
         let events = to_worker.clone();
-        let mut debouncer = new_debouncer(debounce, None, move |result: DebounceEventResult| {
-            // A send fails only once the worker has stopped, when nothing is listening any more.
-            eprintln!("DEBOUNCED {result:?}");
-            let _ = events.send(Signal::from_debounced(result));
+        let mut watcher = notify::recommended_watcher(move |result: notify::Result<Event>| {
+            if let Some(signal) = Signal::from_event(result) {
+                // A send fails only once the worker has stopped, when nothing is listening any more.
+                let _ = events.send(signal);
+            }
         })
         .map_err(|source| WatchError::Watch { dir: dir.to_owned(), source })?;
-        debouncer
+        watcher
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|source| WatchError::Watch { dir: dir.to_owned(), source })?;
 
@@ -129,8 +136,7 @@ impl PluginDirWatcher {
             .spawn(move || worker.run(signals))
             .map_err(WatchError::Thread)?;
 
-        let watcher =
-            PluginDirWatcher { dir: dir.to_owned(), debouncer: Some(debouncer), to_worker, worker: Some(worker) };
+        let watcher = PluginDirWatcher { dir: dir.to_owned(), watcher: Some(watcher), to_worker, worker: Some(worker) };
         Ok((watcher, receiver))
     }
 
@@ -143,7 +149,7 @@ impl PluginDirWatcher {
 impl Drop for PluginDirWatcher {
     /// Stops the OS watcher and the worker; once this returns, no further change is sent.
     fn drop(&mut self) {
-        drop(self.debouncer.take());
+        drop(self.watcher.take());
         let _ = self.to_worker.send(Signal::Stop);
         if let Some(worker) = self.worker.take() {
             // The worker never blocks for long (a read at most); a panic in it was already logged.
@@ -152,9 +158,9 @@ impl Drop for PluginDirWatcher {
     }
 }
 
-/// What the debouncer tells the worker.
+/// What the OS watcher tells the worker.
 enum Signal {
-    /// Something happened to these paths (any kind of event: the worker looks at each path's state).
+    /// Something happened to these paths (what, does not matter: the worker looks at each path).
     Paths(Vec<PathBuf>),
     /// Events may have been lost: compare the whole directory again.
     Rescan,
@@ -162,15 +168,18 @@ enum Signal {
 }
 
 impl Signal {
-    fn from_debounced(result: DebounceEventResult) -> Signal {
+    fn from_event(result: notify::Result<Event>) -> Option<Signal> {
         match result {
-            Ok(events) if events.iter().any(|event| event.need_rescan()) => Signal::Rescan,
-            Ok(events) => Signal::Paths(events.into_iter().flat_map(|event| event.event.paths).collect()),
-            Err(errors) => {
-                for error in errors {
-                    tracing::warn!(%error, "the plugins directory watcher reported an error; rescanning");
-                }
-                Signal::Rescan
+            Ok(event) if event.need_rescan() => Some(Signal::Rescan),
+            // Reading a file opens and closes it; only a close after writing says anything.
+            Ok(Event { kind: EventKind::Access(AccessKind::Close(AccessMode::Write)), paths, .. }) => {
+                Some(Signal::Paths(paths))
+            }
+            Ok(Event { kind: EventKind::Access(_), .. }) => None,
+            Ok(event) => Some(Signal::Paths(event.paths)),
+            Err(error) => {
+                tracing::warn!(%error, "the plugins directory watcher reported an error; rescanning");
+                Some(Signal::Rescan)
             }
         }
     }
@@ -189,7 +198,14 @@ enum Check {
     Look,
     /// It held still during the read; see that it still does after the settle time.
     Confirm { snapshot: Snapshot, bytes: Vec<u8> },
+    /// It held still but is not a whole WebAssembly binary: if it still holds still after
+    /// [`INCOMPLETE_PATIENCE`], it is reported as it is, so the host refuses it with a reason.
+    Incomplete { snapshot: Snapshot, bytes: Vec<u8> },
 }
+
+/// How long a file that is not a whole WebAssembly binary must hold still before it is
+/// reported anyway: a writer that paused has long resumed by then.
+const INCOMPLETE_PATIENCE: Duration = Duration::from_secs(2);
 
 struct Pending {
     due: Instant,
@@ -200,6 +216,8 @@ struct Worker {
     dir: PathBuf,
     /// The directory as events may name it, if it differs from `dir`.
     canonical_dir: Option<PathBuf>,
+    /// How long a file must go without events before it is looked at.
+    debounce: Duration,
     settle: Duration,
     /// How soon a file that was still changing is looked at again.
     retry: Duration,
@@ -220,6 +238,7 @@ impl Worker {
         let mut worker = Worker {
             dir: dir.to_owned(),
             canonical_dir,
+            debounce,
             settle: (debounce / 2).clamp(Duration::from_millis(10), Duration::from_millis(500)),
             retry: debounce.max(Duration::from_millis(10)),
             seen: HashMap::new(),
@@ -246,9 +265,10 @@ impl Worker {
             };
             match signals.recv_timeout(wait) {
                 Ok(Signal::Paths(paths)) => {
+                    let due = Instant::now() + self.debounce;
                     for path in paths {
                         if let Some(name) = self.plugin_name(&path) {
-                            self.schedule(name, Instant::now(), Check::Look);
+                            self.schedule(name, due, Check::Look);
                         }
                     }
                 }
@@ -270,7 +290,7 @@ impl Worker {
         (in_dir && is_plugin_file_name(name)).then(|| name.to_owned())
     }
 
-    /// A new event restarts the checks of that file from the beginning.
+    /// A new event restarts the checks of that file from the beginning (and so its debounce).
     fn schedule(&mut self, name: OsString, due: Instant, check: Check) {
         self.pending.insert(name, Pending { due, check });
     }
@@ -331,6 +351,21 @@ impl Worker {
                     self.schedule(name, Instant::now() + self.retry, Check::Look);
                     return Ok(());
                 }
+                if !is_complete_wasm(&bytes) {
+                    // Most likely still being written by a writer that paused: its next write
+                    // brings a new event. If none comes, the file is simply not a component.
+                    tracing::debug!(path = %path.display(), "a plugin file is not a complete WebAssembly binary (yet)");
+                    self.schedule(name, Instant::now() + INCOMPLETE_PATIENCE, Check::Incomplete { snapshot, bytes });
+                    return Ok(());
+                }
+                self.settled(name, path, bytes)
+            }
+            Check::Incomplete { snapshot, bytes } => {
+                let Some(now) = self.snapshot(&name, &path)? else { return Ok(()) };
+                if now != snapshot {
+                    self.schedule(name, Instant::now() + self.retry, Check::Look);
+                    return Ok(());
+                }
                 self.settled(name, path, bytes)
             }
         }
@@ -354,14 +389,8 @@ impl Worker {
         }
     }
 
-    /// The file held still: report it if it is a complete component with new content.
+    /// The file held still: report it if its content is new.
     fn settled(&mut self, name: OsString, path: PathBuf, bytes: Vec<u8>) -> Result<(), Closed> {
-        if !is_complete_wasm(&bytes) {
-            // Most likely still being written by a writer that paused: its next write brings a new
-            // event. If not, the file is simply not a component, and there is nothing to report.
-            tracing::debug!(path = %path.display(), "a plugin file is not a complete WebAssembly binary (yet)");
-            return Ok(());
-        }
         let sha256 = sha256_hex(&bytes);
         if self.seen.get(&name) == Some(&sha256) {
             return Ok(());
@@ -447,7 +476,7 @@ mod tests {
     use super::*;
 
     const DEBOUNCE: Duration = Duration::from_millis(100);
-    /// Long enough for any debounced, settled event to have arrived.
+    /// Long enough for any debounced, settled change to have arrived.
     const QUIET: Duration = Duration::from_millis(800);
     const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -536,7 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn scan_lists_complete_plugins_in_name_order() {
+    fn scan_lists_plugin_files_in_name_order() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (b, a) = (wasm(b"b"), wasm(b"a"));
         fs::write(dir.path().join("b.wasm"), &b).expect("write");
@@ -551,7 +580,9 @@ mod tests {
 
         let found = scan(dir.path()).expect("scan");
         let listed: Vec<_> = found.iter().map(|(path, _, _)| path.clone()).collect();
-        assert_eq!(listed, [dir.path().join("a.wasm"), dir.path().join("b.wasm")]);
+        // Files that are not whole components are listed too: the host refuses them by name.
+        let names = ["a.wasm", "b.wasm", "cut.wasm", "text.wasm"];
+        assert_eq!(listed, names.map(|n| dir.path().join(n)));
         assert_eq!(found[0].1, a);
         assert_eq!(found[0].2, sha256_hex(&a));
         assert!(matches!(scan(&dir.path().join("missing")), Err(WatchError::ReadDir { .. })));
@@ -634,6 +665,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_written_as_the_watcher_starts_and_removed_at_once_is_reported_removed() {
+        // The first look at the directory may report the file before its events are through;
+        // its removal right after must still come (a debouncer that folds create + remove into
+        // nothing would swallow it).
+        for round in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("brief.wasm");
+            let (_watcher, mut changes) = watch(dir.path());
+            fs::write(&path, wasm(b"brief")).expect("write");
+            assert_eq!(upserted(next(&mut changes).await).0, path, "round {round}");
+            fs::remove_file(&path).expect("remove");
+            assert_eq!(next(&mut changes).await, DirChange::Removed { path }, "round {round}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_file_written_slowly_is_reported_once_complete() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("slow.wasm");
@@ -662,14 +709,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_growing_by_whole_sections_is_reported_only_once_it_holds_still() {
-        // Every prefix at a section boundary is a complete binary, so here only the stability
-        // checks keep a partial file back. A longer debounce gives a 200 ms settle, well above
-        // the writer's 40 ms pauses even on a busy machine.
+    async fn a_file_growing_by_whole_sections_when_the_watcher_starts_is_reported_once_it_holds_still() {
+        // The watcher starts while the file is being written, so its first look at the directory
+        // comes with no event to wait for; and every prefix at a section boundary is a complete
+        // binary. Only the stability checks keep the partial file back here. The 400 ms debounce
+        // gives a 200 ms settle, well above the writer's 40 ms pauses even on a busy machine.
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("growing.wasm");
-        let (_watcher, mut changes) =
-            PluginDirWatcher::start(dir.path(), Duration::from_millis(400), HashMap::new()).expect("start");
         let section = wasm(&[9; 100])[8..].to_vec();
         let mut whole = b"\0asm\x01\0\0\0".to_vec();
         for _ in 0..25 {
@@ -683,11 +729,14 @@ mod tests {
                 let mut file = fs::File::create(&path).expect("create");
                 file.write_all(b"\0asm\x01\0\0\0").expect("write the header");
                 for _ in 0..25 {
-                    std::thread::sleep(Duration::from_millis(40));
                     file.write_all(&section).expect("write a section");
+                    std::thread::sleep(Duration::from_millis(40));
                 }
             })
         };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (_watcher, mut changes) =
+            PluginDirWatcher::start(dir.path(), Duration::from_millis(400), HashMap::new()).expect("start");
         let (reported, read, _) = upserted(next(&mut changes).await);
         writer.await.expect("writer");
         assert_eq!(reported, path);
@@ -697,10 +746,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_that_is_not_webassembly_is_not_reported() {
+    async fn a_file_that_is_not_webassembly_is_reported_once_it_has_held_still_long_enough() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (_watcher, mut changes) = watch(dir.path());
-        fs::write(dir.path().join("text.wasm"), "certainly not a component").expect("write");
+        let path = dir.path().join("text.wasm");
+        fs::write(&path, "certainly not a component").expect("write");
+        // Not before its patience is up: a paused writer would have resumed.
+        let early = tokio::time::timeout(INCOMPLETE_PATIENCE / 2, changes.recv()).await;
+        assert!(early.is_err(), "reported too early: {early:?}");
+        let DirChange::Upsert { path: reported, bytes, .. } = next(&mut changes).await else {
+            panic!("expected an upsert")
+        };
+        assert_eq!((reported, bytes), (path, b"certainly not a component".to_vec()));
         assert_quiet(&mut changes).await;
     }
 

@@ -92,9 +92,10 @@ impl Host {
             versions: VersionStore::new(config.data_dir.join("versions")),
         });
         for (path, bytes, _) in plugin_dir::scan(&config.plugins_dir)? {
-            let source = file_name(&path);
             // A refusal is listed by the admin service; the other plugins load regardless.
-            let _ = admin.install_file(&source, bytes).await;
+            if let Err(e) = admin.install_file(&file_name(&path), bytes).await {
+                tracing::debug!(file = %path.display(), "not loaded: {e}");
+            }
         }
         let state = AppState {
             commands,
@@ -154,7 +155,9 @@ impl Host {
             while let Some(change) = changes.recv().await {
                 match change {
                     DirChange::Upsert { path, bytes, .. } => {
-                        let _ = admin.install_file(&file_name(&path), bytes).await;
+                        if let Err(e) = admin.install_file(&file_name(&path), bytes).await {
+                            tracing::debug!(file = %path.display(), "not loaded: {e}");
+                        }
                     }
                     DirChange::Removed { path } => {
                         if let Err(e) = admin.file_removed(&file_name(&path)).await {

@@ -155,7 +155,9 @@ fn check_upload(reply: &Reply, flag: &str, component: &[u8]) -> Result<()> {
     ensure!(reply.body[flag] == true, "expected `{flag}: true`: {reply}");
     let plugin = &reply.body["plugin"];
     check_plugin(plugin, "accounts", "projection").with_context(|| format!("in {reply}"))?;
-    ensure!(plugin["sha256"] == sha256_hex(component), "sha256 of another component: {reply}");
+    // A new schema is built while the old version serves: the answer names it as the upgrade.
+    let sha256 = sha256_hex(component);
+    ensure!(plugin["sha256"] == sha256 || plugin["upgradingTo"] == sha256, "sha256 of another component: {reply}");
     Ok(())
 }
 

@@ -88,8 +88,12 @@ pub struct PluginStatus {
     pub kind: PluginKind,
     pub sha256: String,
     pub source: String,
-    /// `running`, `catching-up`, `upgrading`, `stopped` or `failed`.
+    /// `running`, `catching-up` (behind the log's head, or building a new schema version),
+    /// `stopped` or `failed`.
     pub status: String,
+    /// The sha256 of a new schema version being built while this one serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrading_to: Option<String>,
     /// A consumer's committed position (none for aggregates).
     pub position: Option<u64>,
     pub head: u64,
@@ -173,10 +177,21 @@ impl Admin {
         &self.parts().plugins_dir
     }
 
-    /// Install component `bytes` that came from file `source` of the plugins directory.
-    pub async fn install_file(&self, source: &str, bytes: Vec<u8>) -> Result<(Installed, PluginStatus), AdminError> {
+    /// Install component `bytes` that were read from file `source` of the plugins directory.
+    /// Bytes the file no longer holds are stale (an upload or another write came after them, and
+    /// its own change follows): they are skipped, so a late event never undoes a newer change.
+    pub async fn install_file(
+        &self,
+        source: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Option<(Installed, PluginStatus)>, AdminError> {
         let _change = self.inner.changes.lock().await;
-        self.install_locked(source.to_owned(), bytes, None).await
+        let now_there = std::fs::read(self.plugins_dir().join(source)).ok();
+        if now_there.is_none_or(|current| loader::sha256_hex(&current) != loader::sha256_hex(&bytes)) {
+            tracing::debug!(file = %source, "skipped bytes the file no longer holds");
+            return Ok(None);
+        }
+        self.install_locked(source.to_owned(), bytes, None).await.map(Some)
     }
 
     /// Install uploaded `bytes` as plugin `name`, writing them into the plugins directory so a
@@ -231,11 +246,12 @@ impl Admin {
             return Err(AdminError::Busy(name.to_owned()));
         }
         let loaded = self.registry().get(name).ok_or_else(|| AdminError::UnknownPlugin(name.to_owned()))?;
+        // The routes first, then the consumer (at a batch boundary) and the runner.
+        self.registry().remove(name);
         if let Plugin::Projection(_) = loaded.plugin {
             self.parts().supervisor.remove(&consumer_task(name)).await;
             self.parts().projections.remove(name);
         }
-        self.registry().remove(name);
         if matches!(loaded.plugin, Plugin::Aggregate(_)) {
             self.restart_kafka_consumers().await;
         }
@@ -301,11 +317,14 @@ impl Admin {
                 Installed::Created
             }
             (None, Plugin::Projection(logic)) => {
-                // Check the name and routes first: a refusal must leave no runner behind.
-                self.registry().add(component.plugin, source.to_owned(), component.sha256.clone())?;
-                if let Err(e) = self.start_projection(logic).await {
-                    self.registry().remove(&name);
-                    return Err(e);
+                // Name and routes checked first (a refusal leaves nothing behind), then the
+                // runner, then the routes: a route never leads to a projection not yet there.
+                self.check_routes(&component.plugin)?;
+                self.start_projection(logic).await?;
+                if let Err(e) = self.registry().add(component.plugin, source.to_owned(), component.sha256.clone()) {
+                    self.parts().supervisor.remove(&consumer_task(&name)).await;
+                    self.parts().projections.remove(&name);
+                    return Err(e.into());
                 }
                 Installed::Created
             }
@@ -385,17 +404,20 @@ impl Admin {
         let admin = self.clone();
         tokio::spawn(async move {
             tracing::info!(projection = %name, "new schema: building fresh tables while the old version serves");
-            let outcome = runner.upgrade(logic, &|_, _| {}).await;
-            let _change = admin.inner.changes.lock().await;
-            admin.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
-            match outcome {
-                Ok(position) => {
-                    if let Err(e) = admin.registry().replace(plugin, source, sha256) {
-                        tracing::error!(projection = %name, "upgraded, but its routes could not be swapped: {e}");
-                    }
-                    tracing::info!(projection = %name, position, "switched to the new schema");
+            let switching = admin.clone();
+            let (swap_name, swap_source, swap_sha) = (name.clone(), source.clone(), sha256.clone());
+            // In the switch: the routes swap with the tables, and the projection is free again.
+            let on_switch = Box::new(move || {
+                if let Err(e) = switching.registry().replace(plugin, swap_source, swap_sha) {
+                    tracing::error!("upgraded, but the routes could not be swapped: {e}");
                 }
+                switching.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).remove(&swap_name);
+            });
+            let outcome = runner.upgrade(logic, on_switch, &|_, _| {}).await;
+            match outcome {
+                Ok(position) => tracing::info!(projection = %name, position, "switched to the new schema"),
                 Err(e) => {
+                    admin.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
                     tracing::error!(projection = %name, "upgrade failed; the old version keeps serving: {e}");
                     admin.note_refusal(Refused { source, sha256, reason: format!("upgrade failed: {e}"), at: now() });
                 }
@@ -535,7 +557,7 @@ impl Admin {
                 let position = runner.as_ref().map(|p| p.position());
                 let running = self.parts().supervisor.is_running(&consumer_task(&info.name));
                 let status = if self.is_upgrading(&info.name) {
-                    "upgrading"
+                    "catching-up"
                 } else if failure.is_some() {
                     "failed"
                 } else if !running {
@@ -559,6 +581,7 @@ impl Admin {
             lag: position.map(|p| head.saturating_sub(p)),
             last_error: failure,
             recent_swap_pauses_micros: pauses,
+            upgrading_to: self.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).get(&info.name).cloned(),
         }
     }
 

@@ -80,7 +80,10 @@ where
 pub async fn require_admin(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
     match check(&token, request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(denied) => denied.into_response(),
+        Err(denied) => {
+            super::body::discard(request.into_body()).await;
+            denied.into_response()
+        }
     }
 }
 

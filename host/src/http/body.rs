@@ -63,3 +63,17 @@ pub async fn read_bytes(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     }
     Ok(bytes)
 }
+
+/// Read a body the handler will not use and drop it (up to [`DRAIN_LIMIT`]), so a client still
+/// sending it (an upload refused before it was read) sees the answer instead of a reset.
+pub async fn discard(body: Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen = seen.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+        if seen > DRAIN_LIMIT {
+            return;
+        }
+    }
+}

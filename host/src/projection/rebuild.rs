@@ -22,28 +22,32 @@ impl Projection {
         target: Option<&ReadStore>,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<u64, ProjectionError> {
-        self.build(self.plugin(), target, false, progress).await
+        self.build(self.plugin(), target, None, progress).await
     }
 
     /// Build `plugin` — a version whose schema differs from the serving one — into fresh tables
     /// from position 0 while the serving version keeps answering queries and following the log;
     /// once it has caught up, switch to it in one step and drop the old tables. A reader sees
-    /// the complete old model or the complete new one, never a partial one.
+    /// the complete old model or the complete new one, never a partial one. `on_switch` runs in
+    /// the switch itself (the registry swaps the routes there), before any batch or query sees
+    /// the new version.
     pub async fn upgrade(
         &self,
         plugin: Arc<dyn ProjectionLogic>,
+        on_switch: Box<dyn FnOnce() + Send + '_>,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<u64, ProjectionError> {
-        self.build(plugin, None, true, progress).await
+        self.build(plugin, None, Some(on_switch), progress).await
     }
 
     /// Replay the log through `plugin` into fresh tables of `target` (the serving read store
-    /// when `None`); in place, switch to them, and to `plugin` too when `takes_over`.
+    /// when `None`); in place, switch to them — and to `plugin` too, when it takes over (then
+    /// `takes_over` runs in the switch).
     async fn build(
         &self,
         plugin: Arc<dyn ProjectionLogic>,
         target: Option<&ReadStore>,
-        takes_over: bool,
+        takes_over: Option<Box<dyn FnOnce() + Send + '_>>,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<u64, ProjectionError> {
         let in_place = target.is_none();
@@ -89,7 +93,10 @@ impl Projection {
         let old = self.serving();
         *serving = checkpoint.clone();
         // A plain rebuild keeps the serving version (a replace may have swapped it meanwhile).
-        let next = if takes_over { plugin.clone() } else { old.plugin.clone() };
+        let next = if takes_over.is_some() { plugin.clone() } else { old.plugin.clone() };
+        if let Some(switch) = takes_over {
+            switch();
+        }
         self.set_serving(Serving { plugin: next, generation });
         self.position.send_replace(checkpoint.position.max(self.position()));
         drop(serving);
