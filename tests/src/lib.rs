@@ -1142,3 +1142,292 @@ pub fn sluice_command(args: &[&str]) -> Result<String> {
     );
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// Plugins replaced while clients send commands (the hot-reload issue's acceptance point 2), on
+/// whatever stores and bus the caller's [`HostOptions`] name: `hot_reload.rs` runs these bodies
+/// on the embedded default, `hot_reload_stack.rs` on Kafka + MongoDB (FerretDB) + PostgreSQL.
+/// Only the load's [`Scale`] differs between them; the swaps and the checks are the same.
+pub mod under_load {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use anyhow::{Context, Result, bail, ensure};
+    use serde_json::{Value, json};
+    use tokio::task::JoinSet;
+
+    use super::{Api, Check, Host, HostOptions, Ledger, Plugin, Reply, check_plugin, check_stream, distinct_build};
+    use super::{sha256_hex, wait_until};
+
+    /// The admin token the hosts of the hot-reload tests start with.
+    pub const TOKEN: &str = "hot-reload-test-token";
+    const BANK: &str = "BankAccount";
+    /// Replacements of the accounts projection, alternating two builds.
+    pub const PROJECTION_SWAPS: usize = 20;
+    /// Replacements of the `BankAccount` aggregate, alternating two builds.
+    pub const AGGREGATE_SWAPS: usize = 10;
+    /// What the load clients deposit, one amount per client.
+    pub const AMOUNTS: [&str; 4] = ["1", "0.01", "2.5", "10.05"];
+
+    /// How hard the load pushes and how long the checks wait, for one configuration.
+    #[derive(Debug, Clone)]
+    pub struct Scale {
+        /// Accounts opened before the load; the clients deposit into them round robin.
+        pub accounts: usize,
+        /// Clients depositing at once.
+        pub clients: usize,
+        /// A bound on the deposits of each client; they stop sooner, once the swaps are done.
+        pub commands_per_client: usize,
+        /// The pause after a projection replacement is answered, before the next one.
+        pub projection_pause: Duration,
+        /// The pause after an aggregate replacement is answered, before the next one.
+        pub aggregate_pause: Duration,
+        /// How long the load goes on after the last replacement.
+        pub settle: Duration,
+        /// A bound on catching up (after the swaps, after the rebuild).
+        pub catch_up: Duration,
+    }
+
+    impl Scale {
+        /// The embedded default: 20 accounts, 8 clients depositing until the swaps are done.
+        pub const EMBEDDED: Self = Self {
+            accounts: 20,
+            clients: 8,
+            commands_per_client: usize::MAX,
+            projection_pause: Duration::from_millis(100),
+            aggregate_pause: Duration::from_millis(150),
+            settle: Duration::from_millis(300),
+            catch_up: Duration::from_secs(60),
+        };
+    }
+
+    /// Waits until the plugin is listed as running with no lag, and answers its object.
+    pub async fn caught_up(api: &Api, name: &str, timeout: Duration) -> Result<Value> {
+        wait_until(&format!("{name} runs with no lag"), timeout, || async {
+            Ok(match api.admin_plugin(name).await? {
+                Some(plugin) if plugin["status"] == "running" && plugin["lag"] == 0 => Check::Done(plugin),
+                other => Check::NotYet(format!("{other:?}")),
+            })
+        })
+        .await
+    }
+
+    /// `reply.body[flag]` is `true` and its plugin is the accounts projection with this sha256.
+    pub fn check_upload(reply: &Reply, flag: &str, component: &[u8]) -> Result<()> {
+        ensure!(reply.body[flag] == true, "expected `{flag}: true`: {reply}");
+        let plugin = &reply.body["plugin"];
+        check_plugin(plugin, "accounts", "projection").with_context(|| format!("in {reply}"))?;
+        // A new schema is built while the old version serves: the answer names it as the upgrade.
+        let sha256 = sha256_hex(component);
+        ensure!(plugin["sha256"] == sha256 || plugin["upgradingTo"] == sha256, "sha256 of another component: {reply}");
+        Ok(())
+    }
+
+    /// One deposit a load client sent, and what came back.
+    #[derive(Debug)]
+    struct Sent {
+        id: String,
+        amount: &'static str,
+        /// 0 when the request itself failed.
+        status: u16,
+        position: Option<u64>,
+        answer: String,
+    }
+
+    /// Clients depositing into a set of accounts, round robin, until stopped (or each has sent
+    /// its bound).
+    pub struct Load {
+        stop: Arc<AtomicBool>,
+        answered: Arc<AtomicUsize>,
+        running: Arc<AtomicUsize>,
+        clients: JoinSet<Vec<Sent>>,
+    }
+
+    impl Load {
+        pub fn start(api: &Api, ids: &[String], clients: usize, commands_per_client: usize) -> Self {
+            let stop = Arc::new(AtomicBool::new(false));
+            let answered = Arc::new(AtomicUsize::new(0));
+            let running = Arc::new(AtomicUsize::new(clients));
+            let mut tasks = JoinSet::new();
+            for client in 0..clients {
+                let (api, ids) = (api.clone(), ids.to_vec());
+                let (stop, answered, running) = (stop.clone(), answered.clone(), running.clone());
+                let amount = AMOUNTS[client % AMOUNTS.len()];
+                tasks.spawn(async move {
+                    let mut sent = Vec::new();
+                    let mut n = client;
+                    while !stop.load(Ordering::Relaxed) && sent.len() < commands_per_client {
+                        let id = ids[n % ids.len()].clone();
+                        n += clients;
+                        let path = format!("/api/v1/depositFunds/{id}");
+                        let body = json!({ "amount": super::number(amount) });
+                        sent.push(match api.put_json(&path, &body).await {
+                            Ok(reply) => Sent {
+                                id,
+                                amount,
+                                status: reply.status.as_u16(),
+                                position: reply.body["position"].as_u64(),
+                                answer: reply.to_string(),
+                            },
+                            Err(e) => Sent { id, amount, status: 0, position: None, answer: format!("{e:#}") },
+                        });
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    running.fetch_sub(1, Ordering::Relaxed);
+                    sent
+                });
+            }
+            Self { stop, answered, running, clients: tasks }
+        }
+
+        /// Commands answered so far (successfully or not).
+        pub fn answered(&self) -> usize {
+            self.answered.load(Ordering::Relaxed)
+        }
+
+        /// Clients still sending.
+        pub fn running(&self) -> usize {
+            self.running.load(Ordering::Relaxed)
+        }
+
+        /// Stops the clients and checks every command succeeded (2xx, with a position); records
+        /// them in `ledger` and answers how many there were.
+        pub async fn finish(mut self, ledger: &mut Ledger) -> Result<usize> {
+            self.stop.store(true, Ordering::Relaxed);
+            let mut sent = Vec::new();
+            while let Some(client) = self.clients.join_next().await {
+                sent.extend(client.context("a load client panicked")?);
+            }
+            let failed: Vec<&Sent> =
+                sent.iter().filter(|s| !(200..300).contains(&s.status) || s.position.is_none()).collect();
+            if let Some(first) = failed.first() {
+                bail!(
+                    "{} of {} commands under load failed; the first: deposit {} into {}: {}",
+                    failed.len(),
+                    sent.len(),
+                    first.amount,
+                    first.id,
+                    first.answer
+                );
+            }
+            for s in &sent {
+                ledger.record_deposit(&s.id, s.amount, s.position.unwrap_or_default())?;
+            }
+            ensure!(!sent.is_empty(), "the load sent no command");
+            Ok(sent.len())
+        }
+    }
+
+    /// `options` with these plugins and the admin token: the caller's options name the stores
+    /// and the bus.
+    async fn start(options: HostOptions, plugins: &[Plugin]) -> Result<Host> {
+        let options = HostOptions { plugins: plugins.to_vec(), ..options };
+        Host::start(options.admin_token(TOKEN)).await
+    }
+
+    async fn open_accounts(api: &Api, ledger: &mut Ledger, accounts: usize) -> Result<()> {
+        for n in 0..accounts {
+            ledger.open(api, &format!("holder {n}"), "100").await?;
+        }
+        Ok(())
+    }
+
+    /// The swaps are done: the load must still have been running, or they were not under load.
+    fn check_overlap(load: &Load, swaps: usize, scale: &Scale) -> Result<usize> {
+        let answered = load.answered();
+        ensure!(
+            load.running() > 0,
+            "every client had sent its {} deposits before the last of {swaps} replacements was answered \
+             ({answered} in all): the last replacements were not under load; raise commands_per_client",
+            scale.commands_per_client
+        );
+        Ok(answered)
+    }
+
+    /// The accounts projection replaced [`PROJECTION_SWAPS`] times, alternating two builds,
+    /// while the clients deposit: every command 2xx, then every acknowledged deposit in the read
+    /// model exactly once, the last build running, and a rebuild from the event store agreeing.
+    pub async fn replace_projection(options: HostOptions, scale: &Scale) -> Result<()> {
+        let host = start(options, &[Plugin::BankAccount, Plugin::AccountsProjection]).await?;
+        let mut ledger = Ledger::default();
+        open_accounts(&host, &mut ledger, scale.accounts).await?;
+        ledger.wait_for_lookup(&host, scale.catch_up).await?;
+
+        let component = Plugin::AccountsProjection.bytes()?;
+        let builds = [distinct_build(&component, "a"), distinct_build(&component, "b")];
+        let load = Load::start(host.api(), &ledger.ids(), scale.clients, scale.commands_per_client);
+        let started = std::time::Instant::now();
+        for round in 0..PROJECTION_SWAPS {
+            let build = &builds[round % 2];
+            let reply = host.admin_put_wasm("accounts", build.clone()).await?;
+            let reply = reply.expect_status(200).with_context(|| format!("replacement {round}"))?;
+            check_upload(&reply, "replaced", build).with_context(|| format!("replacement {round}"))?;
+            tokio::time::sleep(scale.projection_pause).await;
+        }
+        let during = check_overlap(&load, PROJECTION_SWAPS, scale)?;
+        let swapping = started.elapsed();
+        tokio::time::sleep(scale.settle).await;
+        let commands = load.finish(&mut ledger).await?;
+        eprintln!(
+            "{commands} deposits from {} clients, {during} answered during {PROJECTION_SWAPS} replacements \
+             ({swapping:.1?})",
+            scale.clients
+        );
+
+        // Every acknowledged deposit once: the read model, as of the last position, is the ledger.
+        ledger.wait_for_lookup(&host, scale.catch_up).await?;
+        ensure!(host.balances_by_query(ledger.last_position()).await? == ledger.balances(), "generic query differs");
+        let running = caught_up(&host, "accounts", scale.catch_up).await?;
+        let last = &builds[(PROJECTION_SWAPS - 1) % 2];
+        ensure!(running["sha256"] == sha256_hex(last), "the last replacement is not running: {running}");
+
+        // A rebuild from the event store agrees.
+        let reply = host.admin_post("/admin/projections/accounts/rebuild", &json!({})).await?.expect_status(200)?;
+        ensure!(reply.body["projection"] == "accounts", "rebuilt another projection: {reply}");
+        ensure!(reply.u64_field("position")? >= ledger.last_position(), "rebuilt to an older position: {reply}");
+        ledger.wait_for_lookup(&host, scale.catch_up).await?;
+        Ok(())
+    }
+
+    /// `BankAccount` replaced [`AGGREGATE_SWAPS`] times, alternating two builds, while the
+    /// clients deposit: every command 2xx, each stream gapless with one event per acknowledged
+    /// command, and the replayed balances those of the ledger.
+    pub async fn replace_aggregate(options: HostOptions, scale: &Scale) -> Result<()> {
+        let host = start(options, &[Plugin::BankAccount]).await?;
+        let mut ledger = Ledger::default();
+        open_accounts(&host, &mut ledger, scale.accounts).await?;
+
+        let component = Plugin::BankAccount.bytes()?;
+        let builds = [distinct_build(&component, "a"), distinct_build(&component, "b")];
+        let load = Load::start(host.api(), &ledger.ids(), scale.clients, scale.commands_per_client);
+        let started = std::time::Instant::now();
+        for round in 0..AGGREGATE_SWAPS {
+            let build = &builds[round % 2];
+            let reply = host.admin_put_wasm(BANK, build.clone()).await?;
+            let reply = reply.expect_status(200).with_context(|| format!("replacement {round}"))?;
+            ensure!(reply.body["replaced"] == true, "replacement {round}: {reply}");
+            check_plugin(&reply.body["plugin"], BANK, "aggregate")?;
+            ensure!(reply.body["plugin"]["sha256"] == sha256_hex(build), "replacement {round}: {reply}");
+            tokio::time::sleep(scale.aggregate_pause).await;
+        }
+        let during = check_overlap(&load, AGGREGATE_SWAPS, scale)?;
+        let swapping = started.elapsed();
+        tokio::time::sleep(scale.settle).await;
+        let commands = load.finish(&mut ledger).await?;
+        eprintln!(
+            "{commands} deposits from {} clients, {during} answered during {AGGREGATE_SWAPS} replacements \
+             ({swapping:.1?})",
+            scale.clients
+        );
+
+        // Each stream: versions 1..=n without a gap, one event per acknowledged command.
+        for id in ledger.ids() {
+            let events = host.events(BANK, &id).await?;
+            check_stream(&events, BANK, &id)?;
+            let deposits = ledger.account(&id).map_or(0, |a| a.transactions);
+            ensure!(events.len() as u64 == 1 + deposits, "{id}: {} events for {deposits} deposits", events.len());
+        }
+        ensure!(host.balances_by_replay(&ledger.ids()).await? == ledger.balances(), "replayed balances differ");
+        Ok(())
+    }
+}

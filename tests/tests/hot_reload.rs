@@ -9,15 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::{Value, json};
+use sluice_e2e::under_load::{self, AMOUNTS, Scale, TOKEN, caught_up, check_upload};
 use sluice_e2e::{
-    Api, Check, Host, HostOptions, LOOKUP, Ledger, Plugin, Reply, check_plugin, check_stream, distinct_build,
-    sha256_hex, wait_until,
+    Api, Check, Host, HostOptions, LOOKUP, Ledger, Plugin, Reply, check_plugin, distinct_build, sha256_hex, wait_until,
 };
 use tokio::task::JoinSet;
 
-const TOKEN: &str = "hot-reload-test-token";
-const BANK: &str = "BankAccount";
 /// The accounts projection's file, as `Host::start` copies it.
 const ACCOUNTS_FILE: &str = "accounts_projection.wasm";
 /// A bound on catching up or switching over on a test's small history.
@@ -61,17 +58,6 @@ fn install(dir: &Path, file_name: &str, bytes: &[u8], how: Write) -> Result<()> 
     }
 }
 
-/// Waits until the plugin is listed as running with no lag, and answers its object.
-async fn caught_up(api: &Api, name: &str) -> Result<Value> {
-    wait_until(&format!("{name} runs with no lag"), CATCH_UP, || async {
-        Ok(match api.admin_plugin(name).await? {
-            Some(plugin) if plugin["status"] == "running" && plugin["lag"] == 0 => Check::Done(plugin),
-            other => Check::NotYet(format!("{other:?}")),
-        })
-    })
-    .await
-}
-
 /// Waits until the lookup routes answer 404 (unmounted); a 200 meanwhile is the old mount.
 async fn lookup_unmounted(api: &Api) -> Result<()> {
     wait_until("the lookup routes are unmounted", CATCH_UP, || async {
@@ -113,7 +99,7 @@ async fn directory_round_trip(how: Write) -> Result<()> {
     install(&host.plugins_dir(), ACCOUNTS_FILE, &component, how)?;
     let reply = ledger.wait_for_lookup(&host, CATCH_UP).await?;
     ensure!(reply.body.get("schemaVersion").is_none(), "version 1 answered with a schemaVersion: {reply}");
-    let plugin = caught_up(&host, "accounts").await?;
+    let plugin = caught_up(&host, "accounts", CATCH_UP).await?;
     check_plugin(&plugin, "accounts", "projection")?;
     ensure!(plugin["sha256"] == sha256_hex(&component), "sha256 of another component: {plugin}");
     ensure!(plugin["source"].as_str().is_some_and(|s| s.contains(ACCOUNTS_FILE)), "source: {plugin}");
@@ -134,7 +120,7 @@ async fn directory_round_trip(how: Write) -> Result<()> {
     // Comes back: resumes where it stopped, every event applied once.
     install(&host.plugins_dir(), ACCOUNTS_FILE, &component, how)?;
     ledger.wait_for_lookup(&host, CATCH_UP).await?;
-    let plugin = caught_up(&host, "accounts").await?;
+    let plugin = caught_up(&host, "accounts", CATCH_UP).await?;
     ensure!(plugin["sha256"] == sha256_hex(&component), "sha256 of another component: {plugin}");
     ensure!(host.balances_by_query(ledger.last_position()).await? == ledger.balances(), "generic query differs");
     Ok(())
@@ -148,17 +134,6 @@ async fn a_projection_renamed_into_the_directory_catches_up_leaves_and_resumes()
 #[tokio::test]
 async fn a_projection_written_in_place_into_the_directory_catches_up_leaves_and_resumes() -> Result<()> {
     directory_round_trip(Write::InPlace).await
-}
-
-/// `reply.body[flag]` is `true` and its plugin is the accounts projection with this sha256.
-fn check_upload(reply: &Reply, flag: &str, component: &[u8]) -> Result<()> {
-    ensure!(reply.body[flag] == true, "expected `{flag}: true`: {reply}");
-    let plugin = &reply.body["plugin"];
-    check_plugin(plugin, "accounts", "projection").with_context(|| format!("in {reply}"))?;
-    // A new schema is built while the old version serves: the answer names it as the upgrade.
-    let sha256 = sha256_hex(component);
-    ensure!(plugin["sha256"] == sha256 || plugin["upgradingTo"] == sha256, "sha256 of another component: {reply}");
-    Ok(())
 }
 
 #[tokio::test]
@@ -188,7 +163,8 @@ async fn the_admin_api_adds_replaces_removes_and_adds_back_a_projection() -> Res
         ledger.deposit(&host, &id, "1.5").await?;
     }
     ledger.wait_for_lookup(&host, CATCH_UP).await?;
-    ensure!(caught_up(&host, "accounts").await?["sha256"] == sha256_hex(&build), "the replacement is not running");
+    let running = caught_up(&host, "accounts", CATCH_UP).await?;
+    ensure!(running["sha256"] == sha256_hex(&build), "the replacement is not running: {running}");
 
     // Removed: its routes answer 404 as soon as the removal is answered.
     let reply = host.admin_delete("/admin/plugins/accounts").await?.expect_status(200)?;
@@ -207,151 +183,14 @@ async fn the_admin_api_adds_replaces_removes_and_adds_back_a_projection() -> Res
     Ok(())
 }
 
-/// One deposit a load client sent, and what came back.
-#[derive(Debug)]
-struct Sent {
-    id: String,
-    amount: &'static str,
-    /// 0 when the request itself failed.
-    status: u16,
-    position: Option<u64>,
-    answer: String,
-}
-
-/// Clients depositing into a set of accounts, round robin, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    clients: JoinSet<Vec<Sent>>,
-}
-
-impl Load {
-    const AMOUNTS: [&'static str; 4] = ["1", "0.01", "2.5", "10.05"];
-
-    fn start(api: &Api, ids: &[String], clients: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = JoinSet::new();
-        for client in 0..clients {
-            let (api, ids, stop) = (api.clone(), ids.to_vec(), stop.clone());
-            let amount = Self::AMOUNTS[client % Self::AMOUNTS.len()];
-            tasks.spawn(async move {
-                let mut sent = Vec::new();
-                let mut n = client;
-                while !stop.load(Ordering::Relaxed) {
-                    let id = ids[n % ids.len()].clone();
-                    n += clients;
-                    let path = format!("/api/v1/depositFunds/{id}");
-                    let body = json!({ "amount": sluice_e2e::number(amount) });
-                    sent.push(match api.put_json(&path, &body).await {
-                        Ok(reply) => Sent {
-                            id,
-                            amount,
-                            status: reply.status.as_u16(),
-                            position: reply.body["position"].as_u64(),
-                            answer: reply.to_string(),
-                        },
-                        Err(e) => Sent { id, amount, status: 0, position: None, answer: format!("{e:#}") },
-                    });
-                }
-                sent
-            });
-        }
-        Self { stop, clients: tasks }
-    }
-
-    /// Stops the clients and checks every command succeeded (2xx, with a position); records
-    /// them in `ledger` and answers how many there were.
-    async fn finish(mut self, ledger: &mut Ledger) -> Result<usize> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut sent = Vec::new();
-        while let Some(client) = self.clients.join_next().await {
-            sent.extend(client.context("a load client panicked")?);
-        }
-        let failed: Vec<&Sent> =
-            sent.iter().filter(|s| !(200..300).contains(&s.status) || s.position.is_none()).collect();
-        if let Some(first) = failed.first() {
-            bail!(
-                "{} of {} commands under load failed; the first: deposit {} into {}: {}",
-                failed.len(),
-                sent.len(),
-                first.amount,
-                first.id,
-                first.answer
-            );
-        }
-        for s in &sent {
-            ledger.record_deposit(&s.id, s.amount, s.position.unwrap_or_default())?;
-        }
-        ensure!(!sent.is_empty(), "the load sent no command");
-        Ok(sent.len())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replacing_a_projection_under_load_fails_no_command_and_loses_no_event() -> Result<()> {
-    let host = start(&[Plugin::BankAccount, Plugin::AccountsProjection]).await?;
-    let mut ledger = Ledger::default();
-    some_history(&host, &mut ledger, 20, 0).await?;
-    ledger.wait_for_lookup(&host, CATCH_UP).await?;
-
-    let component = Plugin::AccountsProjection.bytes()?;
-    let builds = [distinct_build(&component, "a"), distinct_build(&component, "b")];
-    let load = Load::start(host.api(), &ledger.ids(), 8);
-    for round in 0..20 {
-        let build = &builds[round % 2];
-        let reply = host.admin_put_wasm("accounts", build.clone()).await?;
-        let reply = reply.expect_status(200).with_context(|| format!("replacement {round}"))?;
-        check_upload(&reply, "replaced", build).with_context(|| format!("replacement {round}"))?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let commands = load.finish(&mut ledger).await?;
-    eprintln!("{commands} deposits during 20 replacements");
-
-    // Every acknowledged deposit once: the read model, as of the last position, is the ledger.
-    ledger.wait_for_lookup(&host, CATCH_UP).await?;
-    ensure!(host.balances_by_query(ledger.last_position()).await? == ledger.balances(), "generic query differs");
-    let running = caught_up(&host, "accounts").await?;
-    ensure!(running["sha256"] == sha256_hex(&builds[1]), "the last replacement is not running: {running}");
-
-    // A rebuild from the event store agrees.
-    let reply = host.admin_post("/admin/projections/accounts/rebuild", &json!({})).await?.expect_status(200)?;
-    ensure!(reply.body["projection"] == "accounts", "rebuilt another projection: {reply}");
-    ensure!(reply.u64_field("position")? >= ledger.last_position(), "rebuilt to an older position: {reply}");
-    ledger.wait_for_lookup(&host, CATCH_UP).await?;
-    Ok(())
+    under_load::replace_projection(HostOptions::default(), &Scale::EMBEDDED).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replacing_the_aggregate_under_load_fails_no_command_and_leaves_gapless_streams() -> Result<()> {
-    let host = start(&[Plugin::BankAccount]).await?;
-    let mut ledger = Ledger::default();
-    some_history(&host, &mut ledger, 20, 0).await?;
-
-    let component = Plugin::BankAccount.bytes()?;
-    let builds = [distinct_build(&component, "a"), distinct_build(&component, "b")];
-    let load = Load::start(host.api(), &ledger.ids(), 8);
-    for round in 0..10 {
-        let build = &builds[round % 2];
-        let reply = host.admin_put_wasm(BANK, build.clone()).await?;
-        let reply = reply.expect_status(200).with_context(|| format!("replacement {round}"))?;
-        ensure!(reply.body["replaced"] == true, "replacement {round}: {reply}");
-        check_plugin(&reply.body["plugin"], BANK, "aggregate")?;
-        ensure!(reply.body["plugin"]["sha256"] == sha256_hex(build), "replacement {round}: {reply}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let commands = load.finish(&mut ledger).await?;
-    eprintln!("{commands} deposits during 10 replacements");
-
-    // Each stream: versions 1..=n without a gap, one event per acknowledged command.
-    for id in ledger.ids() {
-        let events = host.events(BANK, &id).await?;
-        check_stream(&events, BANK, &id)?;
-        let deposits = ledger.account(&id).map_or(0, |a| a.transactions);
-        ensure!(events.len() as u64 == 1 + deposits, "{id}: {} events for {deposits} deposits", events.len());
-    }
-    ensure!(host.balances_by_replay(&ledger.ids()).await? == ledger.balances(), "replayed balances differ");
-    Ok(())
+    under_load::replace_aggregate(HostOptions::default(), &Scale::EMBEDDED).await
 }
 
 /// Events in the log before the schema change.
@@ -393,7 +232,7 @@ async fn a_schema_change_switches_over_whole_while_queries_read() -> Result<()> 
             let mut done = Vec::with_capacity(count);
             for n in 0..count {
                 let id = &ids[(writer + n * WRITERS) % ids.len()];
-                let amount = Load::AMOUNTS[n % Load::AMOUNTS.len()];
+                let amount = AMOUNTS[n % AMOUNTS.len()];
                 done.push((id.clone(), amount, api.deposit(id, amount).await?));
             }
             anyhow::Ok(done)
@@ -441,7 +280,7 @@ async fn a_schema_change_switches_over_whole_while_queries_read() -> Result<()> 
     eprintln!("the reader saw {old} answers of version 1, then {new} of version 2");
     ensure!(new > 0, "version 2 never answered within 300 s ({old} answers of version 1)");
 
-    let running = caught_up(&host, "accounts").await?;
+    let running = caught_up(&host, "accounts", CATCH_UP).await?;
     ensure!(running["sha256"] == sha256_hex(&v2), "version 2 is not the one running: {running}");
     let reply = ledger.wait_for_lookup(&host, CATCH_UP).await?;
     ensure!(whole_answer(&ledger, &reply)? == 2, "version 2 is not the one answering");
