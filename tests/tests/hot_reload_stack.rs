@@ -1,0 +1,64 @@
+//! Hot reload on the scale-out stack (Kafka bus, MongoDB/FerretDB event store, PostgreSQL read
+//! store): the accounts projection and the `BankAccount` aggregate replaced under load fail no
+//! command and lose no event, as on the embedded default (`hot_reload.rs`; the bodies are
+//! `sluice_e2e::under_load`). Each test has its own MongoDB database, PostgreSQL database and
+//! Kafka topic prefix, and is skipped (or fails, with `SLUICE_REQUIRE_SERVERS=1`) without them.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use sluice_e2e::under_load::{self, Scale};
+use sluice_e2e::{HostOptions, Server};
+
+/// FerretDB answers every read with a collection scan: the stack serves tens of commands a
+/// second, not thousands. The same 8 clients, a smaller history, a bound on each client's
+/// deposits (far more than the swaps take, so the load outlasts them) and longer waits.
+const STACK: Scale = Scale {
+    accounts: 8,
+    clients: 8,
+    commands_per_client: 150,
+    projection_pause: Duration::from_millis(250),
+    aggregate_pause: Duration::from_millis(300),
+    settle: Duration::from_secs(1),
+    catch_up: Duration::from_secs(180),
+};
+
+/// The two tests share two cores with the servers: one at a time, so each has the stack's pace.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `sluice serve` options for fresh stores of this test on the stack, or `None` (skipped, with
+/// the reason printed) when a server is not configured.
+fn stack() -> Result<Option<HostOptions>> {
+    let (Some(kafka), Some(mongodb), Some(postgres)) =
+        (Server::Kafka.url()?, Server::MongoDb.url()?, Server::Postgres.fresh_database_url()?)
+    else {
+        return Ok(None);
+    };
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let base = mongodb.rsplit_once('/').map_or(mongodb.as_str(), |(base, _)| base);
+    let kafka = kafka.trim_start_matches("kafka://");
+    Ok(Some(
+        HostOptions::default()
+            .arg("--event-store")
+            .arg(format!("{base}/sluice_t{}", &unique[..12]))
+            .arg("--bus")
+            .arg(format!("kafka://{kafka}?topic_prefix=t{}.", &unique[..12]))
+            .arg("--read-store")
+            .arg(postgres)
+            .request_timeout(Duration::from_secs(60)),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replacing_a_projection_under_load_on_the_stack_fails_no_command_and_loses_no_event() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let Some(options) = stack()? else { return Ok(()) };
+    under_load::replace_projection(options, &STACK).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replacing_the_aggregate_under_load_on_the_stack_fails_no_command_and_leaves_gapless_streams() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let Some(options) = stack()? else { return Ok(()) };
+    under_load::replace_aggregate(options, &STACK).await
+}
