@@ -25,6 +25,7 @@ const COMPONENTS: &[&str] = &[
     "accounts_projection_v2.wasm",
     "squatter_projection.wasm",
     "squatter_aggregate.wasm",
+    "trapping_describe.wasm",
 ];
 
 /// Variables cargo sets for this build script (or a wrapper sets for the outer build) that

@@ -83,6 +83,8 @@ pub enum Plugin {
     SquatterProjection,
     /// A test aggregate whose aggregate type is `accounts`, the `accounts` projection's name.
     SquatterAggregate,
+    /// A test aggregate whose `describe` traps: refused at load.
+    TrappingDescribe,
 }
 
 impl Plugin {
@@ -97,6 +99,7 @@ impl Plugin {
             Self::AccountsProjectionV2 => "accounts_projection_v2.wasm",
             Self::SquatterProjection => "squatter_projection.wasm",
             Self::SquatterAggregate => "squatter_aggregate.wasm",
+            Self::TrappingDescribe => "trapping_describe.wasm",
         }
     }
 

@@ -178,14 +178,13 @@ async fn refused_uploads_change_nothing_and_are_listed_with_their_reason() -> Re
     let running = sha256_hex(&Plugin::AccountsProjection.bytes()?);
     let files_before = files(&host)?;
 
-    // (There is no case for a component whose `describe` traps: `faulty` describes itself
-    // normally, its commands are what misbehave.)
     let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
         ("bytes that are no wasm", "accounts", b"definitely not a component".to_vec(), 422),
         ("a core module", "accounts", CORE_MODULE.to_vec(), 422),
         ("an empty component", "accounts", EMPTY_COMPONENT.to_vec(), 422),
         ("a projection whose routes collide with accounts'", "squatter", Plugin::SquatterProjection.bytes()?, 409),
         ("an aggregate named like the accounts projection", "accounts", Plugin::SquatterAggregate.bytes()?, 409),
+        ("a component whose describe traps", "accounts", Plugin::TrappingDescribe.bytes()?, 422),
     ];
     for (case, name, bytes, status) in cases {
         let reply = host.admin_put_wasm(name, bytes.clone()).await?;
