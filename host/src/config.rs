@@ -92,6 +92,9 @@ pub struct Config {
     pub cached_states: usize,
 }
 
+/// Largest request body unless `limits.body_limit_kib` says otherwise.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
 /// Largest plugin upload unless `limits.upload_limit_mib` says otherwise.
 pub const DEFAULT_UPLOAD_LIMIT: usize = 64 << 20;
 
@@ -166,7 +169,7 @@ impl Config {
         if limits.call_timeout < Duration::from_millis(10) {
             return Err(invalid("limits.plugin_timeout_ms", "must be at least 10"));
         }
-        let body_limit = from_file.limits.body_limit_kib.map_or(crate::http::DEFAULT_BODY_LIMIT, |kib| kib << 10);
+        let body_limit = from_file.limits.body_limit_kib.map_or(DEFAULT_BODY_LIMIT, |kib| kib << 10);
         let cached_states = from_file.limits.cached_states.unwrap_or(DEFAULT_CACHED_STATES);
         let upload_limit = from_file.limits.upload_limit_mib.map_or(DEFAULT_UPLOAD_LIMIT, |mib| mib << 20);
         Ok(Self {

@@ -2,9 +2,16 @@
 //! components. The host owns every piece of I/O and knows no domain; plugins declare their
 //! commands, events and routes.
 //!
-//! Where things live:
+//! Where things live (the modules depend on each other one way only; `scripts/test` checks):
 //! - [`config`]: the typed configuration (flags, `SLUICE_*` environment, TOML file).
-//! - [`http`]: the axum edge — generic aggregate API, plugin routes, the one error type.
+//! - [`http`]: the axum edge — generic aggregate API, plugin routes, the admin routes, the one
+//!   error type.
+//! - [`server`]: wiring all of the below into a running host.
+//! - [`admin`]: the one admin service (install, replace, remove, roll back, rebuild, listings)
+//!   that the admin routes, the plugins-directory watcher and the CLI call.
+//! - [`supervisor`]: the named long-running tasks (consumers, relay), stopped and restarted
+//!   alone; shutdown waits for them.
+//! - [`plugin_dir`]: the plugins directory's startup listing and its watcher.
 //! - [`command`]: command dispatch — replay, decide, append with optimistic concurrency.
 //! - [`event_store`]: the event store contract and its backends (SQLite embedded, MongoDB).
 //! - [`bus`]: the bus events travel on (embedded, or Kafka topics per aggregate type).
@@ -12,9 +19,8 @@
 //! - [`projection`]: projections following the log, checkpoints, dead letters, rebuilds.
 //! - [`read_store`]: the SQL read store (SQLite, PostgreSQL, MySQL/MariaDB) and its dialects.
 //! - [`capabilities`]: the host side of the interfaces plugins import (`sql`).
-//! - [`plugin`]: the plugin contracts (aggregate, projection), manifests, faults, the registry.
 //! - [`runtime`]: the wasmtime engine, sandbox limits, component cache, bindings and loader.
-//! - [`server`]: wiring all of the above into a running host.
+//! - [`plugin`]: the plugin contracts (aggregate, projection), manifests, faults, the registry.
 
 pub mod admin;
 pub mod bus;

@@ -25,8 +25,7 @@ use crate::admin::Admin;
 use crate::command::CommandService;
 use crate::projection::Projections;
 
-/// Default largest request body.
-pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+pub use crate::config::DEFAULT_BODY_LIMIT;
 
 /// What every handler can reach.
 #[derive(Clone)]
