@@ -26,6 +26,7 @@ const COMPONENTS: &[&str] = &[
     "squatter_projection.wasm",
     "squatter_aggregate.wasm",
     "trapping_describe.wasm",
+    "reserved_route.wasm",
 ];
 
 /// Variables cargo sets for this build script (or a wrapper sets for the outer build) that

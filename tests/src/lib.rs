@@ -85,6 +85,8 @@ pub enum Plugin {
     SquatterAggregate,
     /// A test aggregate whose `describe` traps: refused at load.
     TrappingDescribe,
+    /// A test aggregate whose manifest claims a route under `/admin`: refused at load.
+    ReservedRoute,
 }
 
 impl Plugin {
@@ -100,6 +102,7 @@ impl Plugin {
             Self::SquatterProjection => "squatter_projection.wasm",
             Self::SquatterAggregate => "squatter_aggregate.wasm",
             Self::TrappingDescribe => "trapping_describe.wasm",
+            Self::ReservedRoute => "reserved_route.wasm",
         }
     }
 

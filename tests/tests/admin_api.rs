@@ -185,6 +185,7 @@ async fn refused_uploads_change_nothing_and_are_listed_with_their_reason() -> Re
         ("a projection whose routes collide with accounts'", "squatter", Plugin::SquatterProjection.bytes()?, 409),
         ("an aggregate named like the accounts projection", "accounts", Plugin::SquatterAggregate.bytes()?, 409),
         ("a component whose describe traps", "accounts", Plugin::TrappingDescribe.bytes()?, 422),
+        ("a manifest with a route the host reserves", "ReservedRoute", Plugin::ReservedRoute.bytes()?, 422),
     ];
     for (case, name, bytes, status) in cases {
         let reply = host.admin_put_wasm(name, bytes.clone()).await?;
