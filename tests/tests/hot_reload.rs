@@ -338,3 +338,63 @@ async fn a_broken_file_in_the_directory_is_refused_and_the_running_plugins_carry
     ledger.wait_for_lookup(&host, CATCH_UP).await?;
     Ok(())
 }
+
+/// A new schema version put into the plugins directory while the host is down: after the
+/// restart the earlier version (kept by sha256 in the data directory) serves its tables while
+/// the new one builds fresh ones, so a reader sees the whole old model, then the whole new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schema_change_made_while_the_host_was_down_switches_over_whole() -> Result<()> {
+    let mut host = start(&[Plugin::BankAccount, Plugin::AccountsProjection]).await?;
+    let mut ledger = Ledger::default();
+    let ids = {
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            ids.push(ledger.open(&host, &format!("holder {n}"), "100").await?);
+        }
+        ids
+    };
+    // Enough history that the new version takes a moment to build.
+    let mut writers = JoinSet::new();
+    for writer in 0..WRITERS {
+        let (api, ids) = (host.api().clone(), ids.clone());
+        writers.spawn(async move {
+            let mut done = Vec::new();
+            for n in 0..500 {
+                let id = &ids[(writer + n * WRITERS) % ids.len()];
+                let amount = AMOUNTS[n % AMOUNTS.len()];
+                done.push((id.clone(), amount, api.deposit(id, amount).await?));
+            }
+            anyhow::Ok(done)
+        });
+    }
+    while let Some(writer) = writers.join_next().await {
+        for (id, amount, position) in writer.context("a writer panicked")?? {
+            ledger.record_deposit(&id, amount, position)?;
+        }
+    }
+    let reply = ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    ensure!(whole_answer(&ledger, &reply)? == 1, "version 1 is not the one answering");
+
+    host.stop().await?;
+    let v2 = Plugin::AccountsProjectionV2.bytes()?;
+    std::fs::write(host.plugins_dir().join(ACCOUNTS_FILE), &v2).context("failed to put version 2 in place")?;
+    host.restart().await?;
+
+    // From the first answer after the restart: whole version 1, then whole version 2, never back.
+    let (mut old, mut new) = (0_usize, 0_usize);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while new < 20 {
+        ensure!(tokio::time::Instant::now() < deadline, "version 2 never answered ({old} answers of version 1)");
+        let reply = host.get(LOOKUP).await?;
+        let answer = old + new + 1;
+        match whole_answer(&ledger, &reply).with_context(|| format!("answer {answer} after the restart"))? {
+            1 if new > 0 => bail!("answer {answer} is version 1 again after {new} of version 2: {reply}"),
+            1 => old += 1,
+            _ => new += 1,
+        }
+    }
+    eprintln!("after the restart the reader saw {old} answers of version 1, then {new} of version 2");
+    let running = caught_up(&host, "accounts", CATCH_UP).await?;
+    ensure!(running["sha256"] == sha256_hex(&v2), "version 2 is not the one running: {running}");
+    Ok(())
+}

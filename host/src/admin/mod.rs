@@ -143,6 +143,17 @@ struct Inner {
     upgrading: Mutex<HashMap<String, String>>,
     /// Off until the host serves: a listing or a one-off rebuild runs no consumer.
     consumers_enabled: std::sync::atomic::AtomicBool,
+    /// Upgrades found before the host serves; they start with the consumers.
+    deferred: Mutex<Vec<Upgrade>>,
+}
+
+/// A projection version with a new schema, to build while the current one serves.
+struct Upgrade {
+    runner: Arc<Projection>,
+    plugin: Plugin,
+    logic: Arc<dyn ProjectionLogic>,
+    source: String,
+    sha256: String,
 }
 
 /// How many refusals the listing keeps.
@@ -157,6 +168,7 @@ impl Admin {
                 refused: Mutex::new(Vec::new()),
                 upgrading: Mutex::new(HashMap::new()),
                 consumers_enabled: std::sync::atomic::AtomicBool::new(false),
+                deferred: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -317,6 +329,19 @@ impl Admin {
                 Installed::Created
             }
             (None, Plugin::Projection(logic)) => {
+                // Tables built by an earlier schema version (a file replaced while the host was
+                // down): that version serves them while this one builds fresh tables.
+                if let Some((previous, previous_sha)) = self.previous_version(&name, &logic).await? {
+                    self.check_routes(&Plugin::Projection(previous.clone()))?;
+                    self.check_routes(&component.plugin)?;
+                    self.start_projection(previous.clone()).await?;
+                    self.registry().add(Plugin::Projection(previous), source.to_owned(), previous_sha)?;
+                    let runner = self.parts().projections.get(&name)?;
+                    self.start_upgrade(runner, component.plugin, logic, source.to_owned(), component.sha256.clone());
+                    self.parts().versions.record(&name, bytes, source)?;
+                    let loaded = self.registry().get(&name).ok_or_else(|| AdminError::UnknownPlugin(name.clone()))?;
+                    return Ok((Installed::Created, self.status(&loaded).await));
+                }
                 // Name and routes checked first (a refusal leaves nothing behind), then the
                 // runner, then the routes: a route never leads to a projection not yet there.
                 self.check_routes(&component.plugin)?;
@@ -368,6 +393,44 @@ impl Admin {
         Ok((installed, self.status(&loaded).await))
     }
 
+    /// The stored version of projection `name` that built its tables, when those tables were
+    /// built by another schema version than `logic`'s (none when there are no tables, they fit
+    /// `logic`, or no stored version has their schema version).
+    async fn previous_version(
+        &self,
+        name: &str,
+        logic: &Arc<dyn ProjectionLogic>,
+    ) -> Result<Option<(Arc<dyn ProjectionLogic>, String)>, AdminError> {
+        let Some(checkpoint) = self.parts().read_store.checkpoint(name).await.map_err(ProjectionError::from)? else {
+            return Ok(None);
+        };
+        if checkpoint.schema_version == logic.manifest().schema_version {
+            return Ok(None);
+        }
+        for version in self.parts().versions.list(name)? {
+            let Some(bytes) = self.parts().versions.read(name, &version.sha256)? else { continue };
+            let runtime = self.parts().runtime.clone();
+            let origin = format!("{name} {}", version.sha256);
+            let loaded = tokio::task::spawn_blocking(move || loader::load(&runtime, &origin, &bytes))
+                .await
+                .map_err(|e| AdminError::Task(e.to_string()))?;
+            match loaded {
+                Ok(component) => {
+                    if let Plugin::Projection(previous) = component.plugin
+                        && previous.manifest().schema_version == checkpoint.schema_version
+                    {
+                        tracing::info!(projection = %name, sha256 = %version.sha256, "the tables were built by this earlier version: it serves while the new one builds");
+                        return Ok(Some((previous, component.sha256)));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(projection = %name, sha256 = %version.sha256, "stored version does not load: {e}")
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Would `plugin` fit the registry in place of the plugin of its name? (Nothing changes.)
     fn check_routes(&self, plugin: &Plugin) -> Result<(), AdminError> {
         let trial = PluginRegistry::new();
@@ -401,6 +464,11 @@ impl Admin {
     ) {
         let name = runner.name().to_owned();
         self.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), sha256.clone());
+        if !self.inner.consumers_enabled.load(std::sync::atomic::Ordering::SeqCst) {
+            let upgrade = Upgrade { runner, plugin, logic, source, sha256 };
+            self.inner.deferred.lock().unwrap_or_else(PoisonError::into_inner).push(upgrade);
+            return;
+        }
         let admin = self.clone();
         tokio::spawn(async move {
             tracing::info!(projection = %name, "new schema: building fresh tables while the old version serves");
@@ -434,6 +502,10 @@ impl Admin {
         self.inner.consumers_enabled.store(true, std::sync::atomic::Ordering::SeqCst);
         for projection in self.parts().projections.all() {
             self.spawn_consumer(projection);
+        }
+        let deferred = std::mem::take(&mut *self.inner.deferred.lock().unwrap_or_else(PoisonError::into_inner));
+        for Upgrade { runner, plugin, logic, source, sha256 } in deferred {
+            self.start_upgrade(runner, plugin, logic, source, sha256);
         }
     }
 
