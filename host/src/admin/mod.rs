@@ -282,9 +282,12 @@ impl Admin {
         match &result {
             Ok((installed, status)) => {
                 self.forget_refusal(&source);
-                if *installed != Installed::Unchanged {
-                    tracing::info!(plugin = %status.name, %source, sha256 = %status.sha256, "plugin {installed:?}");
-                }
+                let what = match installed {
+                    Installed::Created => "plugin loaded",
+                    Installed::Replaced => "plugin replaced",
+                    Installed::Unchanged => "plugin unchanged (same sha256)",
+                };
+                tracing::info!(plugin = %status.name, %source, sha256 = %status.sha256, "{what}");
             }
             Err(e) => {
                 tracing::error!(plugin = %source, %sha256, "plugin refused: {e}");
