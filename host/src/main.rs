@@ -166,7 +166,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Scripts and tests wait for this exact line on stdout.
     println!("sluice listening on http://{address}");
     std::io::stdout().flush().context("failed to write to stdout")?;
-    host.run().context("failed to start the consumers")?;
+    host.run().await.context("failed to start the consumers")?;
     axum::serve(listener, host.router()).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
     host.shutdown().await;
     tracing::info!("stopped");

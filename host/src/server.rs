@@ -122,8 +122,8 @@ impl Host {
 
     /// Start the consumers of every projection, the relay (with Kafka) and the watcher of the
     /// plugins directory.
-    pub fn run(&self) -> Result<(), StartError> {
-        self.admin.start_consumers();
+    pub async fn run(&self) -> Result<(), StartError> {
+        self.admin.start_consumers().await;
         if let Some(bus) = &self.bus {
             let (store, bus, registry, owner) =
                 (self.store.clone(), bus.clone(), self.registry.clone(), self.host_id.clone());

@@ -278,6 +278,13 @@ impl Admin {
         expected_name: Option<&str>,
     ) -> Result<(Installed, PluginStatus), AdminError> {
         let sha256 = loader::sha256_hex(&bytes);
+        // The same bytes as a running plugin of that name or file: nothing to compile.
+        let same = self.registry().plugins().into_iter().find(|l| {
+            l.info.sha256 == sha256 && expected_name.map_or(l.info.source == source, |name| l.info.name == name)
+        });
+        if let Some(running) = same {
+            return Ok((Installed::Unchanged, self.status(&running).await));
+        }
         let result = self.try_install(&source, &bytes, expected_name).await;
         match &result {
             Ok((installed, status)) => {
@@ -500,9 +507,11 @@ impl Admin {
         self.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).contains_key(name)
     }
 
-    /// Start the consumer of every projection, and of every projection installed from now on.
-    pub fn start_consumers(&self) {
+    /// Create the aggregates' topics and start the consumer of every projection, and of every
+    /// projection installed from now on.
+    pub async fn start_consumers(&self) {
         self.inner.consumers_enabled.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.ensure_topics().await;
         for projection in self.parts().projections.all() {
             self.spawn_consumer(projection);
         }
@@ -538,7 +547,12 @@ impl Admin {
         }
     }
 
+    /// Create the topics of the loaded aggregates (once the host serves: a one-off listing or
+    /// rebuild creates nothing on the broker).
     async fn ensure_topics(&self) {
+        if !self.inner.consumers_enabled.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let Some(bus) = &self.parts().bus else { return };
         let topics: Vec<String> = self.registry().aggregates().iter().map(|a| bus.topic(&a.manifest().topic)).collect();
         if let Err(e) = bus.ensure_topics(&topics).await {

@@ -85,7 +85,9 @@ impl Projection {
         stop: CancellationToken,
     ) {
         if topics.is_empty() {
-            tracing::warn!(projection = %self.name(), "no aggregate is loaded, so there is no topic to consume");
+            // The consumer is restarted when an aggregate arrives.
+            tracing::info!(projection = %self.name(), "no aggregate is loaded yet, so there is no topic to consume");
+            stop.cancelled().await;
             return;
         }
         tokio::spawn(self.clone().follow_position(bus.clone(), topics.clone(), stop.child_token()));
