@@ -24,6 +24,10 @@
 //! [`distinct_build`] makes a second build of a component (another sha256, the same code).
 //! [`Ledger`] keeps what the bank read model must show as commands succeed, and
 //! [`wait_until`] polls for a condition within a bound: tests wait for outcomes, never time them.
+//!
+//! The scale-out tests name the servers they need by [`Server`] (skipped when one is not
+//! configured) and run on a [`Stack`]: fresh MongoDB and PostgreSQL databases and a Kafka topic
+//! prefix of their own.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -1128,6 +1132,69 @@ impl Server {
             _ => url.as_str(),
         };
         Ok(Some(format!("{base}/{}", &name[..24])))
+    }
+}
+
+/// A fresh scale-out stack for one test: its own MongoDB database `sluice_t<12 hex>` on the
+/// configured FerretDB, its own fresh PostgreSQL database ([`Server::fresh_database_url`]) and
+/// its own Kafka topic prefix `t<12 hex>.` (the same 12 hex digits), so tests on one set of
+/// servers never see each other's events, rows, topics or consumer groups. The databases are
+/// left for inspection; `scripts/servers sweep` drops every `sluice_t…` one.
+///
+/// [`Stack::options_with`] gives `sluice serve` these stores and the bus; a test may add its own
+/// arguments, request timeout or admin token to them, or change [`Stack::read_store`] first
+/// (another SQL server) or name [`Stack::mongodb`] alone (the embedded bus on the same events).
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Kafka's bootstrap servers, `host:port` (the configured URL without `kafka://`).
+    pub kafka: String,
+    /// This test's topic (and consumer group) prefix, `t<12 hex>.`.
+    pub prefix: String,
+    /// The `--event-store` URL: this test's MongoDB database.
+    pub mongodb: String,
+    /// The `--read-store` URL: this test's PostgreSQL database.
+    pub read_store: String,
+}
+
+impl Stack {
+    /// A stack with fresh names, or `None` (the test is skipped, with the reason printed, or
+    /// fails under `SLUICE_REQUIRE_SERVERS=1`) when Kafka, MongoDB or PostgreSQL is not configured.
+    pub fn fresh() -> Result<Option<Self>> {
+        let (Some(kafka), Some(mongodb), Some(postgres)) =
+            (Server::Kafka.url()?, Server::MongoDb.url()?, Server::Postgres.fresh_database_url()?)
+        else {
+            return Ok(None);
+        };
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let base = mongodb.rsplit_once('/').map_or(mongodb.as_str(), |(base, _)| base);
+        Ok(Some(Self {
+            kafka: kafka.trim_start_matches("kafka://").to_owned(),
+            prefix: format!("t{}.", &unique[..12]),
+            mongodb: format!("{base}/sluice_t{}", &unique[..12]),
+            read_store: postgres,
+        }))
+    }
+
+    /// The `--bus` URL: `kafka://BOOTSTRAP?topic_prefix=PREFIX`.
+    pub fn bus(&self) -> String {
+        format!("kafka://{}?topic_prefix={}", self.kafka, self.prefix)
+    }
+
+    /// [`HostOptions::with_plugins`] on this stack: `--event-store`, `--bus` and `--read-store`.
+    pub fn options_with(&self, plugins: &[Plugin]) -> HostOptions {
+        HostOptions::with_plugins(plugins)
+            .arg("--event-store")
+            .arg(&self.mongodb)
+            .arg("--bus")
+            .arg(self.bus())
+            .arg("--read-store")
+            .arg(&self.read_store)
+    }
+
+    /// `name` with this test's prefix: a topic (`topic("BankAccountEvents")`) or a consumer
+    /// group (`topic("sluice.projection.accounts")`) as the host names it on this stack.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use sluice_e2e::under_load::{self, Scale};
-use sluice_e2e::{HostOptions, Server};
+use sluice_e2e::{HostOptions, Stack};
 
 /// FerretDB answers every read with a collection scan: the stack serves tens of commands a
 /// second, not thousands. The same 8 clients, a smaller history, a bound on each client's
@@ -26,27 +26,10 @@ const STACK: Scale = Scale {
 /// The two tests share two cores with the servers: one at a time, so each has the stack's pace.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// `sluice serve` options for fresh stores of this test on the stack, or `None` (skipped, with
-/// the reason printed) when a server is not configured.
+/// `sluice serve` options for a fresh [`Stack`] of this test, or `None` (skipped, with the
+/// reason printed) when a server is not configured. `under_load` picks the plugins.
 fn stack() -> Result<Option<HostOptions>> {
-    let (Some(kafka), Some(mongodb), Some(postgres)) =
-        (Server::Kafka.url()?, Server::MongoDb.url()?, Server::Postgres.fresh_database_url()?)
-    else {
-        return Ok(None);
-    };
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let base = mongodb.rsplit_once('/').map_or(mongodb.as_str(), |(base, _)| base);
-    let kafka = kafka.trim_start_matches("kafka://");
-    Ok(Some(
-        HostOptions::default()
-            .arg("--event-store")
-            .arg(format!("{base}/sluice_t{}", &unique[..12]))
-            .arg("--bus")
-            .arg(format!("kafka://{kafka}?topic_prefix=t{}.", &unique[..12]))
-            .arg("--read-store")
-            .arg(postgres)
-            .request_timeout(Duration::from_secs(60)),
-    ))
+    Ok(Stack::fresh()?.map(|stack| stack.options_with(&[]).request_timeout(Duration::from_secs(60))))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

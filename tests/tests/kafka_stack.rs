@@ -17,51 +17,16 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use sluice_e2e::{Api, Host, HostOptions, Plugin, Server, decimal, number, sluice_command};
+use sluice_e2e::{Api, Host, HostOptions, Plugin, Server, Stack, decimal, number, sluice_command};
 
-/// The servers and this test's own names on them.
-struct Stack {
-    kafka: String,
-    prefix: String,
-    mongodb: String,
-    read_store: String,
-}
+/// The seed's bank domain, which every test here but the two-domain one loads.
+const BANK: &[Plugin] = &[Plugin::BankAccount, Plugin::AccountsProjection];
+/// The bank aggregate's topic, without this test's prefix ([`Stack::topic`] adds it).
+const BANK_TOPIC: &str = "BankAccountEvents";
 
-impl Stack {
-    /// `None` (the test is skipped, with the reason printed) when a server is not configured.
-    fn fresh() -> Result<Option<Self>> {
-        let (Some(kafka), Some(mongodb), Some(postgres)) =
-            (Server::Kafka.url()?, Server::MongoDb.url()?, Server::Postgres.fresh_database_url()?)
-        else {
-            return Ok(None);
-        };
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let base = mongodb.rsplit_once('/').map_or(mongodb.as_str(), |(base, _)| base);
-        Ok(Some(Self {
-            kafka: kafka.trim_start_matches("kafka://").to_owned(),
-            prefix: format!("t{}.", &unique[..12]),
-            mongodb: format!("{base}/sluice_t{}", &unique[..12]),
-            read_store: postgres,
-        }))
-    }
-
-    fn options(&self) -> HostOptions {
-        self.options_with(&[Plugin::BankAccount, Plugin::AccountsProjection])
-    }
-
-    fn options_with(&self, plugins: &[Plugin]) -> HostOptions {
-        HostOptions::with_plugins(plugins)
-            .arg("--event-store")
-            .arg(&self.mongodb)
-            .arg("--bus")
-            .arg(format!("kafka://{}?topic_prefix={}", self.kafka, self.prefix))
-            .arg("--read-store")
-            .arg(&self.read_store)
-    }
-
-    fn topic(&self) -> String {
-        format!("{}BankAccountEvents", self.prefix)
-    }
+/// The bank domain on the stack's event store and `read_store` with the embedded bus (no Kafka).
+fn embedded_bus(stack: &Stack, read_store: &str) -> HostOptions {
+    HostOptions::with_plugins(BANK).arg("--event-store").arg(&stack.mongodb).arg("--read-store").arg(read_store)
 }
 
 /// The broker-restart test takes the broker away from every other test of this file.
@@ -183,7 +148,7 @@ async fn the_seed_flow_on_kafka_with_a_mariadb_read_store() -> Result<()> {
 }
 
 async fn seed_flow(stack: &Stack) -> Result<()> {
-    let host = Host::start(stack.options()).await?;
+    let host = Host::start(stack.options_with(BANK)).await?;
     let ada = host.open_account("Ada", "50.00").await?;
     let bob = host.open_account("Bob", "10").await?;
     let gone = host.open_account("Ada", "1").await?;
@@ -214,7 +179,7 @@ async fn seed_flow(stack: &Stack) -> Result<()> {
 
     let ids = [ada.clone(), bob.clone(), gone];
     let streams = streams(&host, &ids).await?;
-    let messages = read_topic(&stack.kafka, &stack.topic(), 8).await?;
+    let messages = read_topic(&stack.kafka, &stack.topic(BANK_TOPIC), 8).await?;
     ensure!(messages.len() == 8, "8 events, no repeats without a crash: {messages:?}");
     ensure!(check_per_key_order(&messages, &streams)? == 8, "every event published");
     // The value is the envelope the events route returns.
@@ -226,14 +191,7 @@ async fn seed_flow(stack: &Stack) -> Result<()> {
     // store (its rows may be ahead of its position) and carries on from there.
     let mut host = host;
     host.stop().await?;
-    let embedded = Host::start(
-        HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountsProjection])
-            .arg("--event-store")
-            .arg(&stack.mongodb)
-            .arg("--read-store")
-            .arg(&stack.read_store),
-    )
-    .await?;
+    let embedded = Host::start(embedded_bus(stack, &stack.read_store)).await?;
     let last = embedded.deposit(&ada, "1").await?;
     let after: BTreeMap<String, String> =
         [(ada.clone(), "51.3".to_owned()), (bob.clone(), "8.5".to_owned())].into_iter().collect();
@@ -266,9 +224,9 @@ async fn each_projection_consumes_the_topic_of_its_aggregate() -> Result<()> {
     let listed = posts.body["posts"].as_array().with_context(|| format!("no posts in {posts}"))?;
     ensure!(listed.len() == 1 && listed[0]["likes"] == 1, "posts read model: {posts}");
     ensure!(host.balances_by_query(last).await?.get(&id).map(String::as_str) == Some("5"), "accounts read model");
-    let post_events = read_topic(&stack.kafka, &format!("{}SocialMediaPostEvents", stack.prefix), 2).await?;
+    let post_events = read_topic(&stack.kafka, &stack.topic("SocialMediaPostEvents"), 2).await?;
     ensure!(post_events.len() == 2 && post_events.iter().all(|m| m.key == post_id), "post topic: {post_events:?}");
-    let bank_events = read_topic(&stack.kafka, &stack.topic(), 1).await?;
+    let bank_events = read_topic(&stack.kafka, &stack.topic(BANK_TOPIC), 1).await?;
     ensure!(bank_events.len() == 1 && bank_events[0].key == id, "bank topic: {bank_events:?}");
     Ok(())
 }
@@ -320,7 +278,7 @@ async fn wait_for_letters(stack: &Stack, wanted: usize, count: impl Fn(&str) -> 
 async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a_rebuild() -> Result<()> {
     let _broker = BROKER.read().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
-    let mut host = Host::start(stack.options()).await?;
+    let mut host = Host::start(stack.options_with(BANK)).await?;
     let mut ids = Vec::new();
     for n in 0..8 {
         ids.push(host.open_account(&format!("holder {n}"), "100").await?);
@@ -365,7 +323,7 @@ async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a
     let total: usize = streams.values().map(Vec::len).sum();
     eprintln!("{total} events in the store after the crash, {acknowledged} deposits acknowledged");
     ensure!(total >= 8 + acknowledged, "{total} events, {acknowledged} acknowledged deposits");
-    let messages = read_topic(&stack.kafka, &stack.topic(), total).await?;
+    let messages = read_topic(&stack.kafka, &stack.topic(BANK_TOPIC), total).await?;
     ensure!(check_per_key_order(&messages, &streams)? == total, "every event published");
     eprintln!("{} messages in Kafka for {total} events (repeats after the crash are allowed)", messages.len());
 
@@ -388,14 +346,7 @@ async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a
         &fresh,
     ])?;
     ensure!(out.contains("rebuilt accounts"), "rebuild said: {out}");
-    let reader = Host::start(
-        HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountsProjection])
-            .arg("--event-store")
-            .arg(&stack.mongodb)
-            .arg("--read-store")
-            .arg(&fresh),
-    )
-    .await?;
+    let reader = Host::start(embedded_bus(&stack, &fresh)).await?;
     let rebuilt = reader.balances_by_query(position).await?;
     ensure!(rebuilt == read_model, "rebuild {rebuilt:?} differs from the live read model {read_model:?}");
     Ok(())
@@ -405,8 +356,8 @@ async fn a_host_killed_in_a_burst_resumes_publishing_and_its_read_model_equals_a
 async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
     let _broker = BROKER.read().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
-    let first = Host::start(stack.options()).await?;
-    let second = Host::start(stack.options()).await?;
+    let first = Host::start(stack.options_with(BANK)).await?;
+    let second = Host::start(stack.options_with(BANK)).await?;
     let id = first.open_account("Shared", "100").await?;
     // 30 withdrawals of 10, half through each host, all at once: exactly 10 succeed.
     let attempts: Vec<_> = (0..30)
@@ -442,7 +393,7 @@ async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
         let balances = host.balances_by_query(position).await?;
         ensure!(balances.get(&id).map(String::as_str) == Some("0"), "read model {balances:?}");
     }
-    let messages = read_topic(&stack.kafka, &stack.topic(), 11).await?;
+    let messages = read_topic(&stack.kafka, &stack.topic(BANK_TOPIC), 11).await?;
     ensure!(check_per_key_order(&messages, &streams)? == 11, "every event published");
 
     // One host dies (SIGKILL): the other takes over publishing and consuming once the dead
@@ -461,7 +412,7 @@ async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
         ensure!(Instant::now() < deadline, "the survivor never caught up: {reply}");
     }
     let streams = self::streams(&second, std::slice::from_ref(&id)).await?;
-    let messages = read_topic(&stack.kafka, &stack.topic(), 12).await?;
+    let messages = read_topic(&stack.kafka, &stack.topic(BANK_TOPIC), 12).await?;
     ensure!(check_per_key_order(&messages, &streams)? == 12, "every event published after the failover");
     Ok(())
 }
@@ -470,8 +421,8 @@ async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
 async fn hosts_joining_and_leaving_mid_burst_share_the_work_and_agree_with_the_replay() -> Result<()> {
     let _broker = BROKER.read().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
-    let first = Host::start(stack.options()).await?;
-    let mut second = Host::start(stack.options()).await?;
+    let first = Host::start(stack.options_with(BANK)).await?;
+    let mut second = Host::start(stack.options_with(BANK)).await?;
     let mut ids = Vec::new();
     for n in 0..12 {
         ids.push(first.open_account(&format!("holder {n}"), "100").await?);
@@ -495,7 +446,7 @@ async fn hosts_joining_and_leaving_mid_burst_share_the_work_and_agree_with_the_r
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let third = Host::start(stack.options()).await?;
+    let third = Host::start(stack.options_with(BANK)).await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     second.stop().await?;
     for client in burst {
@@ -509,7 +460,7 @@ async fn hosts_joining_and_leaving_mid_burst_share_the_work_and_agree_with_the_r
         ensure!(read_model == truth, "read model {read_model:?} differs from replay {truth:?}");
     }
     let total: usize = streams.values().map(Vec::len).sum();
-    let messages = read_topic(&stack.kafka, &stack.topic(), total).await?;
+    let messages = read_topic(&stack.kafka, &stack.topic(BANK_TOPIC), total).await?;
     ensure!(check_per_key_order(&messages, &streams)? == total, "every event published");
     Ok(())
 }
@@ -518,7 +469,7 @@ async fn hosts_joining_and_leaving_mid_burst_share_the_work_and_agree_with_the_r
 async fn a_broker_restart_in_a_burst_loses_nothing() -> Result<()> {
     let _broker = BROKER.write().await;
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
-    let host = Host::start(stack.options()).await?;
+    let host = Host::start(stack.options_with(BANK)).await?;
     let mut ids = Vec::new();
     for n in 0..6 {
         ids.push(host.open_account(&format!("holder {n}"), "100").await?);
@@ -558,7 +509,7 @@ async fn a_broker_restart_in_a_burst_loses_nothing() -> Result<()> {
     let streams = streams(&host, &ids).await?;
     let total: usize = streams.values().map(Vec::len).sum();
     ensure!(total == 6 + 1 + 400, "{total} events in the store");
-    let messages = read_topic(&stack.kafka, &stack.topic(), total).await?;
+    let messages = read_topic(&stack.kafka, &stack.topic(BANK_TOPIC), total).await?;
     ensure!(check_per_key_order(&messages, &streams)? == total, "every event published");
     let truth = host.balances_by_replay(&ids).await?;
     // The consumers reconnect on their own schedule: each try waits up to the host's

@@ -21,7 +21,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_e2e::under_load::{Load, caught_up, check_upload};
-use sluice_e2e::{Api, Check, Host, HostOptions, LOOKUP, Ledger, Plugin, Server, check_plugin, sha256_hex, wait_until};
+use sluice_e2e::{Api, Check, Host, HostOptions, LOOKUP, Ledger, Plugin, Stack, check_plugin, sha256_hex, wait_until};
 
 const TOKEN: &str = "plugins-at-runtime-token";
 /// A bound on catching up, joining a group, or a member leaving it, on the stack.
@@ -36,45 +36,20 @@ const COMMANDS_PER_CLIENT: usize = 80;
 /// The two tests share two cores with the servers: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// This test's own names on the servers.
-struct Stack {
-    bootstrap: String,
-    prefix: String,
-    options: HostOptions,
+/// `sluice serve` options with `plugins` on `stack`, a longer request timeout (FerretDB's pace)
+/// and the admin token.
+fn options(stack: &Stack, plugins: &[Plugin]) -> HostOptions {
+    stack.options_with(plugins).request_timeout(Duration::from_secs(60)).admin_token(TOKEN)
 }
 
-impl Stack {
-    /// `None` (skipped, with the reason printed) when a server is not configured.
-    fn fresh(plugins: &[Plugin]) -> Result<Option<Self>> {
-        let (Some(kafka), Some(mongodb), Some(postgres)) =
-            (Server::Kafka.url()?, Server::MongoDb.url()?, Server::Postgres.fresh_database_url()?)
-        else {
-            return Ok(None);
-        };
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let base = mongodb.rsplit_once('/').map_or(mongodb.as_str(), |(base, _)| base);
-        let bootstrap = kafka.trim_start_matches("kafka://").to_owned();
-        let prefix = format!("t{}.", &unique[..12]);
-        let options = HostOptions::with_plugins(plugins)
-            .arg("--event-store")
-            .arg(format!("{base}/sluice_t{}", &unique[..12]))
-            .arg("--bus")
-            .arg(format!("kafka://{bootstrap}?topic_prefix={prefix}"))
-            .arg("--read-store")
-            .arg(postgres)
-            .request_timeout(Duration::from_secs(60))
-            .admin_token(TOKEN);
-        Ok(Some(Self { bootstrap, prefix, options }))
-    }
+/// The bank aggregate's topic on `stack`.
+fn bank_topic(stack: &Stack) -> String {
+    stack.topic("BankAccountEvents")
+}
 
-    fn topic(&self) -> String {
-        format!("{}BankAccountEvents", self.prefix)
-    }
-
-    /// The accounts projection's consumer group (`KafkaBus::projection_group`).
-    fn group(&self) -> String {
-        format!("{}sluice.projection.accounts", self.prefix)
-    }
+/// The accounts projection's consumer group on `stack` (`KafkaBus::projection_group`).
+fn accounts_group(stack: &Stack) -> String {
+    stack.topic("sluice.projection.accounts")
 }
 
 /// A client of the broker outside any group (it never subscribes), for metadata, watermarks,
@@ -155,7 +130,7 @@ async fn group_progress(bootstrap: &str, group: &str, topic: &str) -> Result<BTr
 /// Waits until the accounts group is `Stable` with exactly one member (this host's consumer).
 async fn joined(stack: &Stack) -> Result<Group> {
     wait_until("the accounts consumer group is stable with one member", CATCH_UP, || async {
-        let group = describe_group(&stack.bootstrap, &stack.group()).await?;
+        let group = describe_group(&stack.kafka, &accounts_group(stack)).await?;
         Ok(if group.state == "Stable" && group.members.len() == 1 {
             Check::Done(group)
         } else {
@@ -169,7 +144,7 @@ async fn joined(stack: &Stack) -> Result<Group> {
 /// high watermark: its consumer read every published event from Kafka.
 async fn consumed_everything(stack: &Stack) -> Result<BTreeMap<i32, (i64, i64)>> {
     wait_until("the accounts group has committed every partition's end", CATCH_UP, || async {
-        let progress = group_progress(&stack.bootstrap, &stack.group(), &stack.topic()).await?;
+        let progress = group_progress(&stack.kafka, &accounts_group(stack), &bank_topic(stack)).await?;
         let published: i64 = progress.values().map(|(_, high)| high).sum();
         // A partition nothing was published to has no committed offset (-1), and needs none.
         Ok(if published > 0 && progress.values().all(|(committed, high)| (*committed).max(0) == *high) {
@@ -216,8 +191,8 @@ async fn check_gone(api: &Api, some_id: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_projection_uploaded_at_runtime_joins_its_group_leaves_and_resumes_exactly() -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let Some(stack) = Stack::fresh(&[Plugin::BankAccount])? else { return Ok(()) };
-    let host = Host::start(stack.options.clone()).await?;
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let host = Host::start(options(&stack, &[Plugin::BankAccount])).await?;
 
     // The aggregate alone: no projection, no consumer, no consumer group.
     let (plugins, _) = host.admin_plugins().await?;
@@ -228,7 +203,7 @@ async fn a_projection_uploaded_at_runtime_joins_its_group_leaves_and_resumes_exa
     let mut ledger = Ledger::default();
     some_history(&host, &mut ledger).await?;
     host.get(LOOKUP).await?.check_error(404, &["route_not_found"])?;
-    let before = describe_group(&stack.bootstrap, &stack.group()).await?;
+    let before = describe_group(&stack.kafka, &accounts_group(&stack)).await?;
     ensure!(before.members.is_empty(), "the accounts group has members before the projection exists: {before:?}");
     eprintln!("before the upload, the accounts group is {before:?}");
 
@@ -268,7 +243,7 @@ async fn a_projection_uploaded_at_runtime_joins_its_group_leaves_and_resumes_exa
     check_gone(&host, &ledger.ids()[0]).await?;
     // Its consumer leaves the group (after the session timeout: the member is static).
     wait_until("the removed projection's consumer has left its group", CATCH_UP, || async {
-        let group = describe_group(&stack.bootstrap, &stack.group()).await?;
+        let group = describe_group(&stack.kafka, &accounts_group(&stack)).await?;
         Ok(if group.members.is_empty() { Check::Done(()) } else { Check::NotYet(format!("{group:?}")) })
     })
     .await?;
@@ -313,8 +288,8 @@ async fn a_projection_uploaded_at_runtime_joins_its_group_leaves_and_resumes_exa
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_aggregate_uploaded_at_runtime_gets_its_topic_and_the_projection_follows_it() -> Result<()> {
     let _serial = SERIAL.lock().await;
-    let Some(stack) = Stack::fresh(&[Plugin::AccountsProjection])? else { return Ok(()) };
-    let host = Host::start(stack.options.clone()).await?;
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let host = Host::start(options(&stack, &[Plugin::AccountsProjection])).await?;
 
     // The projection alone: its routes answer (no account yet), no topic exists.
     let plugin = host.admin_plugin("accounts").await?.context("accounts is not listed")?;
@@ -322,8 +297,8 @@ async fn an_aggregate_uploaded_at_runtime_gets_its_topic_and_the_projection_foll
     eprintln!("the projection without an aggregate: {plugin}");
     let reply = host.get(LOOKUP).await?;
     ensure!(reply.status == 204, "{LOOKUP} without any account answered {reply}");
-    let topic = stack.topic();
-    let known = topics(&stack.bootstrap).await?;
+    let topic = bank_topic(&stack);
+    let known = topics(&stack.kafka).await?;
     ensure!(!known.contains(&topic), "{topic} exists before its aggregate is loaded");
     host.post_json(
         "/api/v1/openBankAccount",
@@ -338,7 +313,7 @@ async fn an_aggregate_uploaded_at_runtime_gets_its_topic_and_the_projection_foll
     ensure!(reply.body["created"] == true, "expected `created: true`: {reply}");
     check_plugin(&reply.body["plugin"], "BankAccount", "aggregate")?;
     ensure!(reply.body["plugin"]["sha256"] == sha256_hex(&component), "another component: {reply}");
-    let known = topics(&stack.bootstrap).await?;
+    let known = topics(&stack.kafka).await?;
     ensure!(known.contains(&topic), "{topic} does not exist once the aggregate's upload is answered: {known:?}");
 
     // The projection's consumer re-subscribes: it joins its group and applies the new events.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, Result, bail, ensure};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
-use sluice_e2e::{Api, Host, HostOptions, Plugin, Reply, Server, check_stream, decimal, number};
+use sluice_e2e::{Api, Host, HostOptions, Plugin, Reply, Server, Stack, check_stream, decimal, number};
 use uuid::Uuid;
 
 const POST: &str = "Post";
@@ -26,7 +26,7 @@ enum Backends {
     /// SQLite event store, embedded bus, the read store at this URL (the embedded SQLite if none).
     Embedded(Option<String>),
     /// The scale-out stack: this test's own MongoDB database, topic prefix and read store.
-    Stack { mongodb: String, kafka: String, read_store: String },
+    Stack(Stack),
 }
 
 impl Backends {
@@ -36,30 +36,16 @@ impl Backends {
 
     /// FerretDB + Kafka + PostgreSQL, or `None` (the test skips) when they are not configured.
     fn stack() -> Result<Option<Self>> {
-        let (Some(kafka), Some(mongodb), Some(read_store)) =
-            (Server::Kafka.url()?, Server::MongoDb.url()?, Server::Postgres.fresh_database_url()?)
-        else {
-            return Ok(None);
-        };
-        let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let base = mongodb.rsplit_once('/').map_or(mongodb.as_str(), |(base, _)| base).to_owned();
-        Ok(Some(Self::Stack {
-            mongodb: format!("{base}/sluice_p{unique}"),
-            kafka: format!("{kafka}?topic_prefix=p{unique}."),
-            read_store,
-        }))
+        Ok(Stack::fresh()?.map(Self::Stack))
     }
 }
 
 /// A host with `plugins` on `backends`.
 async fn start(plugins: &[Plugin], backends: &Backends) -> Result<Host> {
-    let options = HostOptions::with_plugins(plugins);
     let options = match backends {
-        Backends::Embedded(None) => options,
-        Backends::Embedded(Some(url)) => options.arg("--read-store").arg(url),
-        Backends::Stack { mongodb, kafka, read_store } => {
-            options.arg("--event-store").arg(mongodb).arg("--bus").arg(kafka).arg("--read-store").arg(read_store)
-        }
+        Backends::Embedded(None) => HostOptions::with_plugins(plugins),
+        Backends::Embedded(Some(url)) => HostOptions::with_plugins(plugins).arg("--read-store").arg(url),
+        Backends::Stack(stack) => stack.options_with(plugins),
     };
     Host::start(options).await
 }
