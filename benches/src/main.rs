@@ -1,16 +1,18 @@
 //! `sluice-bench`: measures the host with a Wasm aggregate against the same aggregate compiled
-//! natively, side by side in one run, and prints the ratios. Run it through `scripts/bench`.
+//! natively, side by side in one run, and prints the ratios; then the projection benchmarks and
+//! hot swaps under load (a real `sluice serve`, [`swap`]). Run it through `scripts/bench`.
 
 mod append;
 mod native;
 mod projection;
 mod relay;
+mod swap;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use clap::Parser;
@@ -77,11 +79,31 @@ struct Args {
     /// Events of the relay benchmark (enough to fill the relay's pipeline several times).
     #[arg(long, default_value_t = 200_000)]
     relay_events: usize,
+    /// Run only the hot-swap benchmark (a real `sluice serve` under load, with and without
+    /// replacements of the accounts projection); it needs --projection.
+    #[arg(long, conflicts_with = "skip_swap_bench")]
+    swap_bench: bool,
+    /// Leave the hot-swap benchmark out (it runs after the others when --projection is given).
+    #[arg(long)]
+    skip_swap_bench: bool,
+    /// The release host binary the hot-swap benchmark starts [default:
+    /// $CARGO_TARGET_DIR/release/sluice, CARGO_TARGET_DIR defaulting to ~/.cache/sluice/target].
+    #[arg(long, env = "SLUICE_BENCH_SLUICE")]
+    sluice: Option<PathBuf>,
+    /// Seconds of load per side of the hot-swap benchmark.
+    #[arg(long, default_value_t = 10.0)]
+    swap_window_secs: f64,
+    /// Replacements of the accounts projection, evenly spaced over the window, in the side with swaps.
+    #[arg(long, default_value_t = 50)]
+    swaps: usize,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.swap_bench {
+        return swap_bench(&args).await;
+    }
     let runtime = WasmRuntime::new(None, SandboxLimits::default()).context("failed to start the runtime")?;
     let bytes = std::fs::read(&args.plugin).with_context(|| format!("failed to read {}", args.plugin.display()))?;
     let component = runtime.component_from_bytes("bench", &bytes).context("failed to compile the plugin")?;
@@ -159,7 +181,38 @@ async fn main() -> anyhow::Result<()> {
             appends.finish();
         }
     }
+    if args.projection.is_some() && !args.skip_swap_bench {
+        swap_bench(&args).await?;
+    }
     Ok(())
+}
+
+async fn swap_bench(args: &Args) -> anyhow::Result<()> {
+    let Some(projection) = &args.projection else {
+        bail!("the hot-swap benchmark needs --projection (accounts_projection.wasm)");
+    };
+    let sluice = args.sluice.clone().unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+            || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/sluice/target"),
+            PathBuf::from,
+        );
+        target.join("release/sluice")
+    });
+    ensure!(
+        args.swap_window_secs.is_finite() && args.swap_window_secs > 0.0,
+        "--swap-window-secs must be a positive number of seconds"
+    );
+    let setup = swap::Setup::new(
+        sluice,
+        args.plugin.clone(),
+        projection,
+        args.concurrency,
+        args.accounts,
+        Duration::from_secs_f64(args.swap_window_secs),
+        args.swaps,
+    )
+    .await?;
+    swap::bench(&setup, args.rounds).await
 }
 
 async fn projection_benches(runtime: &WasmRuntime, path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
@@ -347,11 +400,11 @@ async fn call(
 
 /// Both sides of one round: the first side first in odd rounds and last in even ones, so neither
 /// always meets the warmer disk and caches.
-async fn alternating(
+async fn alternating<T>(
     round: usize,
-    first: impl AsyncFnOnce() -> anyhow::Result<f64>,
-    second: impl AsyncFnOnce() -> anyhow::Result<f64>,
-) -> anyhow::Result<(f64, f64)> {
+    first: impl AsyncFnOnce() -> anyhow::Result<T>,
+    second: impl AsyncFnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, T)> {
     if round % 2 == 1 {
         let a = first().await?;
         Ok((a, second().await?))
@@ -400,16 +453,19 @@ impl SideBySide {
         self.ratios.push(a / b);
     }
 
-    fn finish(mut self) {
+    /// Print the medians; returns the median of the rounds' ratios.
+    fn finish(mut self) -> f64 {
         let (a, b) = (median(&mut self.rates[0]), median(&mut self.rates[1]));
+        let ratio = median(&mut self.ratios);
         println!(
             "  {}median:  {}   ratio of medians {:.3}, median ratio {:.3} (target >= {})",
             self.indent,
             self.line(a, b),
             a / b,
-            median(&mut self.ratios),
+            ratio,
             self.target
         );
+        ratio
     }
 }
 
