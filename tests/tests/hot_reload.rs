@@ -198,6 +198,32 @@ const EVENTS: usize = 50_000;
 const ACCOUNTS: usize = 100;
 const WRITERS: usize = 8;
 
+/// `deposits` deposits spread over the ledger's accounts by [`WRITERS`] concurrent clients, each
+/// recorded in the ledger.
+async fn deposit_from_writers(host: &Host, ledger: &mut Ledger, deposits: usize) -> Result<()> {
+    let ids = ledger.ids();
+    let mut writers = JoinSet::new();
+    for writer in 0..WRITERS {
+        let (api, ids) = (host.api().clone(), ids.clone());
+        let count = deposits / WRITERS + usize::from(writer < deposits % WRITERS);
+        writers.spawn(async move {
+            let mut done = Vec::with_capacity(count);
+            for n in 0..count {
+                let id = &ids[(writer + n * WRITERS) % ids.len()];
+                let amount = AMOUNTS[n % AMOUNTS.len()];
+                done.push((id.clone(), amount, api.deposit(id, amount).await?));
+            }
+            anyhow::Ok(done)
+        });
+    }
+    while let Some(writer) = writers.join_next().await {
+        for (id, amount, position) in writer.context("a writer panicked")?? {
+            ledger.record_deposit(&id, amount, position)?;
+        }
+    }
+    Ok(())
+}
+
 /// Which version of the accounts projection gave a lookup answer, after checking it is whole:
 /// 200, every account with its exact balance, and in version 2 each account's transactions.
 fn whole_answer(ledger: &Ledger, reply: &Reply) -> Result<u32> {
@@ -222,27 +248,7 @@ async fn a_schema_change_switches_over_whole_while_queries_read() -> Result<()> 
     some_history(&host, &mut ledger, ACCOUNTS, 0).await?;
 
     // Fill the log to 50,000 events from several clients.
-    let ids = ledger.ids();
-    let deposits = EVENTS - ACCOUNTS;
-    let mut writers = JoinSet::new();
-    for writer in 0..WRITERS {
-        let (api, ids) = (host.api().clone(), ids.clone());
-        let count = deposits / WRITERS + usize::from(writer < deposits % WRITERS);
-        writers.spawn(async move {
-            let mut done = Vec::with_capacity(count);
-            for n in 0..count {
-                let id = &ids[(writer + n * WRITERS) % ids.len()];
-                let amount = AMOUNTS[n % AMOUNTS.len()];
-                done.push((id.clone(), amount, api.deposit(id, amount).await?));
-            }
-            anyhow::Ok(done)
-        });
-    }
-    while let Some(writer) = writers.join_next().await {
-        for (id, amount, position) in writer.context("a writer panicked")?? {
-            ledger.record_deposit(&id, amount, position)?;
-        }
-    }
+    deposit_from_writers(&host, &mut ledger, EVENTS - ACCOUNTS).await?;
     let reply = ledger.wait_for_lookup(&host, Duration::from_secs(180)).await?;
     ensure!(whole_answer(&ledger, &reply)? == 1, "version 1 is not the one answering");
 
@@ -346,32 +352,9 @@ async fn a_broken_file_in_the_directory_is_refused_and_the_running_plugins_carry
 async fn a_schema_change_made_while_the_host_was_down_switches_over_whole() -> Result<()> {
     let mut host = start(&[Plugin::BankAccount, Plugin::AccountsProjection]).await?;
     let mut ledger = Ledger::default();
-    let ids = {
-        let mut ids = Vec::new();
-        for n in 0..20 {
-            ids.push(ledger.open(&host, &format!("holder {n}"), "100").await?);
-        }
-        ids
-    };
+    some_history(&host, &mut ledger, 20, 0).await?;
     // Enough history that the new version takes a moment to build.
-    let mut writers = JoinSet::new();
-    for writer in 0..WRITERS {
-        let (api, ids) = (host.api().clone(), ids.clone());
-        writers.spawn(async move {
-            let mut done = Vec::new();
-            for n in 0..500 {
-                let id = &ids[(writer + n * WRITERS) % ids.len()];
-                let amount = AMOUNTS[n % AMOUNTS.len()];
-                done.push((id.clone(), amount, api.deposit(id, amount).await?));
-            }
-            anyhow::Ok(done)
-        });
-    }
-    while let Some(writer) = writers.join_next().await {
-        for (id, amount, position) in writer.context("a writer panicked")?? {
-            ledger.record_deposit(&id, amount, position)?;
-        }
-    }
+    deposit_from_writers(&host, &mut ledger, 4_000).await?;
     let reply = ledger.wait_for_lookup(&host, CATCH_UP).await?;
     ensure!(whole_answer(&ledger, &reply)? == 1, "version 1 is not the one answering");
 
