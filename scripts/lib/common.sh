@@ -78,6 +78,14 @@ build_host() {
 
 sluice_bin() { printf '%s/debug/sluice\n' "$root_target"; }
 
+# The optimised host, which scripts/run serves: a newcomer's first figures are of the right binary.
+build_host_release() {
+  say "building the host (release) into $root_target"
+  root_cargo build --release -p sluice
+}
+
+sluice_release_bin() { printf '%s/release/sluice\n' "$root_target"; }
+
 plugins_out() { printf '%s/%s/release\n' "$plugins_target" "$wasm_target"; }
 
 # Copy the reference components into DIR, atomically (a running host may be watching it)
