@@ -162,11 +162,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;
     let address = listener.local_addr().context("failed to read the listening address")?;
+    // Consumers start (and, fresh on Kafka, catch up from the log) before the host says it is
+    // ready; connections wait in the listener's backlog meanwhile.
+    host.run().await.context("failed to start the consumers")?;
     tracing::info!(plugins = host.registry.plugins().len(), "serving on http://{address}");
     // Scripts and tests wait for this exact line on stdout.
     println!("sluice listening on http://{address}");
     std::io::stdout().flush().context("failed to write to stdout")?;
-    host.run().await.context("failed to start the consumers")?;
     axum::serve(listener, host.router()).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
     host.shutdown().await;
     tracing::info!("stopped");

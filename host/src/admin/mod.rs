@@ -513,6 +513,13 @@ impl Admin {
         self.inner.consumers_enabled.store(true, std::sync::atomic::Ordering::SeqCst);
         self.ensure_topics().await;
         for projection in self.parts().projections.all() {
+            if self.parts().bus.is_some() {
+                // A projection without bus offsets first catches up from the log; doing it here,
+                // before the host says it is ready, keeps that pass short and before new events.
+                if let Err(e) = projection.catch_up_if_fresh().await {
+                    tracing::warn!(projection = %projection.name(), "initial catch-up not finished, the consumer retries: {e}");
+                }
+            }
             self.spawn_consumer(projection);
         }
         let deferred = std::mem::take(&mut *self.inner.deferred.lock().unwrap_or_else(PoisonError::into_inner));

@@ -105,6 +105,15 @@ impl Projection {
         }
     }
 
+    /// Without stored offsets (first start, or fresh tables), catch up from the event store
+    /// directly; the consumer then skips every message at or below that position.
+    pub async fn catch_up_if_fresh(&self) -> Result<(), ProjectionError> {
+        if self.read_store.partition_offsets(self.name()).await?.is_empty() {
+            while self.catch_up_once().await? {}
+        }
+        Ok(())
+    }
+
     async fn consume(
         &self,
         bus: &KafkaBus,
@@ -112,9 +121,7 @@ impl Projection {
         host_id: &str,
         stop: &CancellationToken,
     ) -> Result<(), ProjectionError> {
-        if self.read_store.partition_offsets(self.name()).await?.is_empty() {
-            while self.catch_up_once().await? {}
-        }
+        self.catch_up_if_fresh().await?;
         let member = format!("{host_id}.{}", self.name());
         let consumer = bus.consumer(&bus.projection_group(self.name()), &member, Rebalances::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
