@@ -19,10 +19,12 @@
 //! - [`projection`]: projections following the log, checkpoints, dead letters, rebuilds.
 //! - [`read_store`]: the SQL read store (SQLite, PostgreSQL, MySQL/MariaDB) and its dialects.
 //! - [`capabilities`]: the host side of the interfaces plugins import (`sql`).
-//! - [`runtime`]: the wasmtime engine, sandbox limits, component cache, bindings and loader.
+//! - [`runtime`]: the wasmtime engine, sandbox limits, component cache and loader.
+//! - [`bindings`]: every `bindgen!` of the host, a leaf that `runtime` and `capabilities` use.
 //! - [`plugin`]: the plugin contracts (aggregate, projection), manifests, faults, the registry.
 
 pub mod admin;
+pub mod bindings;
 pub mod bus;
 pub mod capabilities;
 pub mod command;

@@ -1,9 +1,7 @@
 #!/usr/bin/env python3
 """The host's module graph from its `use` lines, and whether it has a circle.
 
-Nodes are the top-level modules of host/src (`admin`, `http`, `plugin`, ...), except that
-`runtime::bindings` (every bindgen!, a leaf both the runtime and the capabilities use) is its own
-node. An edge A -> B is a `use crate::B...` (or `crate::B::...` in code) in a file of A. Comments
+Nodes are the top-level modules of host/src (`admin`, `http`, `plugin`, ...). An edge A -> B is a `use crate::B...` (or `crate::B::...` in code) in a file of A. Comments
 and doc links do not count. Prints the edges and exits non-zero with the circle if there is one.
 """
 import pathlib
@@ -11,7 +9,7 @@ import re
 import sys
 
 SRC = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "host/src")
-LEAVES = {("runtime", "bindings")}
+LEAVES: set = set()
 
 
 def node_of_file(path):
@@ -50,8 +48,6 @@ def edges():
                 target = node_of_path([s for s in match.groups() if s])
                 if target != source:
                     found.add((source, target))
-            if source == "runtime" and re.search(r"\bsuper::bindings\b", line):
-                found.add(("runtime", "runtime::bindings"))
     return found
 
 

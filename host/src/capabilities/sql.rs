@@ -5,7 +5,7 @@
 
 use crate::read_store::session::SqlSession;
 use crate::read_store::statement as st;
-use crate::runtime::bindings::sql::{self as wit, Assignment, Condition, Rows, Selection, SqlError, Value};
+use crate::bindings::sql::{self as wit, Assignment, Condition, Rows, Selection, SqlError, Value};
 
 /// The capability's context in a store: the session of this call, if one was granted.
 #[derive(Default)]
@@ -128,4 +128,4 @@ fn error(e: st::SqlError) -> SqlError {
 }
 
 // The shared `types` interface has no functions; linking it grants nothing.
-impl crate::runtime::bindings::types::Host for SqlCapability {}
+impl crate::bindings::types::Host for SqlCapability {}

@@ -11,9 +11,9 @@ use crate::plugin::{
     PluginFault, Refusal,
 };
 
-use super::bindings::aggregate::exports::sluice::plugin::aggregate as wit;
-use super::bindings::aggregate::{AggregatePlugin, AggregatePluginPre};
-use super::bindings::types;
+use crate::bindings::aggregate::exports::sluice::plugin::aggregate as wit;
+use crate::bindings::aggregate::{AggregatePlugin, AggregatePluginPre};
+use crate::bindings::types;
 
 /// An aggregate plugin loaded from a component.
 pub struct WasmAggregate {

@@ -5,13 +5,11 @@
 //! [`Store`] per unit of work. Guests get no WASI capability: the empty context satisfies the
 //! imports a `wasm32-wasip2` guest's standard library carries, and grants nothing.
 //!
-//! - [`bindings`]: every `bindgen!` of the host.
 //! - [`loader`]: one load path (files and uploaded bytes) for every plugin kind.
 //! - [`aggregate`], [`projection`]: the Wasm implementations of the plugin contracts
 //!   ([`crate::plugin`]).
 
 pub mod aggregate;
-pub mod bindings;
 pub mod loader;
 pub mod projection;
 

@@ -15,8 +15,8 @@ use crate::plugin::{
 use crate::read_store::session::SqlSession;
 use crate::read_store::{ColumnType, ProjectionSchema, TableSchema, schema::ColumnSchema};
 
-use super::bindings::projection::exports::sluice::plugin::projection as wit;
-use super::bindings::projection::{ProjectionPlugin, ProjectionPluginPre};
+use crate::bindings::projection::exports::sluice::plugin::projection as wit;
+use crate::bindings::projection::{ProjectionPlugin, ProjectionPluginPre};
 
 /// How long one batch may take: it includes the read store's round trips, not only guest CPU.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,9 +35,9 @@ impl WasmProjection {
             |e: wasmtime::Error| RuntimeError::Link { origin: origin.to_owned(), reason: format!("{e:#}") };
         let mut linker = Linker::<PluginCtx>::new(runtime.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
-        super::bindings::types::add_to_linker::<PluginCtx, HasSelf<SqlCapability>>(&mut linker, |ctx| &mut ctx.sql)
+        crate::bindings::types::add_to_linker::<PluginCtx, HasSelf<SqlCapability>>(&mut linker, |ctx| &mut ctx.sql)
             .map_err(link_error)?;
-        super::bindings::sql::add_to_linker::<PluginCtx, HasSelf<SqlCapability>>(&mut linker, |ctx| &mut ctx.sql)
+        crate::bindings::sql::add_to_linker::<PluginCtx, HasSelf<SqlCapability>>(&mut linker, |ctx| &mut ctx.sql)
             .map_err(link_error)?;
         let pre =
             ProjectionPluginPre::new(linker.instantiate_pre(component).map_err(link_error)?).map_err(link_error)?;

@@ -1,7 +1,8 @@
 //! Every `bindgen!` of the host, in one place: one module per world of the `sluice:plugin`
 //! WIT package (`wit/`), sharing one set of `types` so an event envelope converts once.
 //!
-//! Nothing outside `runtime` and `capabilities` names a generated type: the plugin contracts
+//! Its own module, below both `runtime` and `capabilities`, so neither imports the other
+//! through it. Nothing outside those two names a generated type: the plugin contracts
 //! ([`crate::plugin`]) and the read store have their own.
 
 /// The `aggregate-plugin` world: exports `aggregate`.
