@@ -34,9 +34,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::plugin::sha256_hex;
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 /// The first four bytes of every WebAssembly module and component.
@@ -63,11 +63,6 @@ pub enum WatchError {
     Watch { dir: PathBuf, source: notify::Error },
     #[error("failed to start the plugins directory's worker thread")]
     Thread(#[source] io::Error),
-}
-
-/// The lower-case hex sha256 of `bytes`: how a component's content is named everywhere.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// The plugin files in `dir`, in name order, each with its bytes and their sha256. Files that are

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::bus::KafkaBus;
 use crate::command::CommandService;
 use crate::event_store::EventStore;
-use crate::plugin::{Loaded, Plugin, PluginKind, PluginRegistry, ProjectionLogic, RegistryError};
+use crate::plugin::{Loaded, Plugin, PluginKind, PluginRegistry, ProjectionLogic, RegistryError, sha256_hex};
 use crate::projection::{Projection, ProjectionError, Projections};
 use crate::read_store::ReadStore;
 use crate::runtime::{RuntimeError, WasmRuntime, loader};
@@ -199,7 +199,7 @@ impl Admin {
     ) -> Result<Option<(Installed, PluginStatus)>, AdminError> {
         let _change = self.inner.changes.lock().await;
         let now_there = std::fs::read(self.plugins_dir().join(source)).ok();
-        if now_there.is_none_or(|current| loader::sha256_hex(&current) != loader::sha256_hex(&bytes)) {
+        if now_there.is_none_or(|current| sha256_hex(&current) != sha256_hex(&bytes)) {
             tracing::debug!(file = %source, "skipped bytes the file no longer holds");
             return Ok(None);
         }
@@ -277,7 +277,7 @@ impl Admin {
         bytes: Vec<u8>,
         expected_name: Option<&str>,
     ) -> Result<(Installed, PluginStatus), AdminError> {
-        let sha256 = loader::sha256_hex(&bytes);
+        let sha256 = sha256_hex(&bytes);
         // The same bytes as a running plugin of that name or file: nothing to compile.
         let same = self.registry().plugins().into_iter().find(|l| {
             l.info.sha256 == sha256 && expected_name.map_or(l.info.source == source, |name| l.info.name == name)

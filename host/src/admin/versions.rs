@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::plugin::sha256_hex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// How many versions per plugin are kept unless [`VersionStore::with_keep`] says otherwise.
 pub const DEFAULT_KEEP: usize = 5;
@@ -219,10 +219,6 @@ fn check_sha256(sha256: &str) -> Result<(), VersionError> {
 
 fn is_sha256(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VersionError {

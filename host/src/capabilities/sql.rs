@@ -3,9 +3,9 @@
 //! statement types and hands them to the call's [`SqlSession`], which scopes them to the
 //! projection's tables; a call that was granted no session is refused by value, not trapped.
 
+use crate::bindings::sql::{self as wit, Assignment, Condition, Rows, Selection, SqlError, Value};
 use crate::read_store::session::SqlSession;
 use crate::read_store::statement as st;
-use crate::bindings::sql::{self as wit, Assignment, Condition, Rows, Selection, SqlError, Value};
 
 /// The capability's context in a store: the session of this call, if one was granted.
 #[derive(Default)]

@@ -24,6 +24,13 @@ pub use manifest::{
 pub use projection::{HandleFailure, ProjectionLogic, QueryOutcome};
 pub use registry::{Loaded, PluginInfo, PluginRegistry, RegistryError, RouteMatch, RouteTarget};
 
+/// Hex sha256 of a component's bytes: how the host names a plugin version (in the registry, the
+/// plugins directory, the version store and the compile cache).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// What a plugin is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,7 +13,7 @@ use wasmtime::component::Component;
 use super::aggregate::WasmAggregate;
 use super::projection::WasmProjection;
 use super::{RuntimeError, WasmRuntime};
-use crate::plugin::{Plugin, PluginKind};
+use crate::plugin::{Plugin, PluginKind, sha256_hex};
 
 /// How to recognise and load one kind of plugin.
 pub struct KindLoader {
@@ -60,10 +60,4 @@ pub fn load(runtime: &WasmRuntime, origin: &str, bytes: &[u8]) -> Result<LoadedC
     };
     let plugin = (kind.load)(runtime, origin, &component)?;
     Ok(LoadedComponent { plugin, sha256 })
-}
-
-/// Hex sha256 of `bytes`: how the host names a component version.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -18,8 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::capabilities::sql::SqlCapability;
 use crate::plugin::PluginFault;
 use wasmtime::component::{Component, ResourceTable};
@@ -104,7 +102,7 @@ impl WasmRuntime {
         let Some(cache_dir) = &self.cache_dir else {
             return Component::new(&self.engine, bytes).map_err(compile_error);
         };
-        let key = hex::encode(Sha256::digest(bytes));
+        let key = crate::plugin::sha256_hex(bytes);
         let cached = cache_dir.join(format!("{key}-sluice{}.cwasm", env!("CARGO_PKG_VERSION")));
         if cached.exists() {
             match deserialize_cached(&self.engine, &cached) {
