@@ -443,14 +443,7 @@ impl Admin {
 
     /// Would `plugin` fit the registry in place of the plugin of its name? (Nothing changes.)
     fn check_routes(&self, plugin: &Plugin) -> Result<(), AdminError> {
-        let trial = PluginRegistry::new();
-        for loaded in self.registry().plugins() {
-            if loaded.info.name != plugin.name() {
-                trial.add(loaded.plugin.clone(), loaded.info.source.clone(), loaded.info.sha256.clone())?;
-            }
-        }
-        trial.add(plugin.clone(), "the new version".into(), String::new())?;
-        Ok(())
+        Ok(self.registry().check(plugin)?)
     }
 
     /// Open a projection's tables and start its consumer.
@@ -582,11 +575,9 @@ impl Admin {
 
     /// Every loaded plugin with its status.
     pub async fn plugins(&self) -> Vec<PluginStatus> {
-        let mut all = Vec::new();
-        for loaded in self.registry().plugins() {
-            all.push(self.status(&loaded).await);
-        }
-        all
+        // One read of the head for the whole listing (on FerretDB every read is a scan).
+        let head = self.head().await;
+        self.registry().plugins().iter().map(|loaded| self.status_at(loaded, head)).collect()
     }
 
     /// One plugin with its status.
@@ -631,14 +622,24 @@ impl Admin {
     }
 
     async fn status(&self, loaded: &Loaded) -> PluginStatus {
-        let info = &loaded.info;
-        let head = match self.parts().store.head_position().await {
+        let head = self.head().await;
+        self.status_at(loaded, head)
+    }
+
+    /// The log's head, for lag (0, logged, when the store cannot tell).
+    async fn head(&self) -> u64 {
+        match self.parts().store.head_position().await {
             Ok(head) => head,
             Err(e) => {
                 tracing::warn!("cannot read the log's head: {e}");
                 0
             }
-        };
+        }
+    }
+
+    /// `loaded`'s status against the log's `head`.
+    fn status_at(&self, loaded: &Loaded, head: u64) -> PluginStatus {
+        let info = &loaded.info;
         let failure = match self.parts().supervisor.state(&consumer_task(&info.name)) {
             Some(TaskState::Panicked(message)) => Some(format!("the consumer panicked: {message}")),
             _ => None,

@@ -114,6 +114,27 @@ impl PluginRegistry {
         })
     }
 
+    /// Whether `plugin` would fit in the place of the plugin of its name (or beside the others,
+    /// when none has it): same kind, and routes that collide with no other plugin's. Nothing
+    /// changes.
+    pub fn check(&self, plugin: &Plugin) -> Result<(), RegistryError> {
+        let current = self.current.load();
+        if let Some(existing) = current.plugins.get(plugin.name())
+            && existing.info.kind != plugin.kind()
+        {
+            let info = PluginInfo {
+                name: plugin.name().to_owned(),
+                kind: plugin.kind(),
+                source: String::new(),
+                sha256: String::new(),
+            };
+            return Err(taken(&info, &existing.info));
+        }
+        let mut plugins = current.plugins.clone();
+        plugins.insert(plugin.name().to_owned(), entry(plugin.clone(), "the new version".into(), String::new()));
+        RouteTable::build(&plugins).map(|_| ())
+    }
+
     /// Take the plugin `name` out, with its routes, in one swap.
     pub fn remove(&self, name: &str) -> Option<Loaded> {
         self.update(|plugins| Ok::<_, RegistryError>(plugins.remove(name))).ok().flatten()
