@@ -6,6 +6,7 @@
 //! embedded default) and [`mongodb`] (scale-out; keeps the same contract without multi-document
 //! transactions, so it also runs on FerretDB).
 
+mod group_commit;
 pub mod mongodb;
 pub mod sqlite;
 

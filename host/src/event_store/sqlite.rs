@@ -4,7 +4,8 @@
 //! the same order and a reader following the global log never skips an event committed late.
 //! The expected-version check is part of the first INSERT, and a unique index on
 //! (aggregate type, aggregate id, version) backs it, so two hosts sharing the file still cannot
-//! both win.
+//! both win. Appends to a file store go through [`group_commit`](super::group_commit): those
+//! that arrive together share one transaction and one fsync, each still checked alone.
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqliteConnection};
 
+use super::group_commit::GroupCommit;
 use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent, to_i64, to_u64};
 
 const SCHEMA: &str = "
@@ -47,6 +49,8 @@ pub struct SqliteEventStore {
     readers: SqlitePool,
     /// `None` for an in-memory store, which only sqlx's own connections can see.
     log: Option<LogReader>,
+    /// The group-committing writer of a file store; an in-memory store appends through `writer`.
+    group: Option<GroupCommit>,
 }
 
 /// Reads of the global log, the store's bulk path (projections, rebuilds, the relay): SQLite
@@ -130,9 +134,15 @@ impl SqliteEventStore {
         sqlx::query(RELAY_SCHEMA).execute(&writer).await?;
         let path = options.get_filename().to_path_buf();
         let in_memory = path.as_os_str() == ":memory:" || path.to_string_lossy().starts_with("file:");
+        let group = if in_memory { None } else { Some(GroupCommit::start(&path)?) };
         let log = (!in_memory).then(|| LogReader { path, idle: Arc::default() });
         let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
-        Ok(Self { writer, readers, log })
+        Ok(Self { writer, readers, log, group })
+    }
+
+    /// Transactions the group-committing writer has committed (`None` for an in-memory store).
+    pub fn group_commits(&self) -> Option<u64> {
+        self.group.as_ref().map(GroupCommit::commits)
     }
 
     async fn insert_batch(
@@ -185,6 +195,9 @@ impl EventStore for SqliteEventStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<Appended, EventStoreError> {
+        if let Some(group) = &self.group {
+            return group.append(aggregate_type, aggregate_id, expected_version, events).await;
+        }
         if events.is_empty() {
             let actual = self.stream_version(aggregate_type, aggregate_id).await?;
             return if actual == expected_version {
@@ -391,6 +404,61 @@ mod tests {
         }
         assert_eq!(winners, 1);
         assert_eq!(store.stream_version("T", "a").await.expect("version"), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn appends_that_arrive_together_share_a_commit_and_a_conflict_refuses_only_its_own() {
+        let (_dir, store) = store().await;
+        let store = std::sync::Arc::new(store);
+        store.append("T", "contested", 0, &[event(0)]).await.expect("append");
+        let before = store.group_commits().expect("a file store commits in groups");
+        // 200 appends at once: 150 to fresh streams, 50 stale ones to a stream at version 1.
+        let tasks: Vec<_> = (0..200u32)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if n % 4 == 0 {
+                        store.append("T", "contested", 0, &[event(n)]).await
+                    } else {
+                        store.append("T", &format!("s{n}"), 0, &[event(n), event(n + 1000)]).await
+                    }
+                })
+            })
+            .collect();
+        let (mut appended, mut refused) = (Vec::new(), 0);
+        for task in tasks {
+            match task.await.expect("join") {
+                Ok(done) => appended.push(done),
+                Err(EventStoreError::Conflict { expected: 0, actual: 1 }) => refused += 1,
+                Err(e) => panic!("unexpected failure: {e}"),
+            }
+        }
+        assert_eq!((appended.len(), refused), (150, 50));
+        let commits = store.group_commits().expect("commits") - before;
+        assert!(commits < 150, "150 appends took {commits} commits: nothing was grouped");
+        // Every acknowledged append is in the log, its two events adjacent and in order.
+        let log = store.read_all(0, 1000).await.expect("read");
+        assert_eq!(log.len(), 1 + 150 * 2);
+        let mut positions: Vec<u64> = appended.iter().flat_map(|a| a.positions.clone()).collect();
+        positions.sort_unstable();
+        assert_eq!(positions, (2..=301).collect::<Vec<u64>>());
+        for done in &appended {
+            assert_eq!(done.version, 2);
+            assert_eq!(done.positions[1], done.positions[0] + 1);
+        }
+        assert_eq!(store.stream_version("T", "contested").await.expect("version"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_file_cannot_win_the_same_version() {
+        let (dir, first) = store().await;
+        let url = format!("sqlite://{}", dir.path().join("events.db").display());
+        let second = SqliteEventStore::open(&url).await.expect("open again");
+        first.append("T", "a", 0, &[event(1)]).await.expect("append");
+        let lost = second.append("T", "a", 0, &[event(2)]).await;
+        assert!(matches!(lost, Err(EventStoreError::Conflict { expected: 0, actual: 1 })), "{lost:?}");
+        second.append("T", "a", 1, &[event(2)]).await.expect("append at the new version");
+        assert_eq!(first.read_stream("T", "a", 0, None).await.expect("read").len(), 2);
     }
 
     #[tokio::test]
