@@ -20,6 +20,10 @@ test:
 bench *ARGS:
     scripts/bench "$@"
 
+# Load over HTTP against a real release `sluice serve`, in windows as the log grows.
+bench-http *ARGS:
+    scripts/bench --http-bench "$@"
+
 # Format both workspaces.
 fmt:
     source scripts/lib/common.sh && root_cargo fmt --all && plugins_cargo fmt --all

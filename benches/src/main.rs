@@ -3,9 +3,11 @@
 //! hot swaps under load (a real `sluice serve`, [`swap`]). Run it through `scripts/bench`.
 
 mod append;
+mod http_load;
 mod native;
 mod projection;
 mod relay;
+mod server;
 mod swap;
 
 use std::path::PathBuf;
@@ -96,6 +98,23 @@ struct Args {
     /// Replacements of the accounts projection, evenly spaced over the window, in the side with swaps.
     #[arg(long, default_value_t = 50)]
     swaps: usize,
+    /// Run only the load benchmark over HTTP (a real `sluice serve`, back-to-back windows as the
+    /// log grows); it needs --projection.
+    #[arg(long, conflicts_with_all = ["swap_bench", "skip_swap_bench"])]
+    http_bench: bool,
+    /// HTTP clients of the load benchmark.
+    #[arg(long, default_value_t = 32)]
+    http_clients: usize,
+    /// Back-to-back windows of the load benchmark.
+    #[arg(long, default_value_t = 5)]
+    http_windows: usize,
+    /// Seconds per window of the load benchmark.
+    #[arg(long, default_value_t = 20.0)]
+    http_window_secs: f64,
+    /// A `sluice serve` argument for the load benchmark's host, repeatable
+    /// (`--serve-arg=--event-store --serve-arg=mongodb://…`); none: the embedded default.
+    #[arg(long, allow_hyphen_values = true)]
+    serve_arg: Vec<String>,
 }
 
 #[tokio::main]
@@ -103,6 +122,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.swap_bench {
         return swap_bench(&args).await;
+    }
+    if args.http_bench {
+        return http_bench(&args).await;
     }
     let runtime = WasmRuntime::new(None, SandboxLimits::default()).context("failed to start the runtime")?;
     let bytes = std::fs::read(&args.plugin).with_context(|| format!("failed to read {}", args.plugin.display()))?;
@@ -187,17 +209,43 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn swap_bench(args: &Args) -> anyhow::Result<()> {
-    let Some(projection) = &args.projection else {
-        bail!("the hot-swap benchmark needs --projection (accounts_projection.wasm)");
-    };
-    let sluice = args.sluice.clone().unwrap_or_else(|| {
+/// The release host binary: --sluice, else $CARGO_TARGET_DIR/release/sluice.
+fn sluice_binary(args: &Args) -> PathBuf {
+    args.sluice.clone().unwrap_or_else(|| {
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
             || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/sluice/target"),
             PathBuf::from,
         );
         target.join("release/sluice")
-    });
+    })
+}
+
+async fn http_bench(args: &Args) -> anyhow::Result<()> {
+    let Some(projection) = &args.projection else {
+        bail!("the load benchmark needs --projection (accounts_projection.wasm)");
+    };
+    ensure!(
+        args.http_window_secs.is_finite() && args.http_window_secs > 0.0,
+        "--http-window-secs must be a positive number of seconds"
+    );
+    let setup = http_load::LoadSetup {
+        sluice: sluice_binary(args),
+        aggregate: args.plugin.clone(),
+        projection: projection.clone(),
+        clients: args.http_clients,
+        accounts: args.accounts.max(args.http_clients),
+        windows: args.http_windows,
+        window: Duration::from_secs_f64(args.http_window_secs),
+        args: args.serve_arg.clone(),
+    };
+    http_load::bench(&setup).await
+}
+
+async fn swap_bench(args: &Args) -> anyhow::Result<()> {
+    let Some(projection) = &args.projection else {
+        bail!("the hot-swap benchmark needs --projection (accounts_projection.wasm)");
+    };
+    let sluice = sluice_binary(args);
     ensure!(
         args.swap_window_secs.is_finite() && args.swap_window_secs > 0.0,
         "--swap-window-secs must be a positive number of seconds"

@@ -18,27 +18,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
+use crate::server::{Launch, PROJECTION, Server, admin};
 use crate::{SideBySide, alternating};
 
-/// The line `sluice serve` prints on stdout once it listens.
-const LISTENING: &str = "sluice listening on http://";
-/// The projection the swaps replace.
-const PROJECTION: &str = "accounts";
 /// The custom section that tells build B from build A.
 const BUILD_SECTION: &str = "sluice-bench-build";
-const TOKEN: &str = "sluice-bench-token";
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What every side of every round runs with.
 pub struct Setup {
@@ -76,12 +68,26 @@ impl Setup {
         let b = with_custom_section(&a, BUILD_SECTION, b"B");
         let cache = tempfile::Builder::new().prefix("sluice-bench-cache-").tempdir()?;
         let setup = Self { sluice, aggregate, builds: [a, b], clients, accounts, window, swaps, cache };
-        let server = Server::start(&setup).await?;
+        let server = Server::start(&setup.launch()?).await?;
         let shas = [server.plugin().await?.sha256()?, server.replace(&setup.builds[1]).await?.sha256()?];
         ensure!(shas[0] != shas[1], "builds A and B have the same sha256 {}", shas[0]);
         server.copy_cache(setup.cache.path())?;
         server.stop().await;
         Ok(setup)
+    }
+}
+
+impl Setup {
+    /// What a host of this benchmark starts with: the aggregate, build A and the compiled cache.
+    fn launch(&self) -> Result<Launch<'_>> {
+        let aggregate =
+            std::fs::read(&self.aggregate).with_context(|| format!("failed to read {}", self.aggregate.display()))?;
+        Ok(Launch {
+            sluice: &self.sluice,
+            plugins: vec![("bank_account.wasm", aggregate), ("accounts_projection.wasm", self.builds[0].clone())],
+            cache: Some(self.cache.path()),
+            args: Vec::new(),
+        })
     }
 }
 
@@ -205,7 +211,7 @@ fn caught_up(side: &Side) -> String {
 /// One side: a fresh host, the accounts opened, then the load for the window (and the swaps
 /// when `swapping`).
 pub async fn side(setup: &Setup, swapping: bool) -> Result<Side> {
-    let server = Server::start(setup).await?;
+    let server = Server::start(&setup.launch()?).await?;
     let result = measure(&server, setup, swapping).await;
     let result = result.with_context(|| format!("the host's log ends with:\n{}", server.log_tail(30)));
     server.stop().await;
@@ -362,10 +368,6 @@ async fn swap_builds(
     record
 }
 
-fn admin(http: &reqwest::Client, base: &str, method: Method, path: &str) -> RequestBuilder {
-    http.request(method, format!("{base}{path}")).bearer_auth(TOKEN)
-}
-
 /// `component` with one more top-level custom section: id 0, the LEB128 size, then `name` as a
 /// LEB128-length-prefixed string and `payload`. Another sha256, the same behaviour.
 fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
@@ -389,170 +391,6 @@ fn leb128(mut value: usize, out: &mut Vec<u8>) {
             return;
         }
         out.push(low | 0x80);
-    }
-}
-
-/// A plugin as `GET /admin/plugins/{name}` shows it.
-struct PluginStatus(Value);
-
-impl PluginStatus {
-    fn u64(&self, field: &str) -> Result<u64> {
-        self.0[field].as_u64().with_context(|| format!("the plugin has no {field}: {}", self.0))
-    }
-
-    fn sha256(&self) -> Result<String> {
-        Ok(self.0["sha256"].as_str().with_context(|| format!("the plugin has no sha256: {}", self.0))?.to_owned())
-    }
-}
-
-/// A running `sluice serve` in a temp folder of its own (data and plugins directories, its log).
-struct Server {
-    child: tokio::process::Child,
-    base: String,
-    http: reqwest::Client,
-    root: tempfile::TempDir,
-}
-
-impl Server {
-    /// Lay out the folders (the components, the compiled cache), start the host and wait until
-    /// it listens.
-    async fn start(setup: &Setup) -> Result<Self> {
-        let root = tempfile::Builder::new().prefix("sluice-bench-swap-").tempdir()?;
-        let (data, plugins, cache) =
-            (root.path().join("data"), root.path().join("plugins"), root.path().join("data").join("cache"));
-        for dir in [&plugins, &cache] {
-            std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
-        }
-        std::fs::copy(&setup.aggregate, plugins.join("bank_account.wasm"))
-            .with_context(|| format!("failed to copy {}", setup.aggregate.display()))?;
-        std::fs::write(plugins.join("accounts_projection.wasm"), &setup.builds[0])?;
-        for entry in std::fs::read_dir(setup.cache.path())? {
-            let entry = entry?;
-            std::fs::copy(entry.path(), cache.join(entry.file_name()))?;
-        }
-        let log = std::fs::File::create(root.path().join("sluice.log"))?;
-        let mut command = tokio::process::Command::new(&setup.sluice);
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--admin-token", TOKEN])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--plugins")
-            .arg(&plugins)
-            .current_dir(root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .env("NO_COLOR", "1")
-            .kill_on_drop(true);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SLUICE_") {
-                command.env_remove(&name);
-            }
-        }
-        let mut child = command.spawn().with_context(|| format!("failed to start {}", setup.sluice.display()))?;
-        let stdout = child.stdout.take().context("sluice has no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let listening = tokio::time::timeout(START_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(address) = line.strip_prefix(LISTENING) {
-                    return Ok(Some(address.trim().to_owned()));
-                }
-            }
-            anyhow::Ok(None)
-        })
-        .await;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        let server = Self { child, base: String::new(), http, root };
-        let address = match listening {
-            Ok(Ok(Some(address))) => address,
-            Ok(Ok(None)) => bail!("sluice exited before it listened:\n{}", server.log_tail(30)),
-            Ok(Err(e)) => bail!("cannot read sluice's stdout: {e:#}"),
-            Err(_) => bail!("sluice did not listen within {START_TIMEOUT:?}:\n{}", server.log_tail(30)),
-        };
-        // Keep reading stdout, so the host never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { base: format!("http://{address}"), ..server })
-    }
-
-    /// Open `n` accounts; their ids.
-    async fn open_accounts(&self, n: usize) -> Result<Vec<String>> {
-        let mut ids = Vec::with_capacity(n);
-        for _ in 0..n {
-            let response = self
-                .http
-                .post(format!("{}/api/v1/openBankAccount", self.base))
-                .header("content-type", "application/json")
-                .body(r#"{"accountHolder":"h","accountType":"SAVINGS","openingBalance":10}"#)
-                .send()
-                .await?;
-            let status = response.status();
-            let json: Value = response.json().await.unwrap_or(Value::Null);
-            ensure!(status == StatusCode::CREATED, "opening an account answered {status}: {json}");
-            ids.push(json["id"].as_str().map(str::to_owned).with_context(|| format!("no id in {json}"))?);
-        }
-        Ok(ids)
-    }
-
-    async fn plugin(&self) -> Result<PluginStatus> {
-        let response =
-            admin(&self.http, &self.base, Method::GET, &format!("/admin/plugins/{PROJECTION}")).send().await?;
-        let status = response.status();
-        let json: Value = response.json().await.unwrap_or(Value::Null);
-        ensure!(status == StatusCode::OK, "GET /admin/plugins/{PROJECTION} answered {status}: {json}");
-        Ok(PluginStatus(json))
-    }
-
-    /// Replace the projection with `build` outside any measurement.
-    async fn replace(&self, build: &[u8]) -> Result<PluginStatus> {
-        let response = admin(&self.http, &self.base, Method::PUT, &format!("/admin/plugins/{PROJECTION}"))
-            .header("content-type", "application/wasm")
-            .body(build.to_vec())
-            .send()
-            .await?;
-        let status = response.status();
-        let json: Value = response.json().await.unwrap_or(Value::Null);
-        ensure!(
-            status == StatusCode::OK && json["replaced"] == Value::Bool(true),
-            "replacing the projection answered {status}: {json}"
-        );
-        Ok(PluginStatus(json["plugin"].clone()))
-    }
-
-    /// Wait until the projection's lag is 0; its status then.
-    async fn caught_up(&self) -> Result<PluginStatus> {
-        let started = Instant::now();
-        loop {
-            let plugin = self.plugin().await?;
-            if plugin.u64("lag")? == 0 {
-                return Ok(plugin);
-            }
-            if started.elapsed() > CATCH_UP_TIMEOUT {
-                bail!("the projection did not catch up within {CATCH_UP_TIMEOUT:?}: {}", plugin.0);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn copy_cache(&self, into: &Path) -> Result<()> {
-        let cache = self.root.path().join("data").join("cache");
-        for entry in std::fs::read_dir(&cache).with_context(|| format!("no compiled cache in {}", cache.display()))? {
-            let entry = entry?;
-            if entry.path().extension().is_some_and(|e| e == "cwasm") {
-                std::fs::copy(entry.path(), into.join(entry.file_name()))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let log = std::fs::read_to_string(self.root.path().join("sluice.log")).unwrap_or_default();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
     }
 }
 
