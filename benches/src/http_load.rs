@@ -47,7 +47,10 @@ pub async fn bench(setup: &LoadSetup) -> Result<()> {
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("failed to read {}", path.display()));
     let launch = Launch {
         sluice: &setup.sluice,
-        plugins: vec![("bank_account.wasm", read(&setup.aggregate)?), ("accounts_projection.wasm", read(&setup.projection)?)],
+        plugins: vec![
+            ("bank_account.wasm", read(&setup.aggregate)?),
+            ("accounts_projection.wasm", read(&setup.projection)?),
+        ],
         cache: None,
         args: setup.args.clone(),
     };

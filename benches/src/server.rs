@@ -202,4 +202,3 @@ impl Server {
         let _ = self.child.kill().await;
     }
 }
-

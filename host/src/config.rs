@@ -137,8 +137,14 @@ impl Config {
             .clone()
             .or(from_file.event_store)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("events.db").display()));
-        if !["sqlite:", "mongodb:", "mongodb+srv:"].iter().any(|s| event_store.starts_with(s)) {
-            return Err(invalid("--event-store", format!("{event_store:?}: expected sqlite://… or mongodb://…")));
+        if !["sqlite:", "mongodb:", "mongodb+srv:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|s| event_store.starts_with(s))
+        {
+            return Err(invalid(
+                "--event-store",
+                format!("{event_store:?}: expected sqlite://…, mongodb://… or postgres://…"),
+            ));
         }
         let bus_text = args.bus.clone().or(from_file.bus).unwrap_or_else(|| "embedded".into());
         let bus = match bus_text.strip_prefix("kafka://") {

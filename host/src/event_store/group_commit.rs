@@ -175,7 +175,11 @@ fn append_one(
             Ok(Some(position)) => positions.push(to_u64(position)),
             // The unique (type, id, version) index: another writer on the same file got there
             // between the check and the insert.
-            Ok(None) | Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error { code: rusqlite::ErrorCode::ConstraintViolation, .. }, _)) => {
+            Ok(None)
+            | Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error { code: rusqlite::ErrorCode::ConstraintViolation, .. },
+                _,
+            )) => {
                 conn.execute_batch("ROLLBACK TO append; RELEASE append")?;
                 let actual = stream_version(conn, kind, id)?;
                 return Ok(Err(EventStoreError::Conflict { expected, actual }));

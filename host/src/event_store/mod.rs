@@ -3,11 +3,13 @@
 //! [`EventStore`] is the contract every backend keeps: an atomic batch append that checks the
 //! expected version in the database itself (so two tasks or two hosts can never both win), and a
 //! global log in commit order for replays, projections and the relay. Backends: [`sqlite`] (the
-//! embedded default) and [`mongodb`] (scale-out; keeps the same contract without multi-document
-//! transactions, so it also runs on FerretDB).
+//! embedded default), [`mongodb`] (scale-out; keeps the same contract without multi-document
+//! transactions, so it also runs on FerretDB) and [`postgres`]. Each groups the appends that
+//! arrive together into one commit. `host/tests/event_store_contract.rs` runs one suite against all.
 
 mod group_commit;
 pub mod mongodb;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -218,8 +220,12 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, EventStoreError> {
         Ok(Arc::new(sqlite::SqliteEventStore::open(url).await?))
     } else if url.starts_with("mongodb:") || url.starts_with("mongodb+srv:") {
         Ok(Arc::new(self::mongodb::MongoEventStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PostgresEventStore::open(url).await?))
     } else {
-        Err(EventStoreError::Unsupported(format!("--event-store {url:?}: expected a sqlite:// or mongodb:// URL")))
+        Err(EventStoreError::Unsupported(format!(
+            "--event-store {url:?}: expected a sqlite://, mongodb:// or postgres:// URL"
+        )))
     }
 }
 

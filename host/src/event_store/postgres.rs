@@ -1,0 +1,316 @@
+//! The PostgreSQL event store: the store most event-sourcing users run once they outgrow one
+//! machine. One row per event in `sluice_events`, one row for the relay in `sluice_relay`.
+//!
+//! **Optimistic concurrency.** A unique index on (aggregate type, aggregate id, version) backs
+//! every append; the append's own statement checks the stream's version (`INSERT … SELECT … WHERE
+//! MAX(version) = expected`), so a lost race appends nothing and answers
+//! [`EventStoreError::Conflict`].
+//!
+//! **Global order without gaps (the sequence-gap problem).** With a sequence, two transactions
+//! can take positions 7 and 8 and commit 8 first: a follower that has read up to 8 then never
+//! sees 7. Here every append takes the transaction-scoped advisory lock [`LOG_LOCK`] before it
+//! assigns positions, and positions are `MAX(position) + 1` read under that lock, so positions are
+//! assigned and committed in the same order, across processes and hosts: a follower reading
+//! `position > checkpoint` never skips a commit that lands late. The price is that appends of all
+//! hosts serialise on one lock; group commit pays it once per group, not once per append.
+//!
+//! **Group commit.** One writer task per process owns a connection; it takes the appends waiting
+//! at that moment (up to [`MAX_GROUP`]) and runs them in one transaction: the lock, the log's end,
+//! then each append's guarded insert (each decides alone: a stale one inserts nothing and is
+//! refused, the others commit), then one commit — one WAL flush for the group.
+//!
+//! Queries and their indexes: appends and `stream_version` filter by (type, id) on the unique
+//! index; `read_stream` adds a version range on it; `read_all` and `head_position` use the primary
+//! key (position).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, PgConnection, Postgres, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent, to_i64, to_u64};
+
+/// The advisory lock key every append takes: positions are assigned under it.
+const LOG_LOCK: i64 = 0x736c_7569_6365; // "sluice"
+/// Most appends one transaction takes.
+const MAX_GROUP: usize = 256;
+
+const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS sluice_events (
+        position        BIGINT  PRIMARY KEY,
+        aggregate_type  TEXT    NOT NULL,
+        aggregate_id    TEXT    NOT NULL,
+        version         BIGINT  NOT NULL,
+        event_type      TEXT    NOT NULL,
+        schema_version  INTEGER NOT NULL,
+        data            TEXT    NOT NULL,
+        recorded_at     TEXT    NOT NULL,
+        UNIQUE (aggregate_type, aggregate_id, version)
+    )",
+    "CREATE TABLE IF NOT EXISTS sluice_relay (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        owner       TEXT    NOT NULL,
+        expires_at  BIGINT  NOT NULL,
+        position    BIGINT  NOT NULL
+    )",
+];
+
+const COLUMNS: &str = "position, aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at";
+
+/// The PostgreSQL event store.
+pub struct PostgresEventStore {
+    pool: PgPool,
+    appends: mpsc::UnboundedSender<Request>,
+}
+
+/// One append waiting for its group.
+struct Request {
+    aggregate_type: String,
+    aggregate_id: String,
+    expected_version: u64,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, EventStoreError>>,
+}
+
+impl PostgresEventStore {
+    /// Open (creating the database and tables if needed) the store at a `postgres://` URL.
+    pub async fn open(url: &str) -> Result<Self, EventStoreError> {
+        if !Postgres::database_exists(url).await?
+            && let Err(e) = Postgres::create_database(url).await
+            // Another host may have created it in the meantime.
+            && !Postgres::database_exists(url).await?
+        {
+            return Err(e.into());
+        }
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        for statement in SCHEMA {
+            create(&pool, statement).await?;
+        }
+        let writer = PgConnection::connect_with(&options).await?;
+        let (appends, requests) = mpsc::unbounded_channel();
+        tokio::spawn(write_groups(writer, options, requests));
+        Ok(Self { pool, appends })
+    }
+}
+
+/// Run a `CREATE … IF NOT EXISTS`; two hosts opening one new database at once may race on the
+/// catalog, and the loser's error means the object exists.
+async fn create(pool: &PgPool, statement: &str) -> Result<(), EventStoreError> {
+    match sqlx::query(statement).execute(pool).await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The writer task: wait for an append, take the ones waiting behind it, commit them as one.
+/// A broken connection fails its group and is replaced before the next.
+async fn write_groups(
+    mut conn: PgConnection,
+    options: PgConnectOptions,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let outcomes = match commit_group(&mut conn, &group).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                let message = e.to_string();
+                if let Ok(fresh) = PgConnection::connect_with(&options).await {
+                    conn = fresh;
+                }
+                group.iter().map(|_| Err(EventStoreError::Backend(message.clone()))).collect()
+            }
+        };
+        for (request, outcome) in group.drain(..).zip(outcomes) {
+            let _ = request.reply.send(outcome);
+        }
+    }
+}
+
+/// One transaction for `group`: the log lock, then each append's guarded insert, then the commit.
+async fn commit_group(
+    conn: &mut PgConnection,
+    group: &[Request],
+) -> Result<Vec<Result<Appended, EventStoreError>>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOG_LOCK).execute(&mut *tx).await?;
+    let head: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM sluice_events").fetch_one(&mut *tx).await?;
+    let mut next = head + 1;
+    let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut outcomes = Vec::with_capacity(group.len());
+    for request in group {
+        let (kind, id, expected) = (&request.aggregate_type, &request.aggregate_id, request.expected_version);
+        let n = request.events.len();
+        if n == 0 {
+            let actual = stream_version(&mut tx, kind, id).await?;
+            outcomes.push(if actual == expected {
+                Ok(Appended { version: actual, positions: Vec::new() })
+            } else {
+                Err(EventStoreError::Conflict { expected, actual })
+            });
+            continue;
+        }
+        let types: Vec<&str> = request.events.iter().map(|e| e.event_type.as_str()).collect();
+        let schemas: Vec<i32> =
+            request.events.iter().map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX)).collect();
+        let data: Vec<&str> = request.events.iter().map(|e| e.data.as_str()).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO sluice_events (position, aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at)
+             SELECT $1 + e.n - 1, $2, $3, $4 + e.n, e.event_type, e.schema_version, e.data, $8
+             FROM UNNEST($5::text[], $6::int[], $7::text[]) WITH ORDINALITY AS e(event_type, schema_version, data, n)
+             WHERE (SELECT COALESCE(MAX(version), 0) FROM sluice_events WHERE aggregate_type = $2 AND aggregate_id = $3) = $4",
+        )
+        .bind(next)
+        .bind(kind)
+        .bind(id)
+        .bind(to_i64(expected))
+        .bind(&types)
+        .bind(&schemas)
+        .bind(&data)
+        .bind(&recorded_at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            let actual = stream_version(&mut tx, kind, id).await?;
+            outcomes.push(Err(EventStoreError::Conflict { expected, actual }));
+            continue;
+        }
+        let positions = (0..n as i64).map(|k| to_u64(next + k)).collect();
+        next += n as i64;
+        outcomes.push(Ok(Appended { version: expected + n as u64, positions }));
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn stream_version(conn: &mut PgConnection, kind: &str, id: &str) -> Result<u64, sqlx::Error> {
+    let version: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0) FROM sluice_events WHERE aggregate_type = $1 AND aggregate_id = $2",
+    )
+    .bind(kind)
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(to_u64(version))
+}
+
+#[async_trait::async_trait]
+impl EventStore for PostgresEventStore {
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, EventStoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            expected_version,
+            events: events.to_vec(),
+            reply,
+        };
+        self.appends.send(request).map_err(|_| EventStoreError::Backend("the event store's writer stopped".into()))?;
+        answer.await.map_err(|_| EventStoreError::Backend("the event store's writer stopped mid-append".into()))?
+    }
+
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_version: u64,
+        to_version: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sluice_events
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND version > $3 AND version <= $4
+             ORDER BY version"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(to_i64(after_version))
+            .bind(to_version.map_or(i64::MAX, to_i64))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(to_event).collect()
+    }
+
+    async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM sluice_events WHERE position > $1 ORDER BY position LIMIT $2");
+        let rows = sqlx::query(&sql).bind(to_i64(after)).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(to_event).collect()
+    }
+
+    async fn head_position(&self) -> Result<u64, EventStoreError> {
+        let head: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM sluice_events").fetch_one(&self.pool).await?;
+        Ok(to_u64(head))
+    }
+
+    async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(stream_version(&mut conn, aggregate_type, aggregate_id).await?)
+    }
+
+    async fn claim_relay(&self, owner: &str, lease: Duration) -> Result<Option<u64>, EventStoreError> {
+        let (now, expires_at) = super::lease_expiry(lease);
+        // The upsert's WHERE keeps a live lease of another owner; then no row comes back.
+        let position: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO sluice_relay (id, owner, expires_at, position) VALUES (1, $1, $2, 0)
+             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+             WHERE sluice_relay.owner = excluded.owner OR sluice_relay.expires_at < $3
+             RETURNING position",
+        )
+        .bind(owner)
+        .bind(expires_at)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(position.map(to_u64))
+    }
+
+    async fn save_relay_position(&self, owner: &str, position: u64, lease: Duration) -> Result<bool, EventStoreError> {
+        let (_, expires_at) = super::lease_expiry(lease);
+        let saved = sqlx::query(
+            "UPDATE sluice_relay SET position = GREATEST(position, $1), expires_at = $2 WHERE id = 1 AND owner = $3",
+        )
+        .bind(to_i64(position))
+        .bind(expires_at)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(saved.rows_affected() == 1)
+    }
+
+    async fn relay_position(&self) -> Result<u64, EventStoreError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM sluice_relay WHERE id = 1").fetch_optional(&self.pool).await?;
+        Ok(position.map_or(0, to_u64))
+    }
+}
+
+fn to_event(row: &PgRow) -> Result<StoredEvent, EventStoreError> {
+    Ok(StoredEvent {
+        global_position: to_u64(row.try_get("position")?),
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        version: to_u64(row.try_get("version")?),
+        event_type: row.try_get("event_type")?,
+        schema_version: u32::try_from(row.try_get::<i32, _>("schema_version")?)
+            .map_err(|_| EventStoreError::Backend("schema_version out of range".into()))?,
+        data: row.try_get("data")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
