@@ -23,7 +23,7 @@ pub struct ServeArgs {
     /// Directory of plugin components (*.wasm) [default: <data-dir>/plugins].
     #[arg(long, env = "SLUICE_PLUGINS")]
     pub plugins: Option<PathBuf>,
-    /// Event store URL: sqlite://PATH (default <data-dir>/events.db) or mongodb://…
+    /// Event store URL: sqlite://PATH (default <data-dir>/events.db), mongodb://… or postgres://…
     #[arg(long, env = "SLUICE_EVENT_STORE")]
     pub event_store: Option<String>,
     /// Bus: `embedded` (default) or kafka://HOST:PORT.
