@@ -58,14 +58,7 @@ enum Command {
     /// Dead letters: list the parked ones as JSON lines (the default), retry, drop, or resume a
     /// consumer they paused; on a stopped host's stores, or with `--url` on a running host.
     #[command(args_conflicts_with_subcommands = true)]
-    DeadLetters {
-        #[command(subcommand)]
-        action: Option<LetterAction>,
-        #[command(flatten)]
-        args: ServeArgs,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    DeadLetters(Box<LetterArgs>),
     /// Print events of the global log as JSON lines.
     Events {
         #[command(flatten)]
@@ -77,6 +70,17 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+}
+
+/// `sluice dead-letters`: an action, or the listing's arguments.
+#[derive(Debug, clap::Args)]
+struct LetterArgs {
+    #[command(subcommand)]
+    action: Option<LetterAction>,
+    #[command(flatten)]
+    args: ServeArgs,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 /// What `sluice dead-letters` does.
@@ -218,7 +222,8 @@ async fn main() -> anyhow::Result<()> {
             }
             None => rebuild(Config::load(&args, cli.config.as_deref())?, &projection, into.as_deref()).await,
         },
-        Command::DeadLetters { action, args, remote } => {
+        Command::DeadLetters(letters) => {
+            let LetterArgs { action, args, remote } = *letters;
             let action = action.unwrap_or(LetterAction::List {
                 args,
                 remote,
@@ -336,20 +341,29 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
     use reqwest::Method;
     let encode = |pairs: &[(&str, Option<&str>)]| {
         let pairs: Vec<(&str, &str)> = pairs.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
-        if pairs.is_empty() { String::new() } else { format!("?{}", serde_urlencoded::to_string(pairs).unwrap_or_default()) }
+        if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+        }
     };
     match action {
         LetterAction::List { args, remote, filter } => {
             let letters: Vec<ParkedLetter> = if remote.url.is_some() {
-                let query = encode(&[("consumer", filter.consumer.as_deref()), ("aggregate", filter.aggregate.as_deref())]);
+                let query =
+                    encode(&[("consumer", filter.consumer.as_deref()), ("aggregate", filter.aggregate.as_deref())]);
                 let answer = remote.call(Method::GET, &format!("/admin/dead-letters{query}"), None).await?;
                 serde_json::from_value(answer["letters"].clone()).context("unexpected answer")?
             } else {
                 let config = Config::load(&args, config_file)?;
                 let read_store = ReadStore::open(&config.read_store).await.context("failed to open the read store")?;
-                sluice::admin::dead_letters::parked_letters(&read_store, filter.consumer.as_deref(), filter.aggregate.as_deref())
-                    .await
-                    .context("failed to read dead letters")?
+                sluice::admin::dead_letters::parked_letters(
+                    &read_store,
+                    filter.consumer.as_deref(),
+                    filter.aggregate.as_deref(),
+                )
+                .await
+                .context("failed to read dead letters")?
             };
             for letter in letters {
                 println!("{}", serde_json::to_string(&letter).context("failed to encode")?);
@@ -361,7 +375,9 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
             let target = match (id, consumer) {
                 (Some(id), None) if aggregate.is_none() => Ok(id),
                 (None, Some(consumer)) => Err(consumer),
-                _ => anyhow::bail!("retry takes a letter id, or --consumer NAME (with --aggregate ID for one sequence)"),
+                _ => {
+                    anyhow::bail!("retry takes a letter id, or --consumer NAME (with --aggregate ID for one sequence)")
+                }
             };
             let outcome = if remote.url.is_some() {
                 let path = match &target {

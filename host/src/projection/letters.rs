@@ -226,10 +226,8 @@ impl Projection {
         let limit = self.policy.attempts.max(1);
         let name = self.name();
         let attempt = move || async move {
-            let recorded = store
-                .record_attempt(name, sha256, event, limit)
-                .await
-                .map_err(|e| AttemptError::Host(e.into()))?;
+            let recorded =
+                store.record_attempt(name, sha256, event, limit).await.map_err(|e| AttemptError::Host(e.into()))?;
             if recorded.exhausted {
                 return Ok(Tried::Park { reason: recorded.reason, attempts: recorded.attempts });
             }
@@ -383,7 +381,17 @@ impl Projection {
             }
             let event = self.event_at(letter.position).await?;
             let books = [Book::Clear(letter.position)];
-            match self.handle_in_tx(&plugin, Rows::Store(store), generation, std::slice::from_ref(&event), &Step::None, &books).await? {
+            match self
+                .handle_in_tx(
+                    &plugin,
+                    Rows::Store(store),
+                    generation,
+                    std::slice::from_ref(&event),
+                    &Step::None,
+                    &books,
+                )
+                .await?
+            {
                 Ok(()) => {
                     tracing::info!(projection = %self.name(), position = letter.position, "dead letter retried: applied");
                     outcome.applied.push(letter.position);

@@ -220,43 +220,32 @@ impl ReadStore {
         limit: u32,
     ) -> Result<Attempt, ReadStoreError> {
         let p = |n| self.dialect.placeholder(n);
+        let at = position(event.global_position);
         let mut tx = self.pool.begin().await?;
+        // The write first: on SQLite the transaction then holds the write lock from its first
+        // statement, instead of upgrading a read snapshot another writer may have moved.
         let sql = format!(
-            "SELECT attempts, reason FROM sluice_letters WHERE consumer = {} AND position = {}",
+            "UPDATE sluice_letters SET attempts = attempts + 1, plugin_sha256 = {} WHERE consumer = {} \
+             AND position = {} AND attempts < {}",
             p(1),
-            p(2)
+            p(2),
+            p(3),
+            p(4)
         );
-        let found = sqlx::query(&sql)
-            .bind(consumer)
-            .bind(position(event.global_position))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let now = now();
+        let counted =
+            sqlx::query(&sql).bind(sha256).bind(consumer).bind(at).bind(i64::from(limit)).execute(&mut *tx).await?;
+        let sql =
+            format!("SELECT attempts, reason FROM sluice_letters WHERE consumer = {} AND position = {}", p(1), p(2));
+        let found = sqlx::query(&sql).bind(consumer).bind(at).fetch_optional(&mut *tx).await?;
         let attempt = match found {
-            Some(row) => {
-                let attempts = u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX);
-                let reason = read_text(&row, 1)?.unwrap_or_default();
-                if attempts >= limit {
-                    return Ok(Attempt { attempts, exhausted: true, reason });
-                }
-                let sql = format!(
-                    "UPDATE sluice_letters SET attempts = attempts + 1, plugin_sha256 = {} WHERE consumer = {} \
-                     AND position = {}",
-                    p(1),
-                    p(2),
-                    p(3)
-                );
-                sqlx::query(&sql)
-                    .bind(sha256)
-                    .bind(consumer)
-                    .bind(position(event.global_position))
-                    .execute(&mut *tx)
-                    .await?;
-                Attempt { attempts: attempts + 1, exhausted: false, reason }
-            }
+            Some(row) => Attempt {
+                attempts: u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX),
+                exhausted: counted.rows_affected() == 0,
+                reason: read_text(&row, 1)?.unwrap_or_default(),
+            },
             None => {
                 let letter = Letter::new(consumer, sha256, event, LetterState::Trying, "the first attempt ran", 1);
-                self.insert_letter(&mut tx, &letter, &now).await?;
+                self.insert_letter(&mut tx, &letter, &now()).await?;
                 Attempt { attempts: 1, exhausted: false, reason: String::new() }
             }
         };
