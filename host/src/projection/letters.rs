@@ -206,6 +206,9 @@ impl Projection {
         let was = self.paused.send_replace(false);
         if was {
             self.resumed.store(true, Ordering::SeqCst);
+            // Event by event again, so the event it stopped at (out of attempts) parks rather
+            // than riding along in a batch.
+            self.careful.store(true, Ordering::SeqCst);
             tracing::info!(projection = %self.name(), "resumed by an operator");
         }
         was
