@@ -233,6 +233,19 @@ mod tests {
     }
 
     #[test]
+    fn dead_letters_default_to_three_attempts_and_a_zero_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("sluice.toml");
+        assert_eq!(Config::load(&ServeArgs::default(), None).expect("valid").dead_letters, DeadLetterPolicy::default());
+        std::fs::write(&file, "[dead_letters]\nattempts = 5\nbackoff_ms = 20\npause_after = 7\n").expect("write");
+        let policy = Config::load(&ServeArgs::default(), Some(&file)).expect("valid").dead_letters;
+        assert_eq!(policy, DeadLetterPolicy { attempts: 5, first_backoff: Duration::from_millis(20), pause_after: 7 });
+        std::fs::write(&file, "[dead_letters]\nattempts = 0\n").expect("write");
+        let message = Config::load(&ServeArgs::default(), Some(&file)).expect_err("invalid").to_string();
+        assert!(message.starts_with("dead_letters.attempts"), "{message}");
+    }
+
+    #[test]
     fn flags_win_over_the_file_and_bad_values_name_the_setting() {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("sluice.toml");
