@@ -27,6 +27,8 @@ const COMPONENTS: &[&str] = &[
     "squatter_aggregate.wasm",
     "trapping_describe.wasm",
     "reserved_route.wasm",
+    "hostile_projection.wasm",
+    "hostile_projection_fixed.wasm",
 ];
 
 /// Variables cargo sets for this build script (or a wrapper sets for the outer build) that

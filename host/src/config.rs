@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::projection::letters::DeadLetterPolicy;
 use crate::runtime::SandboxLimits;
 
 /// `sluice serve` options; each is also `SLUICE_<NAME>` and a key of the TOML file.
@@ -50,6 +51,20 @@ struct FileConfig {
     admin_token: Option<String>,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    dead_letters: FileDeadLetters,
+}
+
+/// `[dead_letters]`: how consumers treat an event that keeps failing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDeadLetters {
+    /// Calls at a failing event before it is parked (default 3).
+    attempts: Option<u32>,
+    /// The wait before the second call, doubling after (with jitter), milliseconds (default 100).
+    backoff_ms: Option<u64>,
+    /// Parked letters a consumer may hold before it pauses instead (default 100).
+    pause_after: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +105,8 @@ pub struct Config {
     pub upload_limit: usize,
     /// Streams whose latest state commands may start from.
     pub cached_states: usize,
+    /// Retries, backoff and the pause limit of dead letters.
+    pub dead_letters: DeadLetterPolicy,
 }
 
 /// Largest request body unless `limits.body_limit_kib` says otherwise.
@@ -178,6 +195,18 @@ impl Config {
         let body_limit = from_file.limits.body_limit_kib.map_or(DEFAULT_BODY_LIMIT, |kib| kib << 10);
         let cached_states = from_file.limits.cached_states.unwrap_or(DEFAULT_CACHED_STATES);
         let upload_limit = from_file.limits.upload_limit_mib.map_or(DEFAULT_UPLOAD_LIMIT, |mib| mib << 20);
+        let letter_defaults = DeadLetterPolicy::default();
+        let dead_letters = DeadLetterPolicy {
+            attempts: from_file.dead_letters.attempts.unwrap_or(letter_defaults.attempts),
+            first_backoff: from_file
+                .dead_letters
+                .backoff_ms
+                .map_or(letter_defaults.first_backoff, Duration::from_millis),
+            pause_after: from_file.dead_letters.pause_after.unwrap_or(letter_defaults.pause_after),
+        };
+        if dead_letters.attempts == 0 {
+            return Err(invalid("dead_letters.attempts", "must be at least 1"));
+        }
         Ok(Self {
             listen,
             data_dir,
@@ -190,6 +219,7 @@ impl Config {
             body_limit,
             upload_limit,
             cached_states,
+            dead_letters,
         })
     }
 }
@@ -206,6 +236,19 @@ mod tests {
         assert_eq!(config.plugins_dir, PathBuf::from("/tmp/x/plugins"));
         assert_eq!(config.event_store, "sqlite:///tmp/x/events.db");
         assert_eq!(config.bus, BusConfig::Embedded);
+    }
+
+    #[test]
+    fn dead_letters_default_to_three_attempts_and_a_zero_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("sluice.toml");
+        assert_eq!(Config::load(&ServeArgs::default(), None).expect("valid").dead_letters, DeadLetterPolicy::default());
+        std::fs::write(&file, "[dead_letters]\nattempts = 5\nbackoff_ms = 20\npause_after = 7\n").expect("write");
+        let policy = Config::load(&ServeArgs::default(), Some(&file)).expect("valid").dead_letters;
+        assert_eq!(policy, DeadLetterPolicy { attempts: 5, first_backoff: Duration::from_millis(20), pause_after: 7 });
+        std::fs::write(&file, "[dead_letters]\nattempts = 0\n").expect("write");
+        let message = Config::load(&ServeArgs::default(), Some(&file)).expect_err("invalid").to_string();
+        assert!(message.starts_with("dead_letters.attempts"), "{message}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::admin::PluginStatus;
+use sluice::admin::dead_letters::ParkedLetter;
 use sluice::config::{Config, ServeArgs};
 use sluice::read_store::ReadStore;
 use sluice::server::Host;
@@ -54,8 +55,10 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Print the dead-lettered events as JSON lines.
-    DeadLetters(ServeArgs),
+    /// Dead letters: list the parked ones as JSON lines (the default), retry, drop, or resume a
+    /// consumer they paused; on a stopped host's stores, or with `--url` on a running host.
+    #[command(args_conflicts_with_subcommands = true)]
+    DeadLetters(Box<LetterArgs>),
     /// Print events of the global log as JSON lines.
     Events {
         #[command(flatten)]
@@ -67,6 +70,76 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+}
+
+/// `sluice dead-letters`: an action, or the listing's arguments.
+#[derive(Debug, clap::Args)]
+struct LetterArgs {
+    #[command(subcommand)]
+    action: Option<LetterAction>,
+    #[command(flatten)]
+    args: ServeArgs,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// What `sluice dead-letters` does.
+#[derive(Debug, Subcommand)]
+enum LetterAction {
+    /// Print the parked letters as JSON lines, each with the events held back behind it.
+    List {
+        #[command(flatten)]
+        args: ServeArgs,
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        filter: LetterFilter,
+    },
+    /// Retry a letter (by id) and the events behind it, or a consumer's letters (`--consumer`,
+    /// optionally `--aggregate`), with the plugin version running now; stops at the first failure.
+    Retry {
+        /// The letter's id, as the listing shows it.
+        id: Option<i64>,
+        #[command(flatten)]
+        filter: LetterFilter,
+        #[command(flatten)]
+        args: ServeArgs,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Drop a letter: its event is skipped for its consumer (recorded with who and when) and the
+    /// events held back behind it are applied.
+    Drop {
+        /// The letter's id, as the listing shows it.
+        id: i64,
+        /// Who drops it, for the record [default: $USER].
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        args: ServeArgs,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Resume a consumer its dead letters paused (a running host's: needs `--url`).
+    Resume {
+        /// The consumer (projection) to resume.
+        consumer: String,
+        #[command(flatten)]
+        args: ServeArgs,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Which letters.
+#[derive(Debug, clap::Args)]
+struct LetterFilter {
+    /// Only this consumer's.
+    #[arg(long)]
+    consumer: Option<String>,
+    /// Only this aggregate id's.
+    #[arg(long)]
+    aggregate: Option<String>,
 }
 
 /// Address a running host instead of opening the stores here.
@@ -149,7 +222,15 @@ async fn main() -> anyhow::Result<()> {
             }
             None => rebuild(Config::load(&args, cli.config.as_deref())?, &projection, into.as_deref()).await,
         },
-        Command::DeadLetters(args) => dead_letters(Config::load(&args, cli.config.as_deref())?).await,
+        Command::DeadLetters(letters) => {
+            let LetterArgs { action, args, remote } = *letters;
+            let action = action.unwrap_or(LetterAction::List {
+                args,
+                remote,
+                filter: LetterFilter { consumer: None, aggregate: None },
+            });
+            dead_letters(action, cli.config.as_deref()).await
+        }
         Command::Events { args, after, follow } => {
             print_events(Config::load(&args, cli.config.as_deref())?, after, follow).await
         }
@@ -254,12 +335,93 @@ fn print_consumers(consumers: &[PluginStatus]) {
     }
 }
 
-async fn dead_letters(config: Config) -> anyhow::Result<()> {
-    let read_store = ReadStore::open(&config.read_store).await.context("failed to open the read store")?;
-    for letter in read_store.dead_letters(None).await.context("failed to read dead letters")? {
-        println!("{}", serde_json::to_string(&letter).context("failed to encode")?);
+/// `sluice dead-letters …`: through the admin routes of a running host (`--url`), else through
+/// the admin service on the stores of a stopped one.
+async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let encode = |pairs: &[(&str, Option<&str>)]| {
+        let pairs: Vec<(&str, &str)> = pairs.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+        if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+        }
+    };
+    match action {
+        LetterAction::List { args, remote, filter } => {
+            let letters: Vec<ParkedLetter> = if remote.url.is_some() {
+                let query =
+                    encode(&[("consumer", filter.consumer.as_deref()), ("aggregate", filter.aggregate.as_deref())]);
+                let answer = remote.call(Method::GET, &format!("/admin/dead-letters{query}"), None).await?;
+                serde_json::from_value(answer["letters"].clone()).context("unexpected answer")?
+            } else {
+                let config = Config::load(&args, config_file)?;
+                let read_store = ReadStore::open(&config.read_store).await.context("failed to open the read store")?;
+                sluice::admin::dead_letters::parked_letters(
+                    &read_store,
+                    filter.consumer.as_deref(),
+                    filter.aggregate.as_deref(),
+                )
+                .await
+                .context("failed to read dead letters")?
+            };
+            for letter in letters {
+                println!("{}", serde_json::to_string(&letter).context("failed to encode")?);
+            }
+            Ok(())
+        }
+        LetterAction::Retry { id, filter, args, remote } => {
+            let LetterFilter { consumer, aggregate } = filter;
+            let target = match (id, consumer) {
+                (Some(id), None) if aggregate.is_none() => Ok(id),
+                (None, Some(consumer)) => Err(consumer),
+                _ => {
+                    anyhow::bail!("retry takes a letter id, or --consumer NAME (with --aggregate ID for one sequence)")
+                }
+            };
+            let outcome = if remote.url.is_some() {
+                let path = match &target {
+                    Ok(id) => format!("/admin/dead-letters/{id}/retry"),
+                    Err(consumer) => {
+                        format!("/admin/consumers/{consumer}/retry{}", encode(&[("aggregate", aggregate.as_deref())]))
+                    }
+                };
+                remote.call(Method::POST, &path, None).await?
+            } else {
+                let host = Host::start(&Config::load(&args, config_file)?).await.context("failed to start the host")?;
+                let outcome = match &target {
+                    Ok(id) => host.admin.retry_letter(*id).await,
+                    Err(consumer) => host.admin.retry_consumer(consumer, aggregate.as_deref()).await,
+                };
+                serde_json::to_value(outcome.context("retry failed")?).context("failed to encode")?
+            };
+            println!("{outcome}");
+            Ok(())
+        }
+        LetterAction::Drop { id, by, args, remote } => {
+            let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".to_owned());
+            let answer = if remote.url.is_some() {
+                let query = encode(&[("by", Some(by.as_str()))]);
+                remote.call(Method::DELETE, &format!("/admin/dead-letters/{id}{query}"), None).await?
+            } else {
+                let host = Host::start(&Config::load(&args, config_file)?).await.context("failed to start the host")?;
+                let (dropped, outcome) = host.admin.drop_letter(id, &by).await.context("drop failed")?;
+                serde_json::json!({ "dropped": dropped, "applied": outcome.applied, "failed": outcome.failed })
+            };
+            println!("{answer}");
+            Ok(())
+        }
+        LetterAction::Resume { consumer, args: _, remote } => {
+            if remote.url.is_none() {
+                anyhow::bail!(
+                    "only a running host has paused consumers (a stopped one checks its limit again when it starts): pass --url"
+                );
+            }
+            let answer = remote.call(Method::POST, &format!("/admin/consumers/{consumer}/resume"), None).await?;
+            println!("{answer}");
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 async fn print_events(config: Config, mut after: u64, follow: bool) -> anyhow::Result<()> {

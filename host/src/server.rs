@@ -90,6 +90,7 @@ impl Host {
             supervisor: supervisor.clone(),
             plugins_dir: config.plugins_dir.clone(),
             versions: VersionStore::new(config.data_dir.join("versions")),
+            dead_letters: config.dead_letters,
         });
         for (path, bytes, _) in plugin_dir::scan(&config.plugins_dir)? {
             // A refusal is listed by the admin service; the other plugins load regardless.

@@ -244,7 +244,7 @@ async fn an_event_a_projection_cannot_handle_is_dead_lettered_once_and_the_other
     let ivy = host.open_account("Ivy", "2").await?;
     let balances = host.balances_by_query(last + 1).await?;
     ensure!(balances.get(&eve).map(String::as_str) == Some("6"), "accounts: {balances:?}");
-    let snoop_letters = |letters: &str| letters.lines().filter(|l| l.contains("\"projection\":\"snoop\"")).count();
+    let snoop_letters = |letters: &str| letters.lines().filter(|l| l.contains("\"consumer\":\"snoop\"")).count();
     let letters = wait_for_letters(&stack, 2, snoop_letters).await?;
     host.kill()?;
     host.restart().await?;

@@ -195,7 +195,7 @@ async fn a_projection_cannot_touch_another_projections_tables() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ensure!(letters.contains("\"projection\":\"snoop\""), "no dead letter for snoop: {letters}");
+    ensure!(letters.contains("\"consumer\":\"snoop\""), "no dead letter for snoop: {letters}");
     ensure!(letters.contains("is not a table of projection snoop"), "dead letter does not say why: {letters}");
     ensure!(host.log().contains("is not a table of projection snoop"), "the log does not say why");
     // …and its own write in the failed transaction was rolled back.

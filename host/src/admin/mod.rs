@@ -16,6 +16,7 @@
 //!
 //! Changes are serialised by one lock; readers (requests) never wait for it.
 
+pub mod dead_letters;
 pub mod versions;
 
 use std::collections::HashMap;
@@ -59,6 +60,11 @@ pub enum AdminError {
     File { path: PathBuf, source: std::io::Error },
     #[error("host task failed: {0}")]
     Task(String),
+    #[error("no dead letter {0}")]
+    UnknownLetter(i64),
+    /// Only a parked letter can be retried or dropped; a blocked one moves with its head.
+    #[error("dead letter {id} is {state:?}, not parked: retry or drop the parked letter of its aggregate")]
+    NotParked { id: i64, state: crate::read_store::LetterState },
 }
 
 /// What an install did.
@@ -89,6 +95,7 @@ pub struct PluginStatus {
     pub sha256: String,
     pub source: String,
     /// `running`, `catching-up` (behind the log's head, or building a new schema version),
+    /// `paused: dead letters` (more parked letters than the limit; an operator resumes it),
     /// `stopped` or `failed`.
     pub status: String,
     /// The sha256 of a new schema version being built while this one serves.
@@ -126,6 +133,8 @@ pub struct AdminParts {
     pub supervisor: Supervisor,
     pub plugins_dir: PathBuf,
     pub versions: VersionStore,
+    /// How consumers treat events that keep failing.
+    pub dead_letters: crate::projection::letters::DeadLetterPolicy,
 }
 
 /// The admin service; cheap to clone.
@@ -344,9 +353,10 @@ impl Admin {
                 if let Some((previous, previous_sha)) = self.previous_version(&name, &logic).await? {
                     self.check_routes(&Plugin::Projection(previous.clone()))?;
                     self.check_routes(&component.plugin)?;
-                    self.start_projection(previous.clone()).await?;
+                    self.start_projection(previous.clone(), &previous_sha).await?;
                     self.registry().add(Plugin::Projection(previous), source.to_owned(), previous_sha)?;
                     let runner = self.parts().projections.get(&name)?;
+                    runner.know_version(&logic, &component.sha256);
                     self.start_upgrade(runner, component.plugin, logic, source.to_owned(), component.sha256.clone());
                     self.parts().versions.record(&name, bytes, source)?;
                     let loaded = self.registry().get(&name).ok_or_else(|| AdminError::UnknownPlugin(name.clone()))?;
@@ -355,7 +365,7 @@ impl Admin {
                 // Name and routes checked first (a refusal leaves nothing behind), then the
                 // runner, then the routes: a route never leads to a projection not yet there.
                 self.check_routes(&component.plugin)?;
-                self.start_projection(logic).await?;
+                self.start_projection(logic, &component.sha256).await?;
                 if let Err(e) = self.registry().add(component.plugin, source.to_owned(), component.sha256.clone()) {
                     self.parts().supervisor.remove(&consumer_task(&name)).await;
                     self.parts().projections.remove(&name);
@@ -385,6 +395,7 @@ impl Admin {
                     .into());
                 };
                 let runner = self.parts().projections.get(&name)?;
+                runner.know_version(&logic, &component.sha256);
                 let same_schema = old_logic.manifest().schema_version == logic.manifest().schema_version
                     && old_logic.manifest().schema == logic.manifest().schema;
                 if same_schema {
@@ -447,9 +458,11 @@ impl Admin {
     }
 
     /// Open a projection's tables and start its consumer.
-    async fn start_projection(&self, logic: Arc<dyn ProjectionLogic>) -> Result<(), AdminError> {
+    async fn start_projection(&self, logic: Arc<dyn ProjectionLogic>, sha256: &str) -> Result<(), AdminError> {
         let parts = self.parts();
-        let projection = Projection::open(logic, parts.store.clone(), parts.read_store.clone()).await?;
+        let projection =
+            Projection::open(logic.clone(), parts.store.clone(), parts.read_store.clone(), parts.dead_letters).await?;
+        projection.know_version(&logic, sha256);
         parts.projections.insert(projection.clone());
         self.spawn_consumer(projection);
         Ok(())
@@ -655,6 +668,8 @@ impl Admin {
                 let running = self.parts().supervisor.is_running(&consumer_task(&info.name));
                 let status = if self.is_upgrading(&info.name) {
                     "catching-up"
+                } else if runner.as_ref().is_some_and(|r| r.is_paused()) {
+                    "paused: dead letters"
                 } else if failure.is_some() {
                     "failed"
                 } else if !running {

@@ -71,6 +71,8 @@ impl ApiError {
                 AdminError::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
                 AdminError::UnknownVersion { .. } => (StatusCode::NOT_FOUND, "unknown_version"),
                 AdminError::Busy(_) => (StatusCode::CONFLICT, "plugin_busy"),
+                AdminError::UnknownLetter(_) => (StatusCode::NOT_FOUND, "unknown_dead_letter"),
+                AdminError::NotParked { .. } => (StatusCode::CONFLICT, "dead_letter_not_parked"),
                 AdminError::Projection(ProjectionError::Unknown(_)) => (StatusCode::NOT_FOUND, "unknown_projection"),
                 AdminError::Versions(_) | AdminError::Projection(_) | AdminError::File { .. } | AdminError::Task(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal")

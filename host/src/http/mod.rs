@@ -7,11 +7,13 @@
 //! - [`plugin_routes`]: the seed-compatible routes of the loaded plugins.
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`body`]: the bounded JSON body extractor.
+//! - [`dead_letters`]: the `/admin` dead-letter routes.
 
 pub mod admin;
 pub mod admin_auth;
 pub mod aggregates;
 pub mod body;
+pub mod dead_letters;
 pub mod error;
 pub mod plugin_routes;
 pub mod projections;
@@ -69,6 +71,11 @@ fn admin_router(state: AppState) -> Router<AppState> {
         .route("/plugins/{name}/versions/{sha256}/activate", post(admin::activate))
         .route("/projections/{name}/rebuild", post(admin::rebuild))
         .route("/consumers", get(admin::consumers))
+        .route("/dead-letters", get(dead_letters::list))
+        .route("/dead-letters/{id}", axum::routing::delete(dead_letters::drop_letter))
+        .route("/dead-letters/{id}/retry", post(dead_letters::retry))
+        .route("/consumers/{name}/retry", post(dead_letters::retry_consumer))
+        .route("/consumers/{name}/resume", post(dead_letters::resume))
         .layer(axum::middleware::from_fn_with_state(state.admin_token.clone(), admin_auth::require_admin))
 }
 

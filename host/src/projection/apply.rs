@@ -2,15 +2,20 @@
 //! through the plugin, and its rows, its progress (checkpoint or bus offsets) and its dead
 //! letters commit in one transaction — so an event is applied exactly once, whoever delivered
 //! it (the embedded follower, the Kafka consumer, a rebuild) and whichever plugin version ran.
+//!
+//! A healthy batch costs one transaction and no bookkeeping. Only a batch that failed (or the
+//! first batch after a start, which may be where the last process died) goes event by event
+//! through [`super::letters`]: attempts counted before each call, parking, holding back.
 
 use std::sync::Arc;
 
+use super::letters::Tried;
 use super::{Projection, ProjectionError, kafka};
 use crate::event_store::StoredEvent;
 use crate::plugin::{HandleFailure, ProjectionLogic};
 use crate::read_store::session::SqlSession;
 use crate::read_store::staging::Staging;
-use crate::read_store::{Checkpoint, DeadLetter, OffsetAdvance, ReadStore, ReadStoreError};
+use crate::read_store::{Checkpoint, OffsetAdvance, ReadStore, ReadStoreError};
 
 /// What a batch's transaction records besides the rows, so that it is never applied twice.
 pub(crate) enum Progress {
@@ -23,10 +28,16 @@ pub(crate) enum Progress {
 }
 
 /// One transaction's share of a [`Progress`].
-enum Step {
+pub(crate) enum Step {
     None,
     Checkpoint(Checkpoint),
     Offsets(Vec<OffsetAdvance>),
+}
+
+/// Letter bookkeeping that commits with an event's rows.
+pub(crate) enum Book {
+    /// The event at this position applied: its letter (attempts, parked or blocked) goes.
+    Clear(u64),
 }
 
 impl Progress {
@@ -71,7 +82,7 @@ pub(crate) enum Rows<'a> {
 
 impl<'a> Rows<'a> {
     /// The store that keeps dead letters and progress.
-    fn letters(self) -> &'a ReadStore {
+    pub(crate) fn letters(self) -> &'a ReadStore {
         match self {
             Self::Store(store) | Self::Staged { letters: store, .. } => store,
         }
@@ -80,8 +91,10 @@ impl<'a> Rows<'a> {
 
 impl Projection {
     /// Apply `batch` to the tables of `generation` in `store`, then write its `progress` in the
-    /// same transaction. A batch the plugin refuses is retried event by event, and an event that
-    /// still fails is dead-lettered with the reason.
+    /// same transaction. A batch the plugin refuses is applied event by event: an event that
+    /// keeps failing is parked as a dead letter after the policy's attempts, and later events of
+    /// its aggregate are held back behind it; the progress moves past both in the same
+    /// transactions. A consumer past its letter limit stops with [`ProjectionError::Paused`].
     pub(crate) async fn apply(
         &self,
         plugin: &Arc<dyn ProjectionLogic>,
@@ -93,47 +106,68 @@ impl Projection {
         let store = rows.letters();
         let subscribed: Vec<StoredEvent> =
             batch.iter().filter(|e| plugin.manifest().subscriptions.contains(&e.event_type)).cloned().collect();
-        match self.handle_in_tx(plugin, rows, generation, &subscribed, &progress.whole()).await? {
-            Ok(()) => return Ok(()),
-            Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
-            Err(failure) => {
-                tracing::warn!(projection = %self.name(), "batch failed, retrying event by event: {failure}");
-            }
-        }
-        for event in &subscribed {
-            let one = std::slice::from_ref(event);
-            let step = progress.after(event);
-            match self.handle_in_tx(plugin, rows, generation, one, &step).await? {
-                Ok(()) => {}
+        let tracked = !matches!(progress, Progress::Untracked);
+        let careful = tracked && self.careful.load(std::sync::atomic::Ordering::SeqCst);
+        let mut held = self.held_for(store).await?;
+        if !careful && !held.holds_any(&subscribed) {
+            match self.handle_in_tx(plugin, rows, generation, &subscribed, &progress.whole(), &[]).await? {
+                Ok(()) => return Ok(()),
                 Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
                 Err(failure) => {
-                    tracing::error!(projection = %self.name(), position = event.global_position, "event dead-lettered: {failure}");
-                    let letter = DeadLetter {
-                        projection: self.name().to_owned(),
-                        position: event.global_position,
-                        event_type: event.event_type.clone(),
-                        aggregate_id: event.aggregate_id.clone(),
-                        reason: failure.to_string(),
-                        recorded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    };
-                    let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
-                    store.add_dead_letter(&mut tx, &letter).await?;
-                    self.save_step(store, &mut tx, &step).await?;
-                    tx.commit().await.map_err(ReadStoreError::from)?;
+                    tracing::warn!(projection = %self.name(), "batch failed, applying it event by event: {failure}");
                 }
             }
         }
-        let rest = progress.rest();
-        if !matches!(rest, Step::None) {
-            let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
-            self.save_step(store, &mut tx, &rest).await?;
-            tx.commit().await.map_err(ReadStoreError::from)?;
+        let sha256 = self.sha256_of(plugin);
+        for event in &subscribed {
+            let step = progress.after(event);
+            if held.skips(event) {
+                self.save_alone(store, &step).await?;
+                continue;
+            }
+            if let Some(head) = held.blocking(event) {
+                self.block(store, event, &sha256, head, &step).await?;
+                held.block(event);
+                continue;
+            }
+            let tried = if tracked {
+                self.try_event(plugin, rows, generation, event, &step, &sha256).await?
+            } else {
+                // A rebuild replays what the live consumer met already: one call, no backoff.
+                match self.handle_in_tx(plugin, rows, generation, std::slice::from_ref(event), &step, &[]).await? {
+                    Ok(()) => Tried::Applied,
+                    Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
+                    Err(failure) => Tried::Park { reason: failure.to_string(), attempts: 1 },
+                }
+            };
+            if let Tried::Park { reason, attempts } = tried {
+                if tracked && self.pause_instead(&held) {
+                    return Err(ProjectionError::Paused(self.name().to_owned()));
+                }
+                self.park(store, event, &sha256, &reason, attempts, &step).await?;
+                held.park(event);
+            }
+        }
+        self.save_alone(store, &progress.rest()).await?;
+        if tracked {
+            self.careful.store(false, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(())
     }
 
+    /// Write `step` in a transaction of its own (nothing else moves with it).
+    async fn save_alone(&self, store: &ReadStore, step: &Step) -> Result<(), ProjectionError> {
+        if matches!(step, Step::None) {
+            return Ok(());
+        }
+        let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+        self.save_step(store, &mut tx, step).await?;
+        tx.commit().await.map_err(ReadStoreError::from)?;
+        Ok(())
+    }
+
     /// Write a step of progress inside `tx`.
-    async fn save_step(
+    pub(crate) async fn save_step(
         &self,
         store: &ReadStore,
         tx: &mut sqlx::AnyConnection,
@@ -151,15 +185,16 @@ impl Projection {
         Ok(())
     }
 
-    /// One transaction: the plugin's writes for `events`, then the progress step; committed only
-    /// if the plugin succeeded.
-    async fn handle_in_tx(
+    /// One transaction: the plugin's writes for `events`, then the progress step and the letter
+    /// `books`; committed only if the plugin succeeded.
+    pub(crate) async fn handle_in_tx(
         &self,
         plugin: &Arc<dyn ProjectionLogic>,
         rows: Rows<'_>,
         generation: i64,
         events: &[StoredEvent],
         step: &Step,
+        books: &[Book],
     ) -> Result<Result<(), HandleFailure>, ProjectionError> {
         let store = match rows {
             Rows::Store(store) => store,
@@ -184,12 +219,29 @@ impl Projection {
             tx.rollback().await.map_err(ReadStoreError::from)?;
             return Ok(outcome);
         }
-        if let Err(e) = self.save_step(store, &mut tx, step).await {
+        if let Err(e) = self.save_books(store, &mut tx, step, books).await {
             tx.rollback().await.map_err(ReadStoreError::from)?;
             return Err(e);
         }
         tx.commit().await.map_err(ReadStoreError::from)?;
         Ok(Ok(()))
+    }
+
+    /// The progress step and the letter books, inside `tx`.
+    async fn save_books(
+        &self,
+        store: &ReadStore,
+        tx: &mut sqlx::AnyConnection,
+        step: &Step,
+        books: &[Book],
+    ) -> Result<(), ProjectionError> {
+        self.save_step(store, tx, step).await?;
+        for book in books {
+            match book {
+                Book::Clear(position) => store.remove_letter(tx, self.name(), *position).await?,
+            }
+        }
+        Ok(())
     }
 
     /// [`Self::handle_in_tx`] on a staging database: the whole call runs on a blocking thread,

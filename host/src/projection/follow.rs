@@ -26,9 +26,15 @@ impl Projection {
             if stop.is_cancelled() {
                 return;
             }
+            if self.is_paused() {
+                tokio::select! {
+                    () = self.until_resumed() => {}
+                    () = stop.cancelled() => return,
+                }
+            }
             match self.catch_up_once().await {
                 Ok(true) => continue,
-                Ok(false) => {}
+                Ok(false) | Err(ProjectionError::Paused(_)) => {}
                 Err(e) => {
                     tracing::warn!(projection = %self.name(), "projection paused after an error, retrying: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -71,18 +77,31 @@ impl Projection {
         let progress = Progress::Checkpoint(next.clone());
         let plugin = self.plugin();
         let applied = self.apply(&plugin, Rows::Store(&self.read_store), generation, &batch, &progress);
-        if batch.len() < BATCH as usize {
-            applied.await?;
+        let applied = if batch.len() < BATCH as usize {
+            applied.await
         } else {
             // Catching up: read the next batch while this one is written. A batch read now is a
             // prefix of what follows `last`, as positions commit in order.
             let (applied, following) = tokio::join!(applied, self.events.read_all(last, BATCH));
-            applied?;
-            if let Ok(following) = following
+            if applied.is_ok()
+                && let Ok(following) = following
                 && !following.is_empty()
             {
                 *self.read_ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((last, following));
             }
+            applied
+        };
+        if let Err(e) = applied {
+            // Part of the batch may have committed event by event (then a pause, or a failure
+            // of the read store): continue from what the store says.
+            if let Ok(Some(stored)) = self.read_store.checkpoint(self.name()).await
+                && stored.generation == checkpoint.generation
+                && stored.position > checkpoint.position
+            {
+                checkpoint.position = stored.position;
+                self.position.send_replace(stored.position);
+            }
+            return Err(e);
         }
         *checkpoint = next;
         self.note_commit(&plugin);

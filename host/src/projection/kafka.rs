@@ -95,8 +95,16 @@ impl Projection {
             if stop.is_cancelled() {
                 return;
             }
+            if self.is_paused() {
+                // Out of the group while paused: the partitions wait at the stored offsets.
+                tokio::select! {
+                    () = self.until_resumed() => {}
+                    () = stop.cancelled() => return,
+                }
+            }
             match self.consume(&bus, &topics, &host_id, &stop).await {
                 Ok(()) => return,
+                Err(ProjectionError::Paused(_)) => {}
                 Err(e) => {
                     tracing::warn!(projection = %self.name(), "consumer stopped after an error, rejoining: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -9,6 +9,8 @@
 //!
 //! - [`apply`]: the one chokepoint — a batch goes through the plugin into rows, progress and
 //!   dead letters, in one transaction.
+//! - [`letters`]: dead letters — bounded attempts with backoff, parking, holding back an
+//!   aggregate's later events, retry, drop, pause and resume.
 //! - [`follow`]: the embedded bus: the event store's log itself. Positions are committed in
 //!   order, so following `position > checkpoint` never skips an event.
 //! - [`kafka`]: the same apply step fed by the projection's consumer group, saving partition
@@ -19,6 +21,7 @@
 pub mod apply;
 pub mod follow;
 pub mod kafka;
+pub mod letters;
 pub mod query;
 pub mod rebuild;
 
@@ -30,7 +33,8 @@ use tokio::sync::{Mutex, watch};
 
 use crate::event_store::{EventStore, StoredEvent};
 use crate::plugin::{PluginFault, ProjectionLogic};
-use crate::read_store::{Checkpoint, DeadLetter, ReadStore, ReadStoreError};
+use crate::read_store::{Checkpoint, Letter, LetterState, ReadStore, ReadStoreError};
+use letters::{DeadLetterPolicy, Held};
 
 /// Events read from the store per batch.
 const BATCH: u32 = 500;
@@ -53,6 +57,9 @@ pub enum ProjectionError {
     Task(String),
     #[error(transparent)]
     Bus(#[from] crate::bus::BusError),
+    /// The consumer holds more dead letters than its limit: it waits for an operator.
+    #[error("projection {0} is paused by its dead letters until an operator resumes it")]
+    Paused(String),
 }
 
 /// The plugin version that serves a projection and the generation of tables it serves from:
@@ -76,6 +83,18 @@ pub struct Projection {
     read_ahead: std::sync::Mutex<Option<(u64, Vec<StoredEvent>)>>,
     position: watch::Sender<u64>,
     commits: std::sync::Mutex<Commits>,
+    policy: DeadLetterPolicy,
+    /// What the consumer holds back in its read store (parked aggregates, letter positions).
+    held: std::sync::Mutex<Held>,
+    /// The first batch after a start goes event by event with attempts counted: the last
+    /// process may have died inside it.
+    careful: std::sync::atomic::AtomicBool,
+    /// Paused by its dead letters.
+    paused: watch::Sender<bool>,
+    /// An operator resumed it: the event it paused at may park.
+    resumed: std::sync::atomic::AtomicBool,
+    /// Plugin versions (by pointer) and their sha256, for the letters.
+    versions: std::sync::Mutex<Vec<(usize, String)>>,
 }
 
 /// When the live consumer last committed and with which plugin version: what a swap's pause
@@ -96,6 +115,7 @@ impl Projection {
         plugin: Arc<dyn ProjectionLogic>,
         events: Arc<dyn EventStore>,
         read_store: ReadStore,
+        policy: DeadLetterPolicy,
     ) -> Result<Arc<Self>, ProjectionError> {
         let manifest = plugin.manifest();
         let checkpoint = match read_store.checkpoint(&manifest.name).await? {
@@ -117,6 +137,7 @@ impl Projection {
             }
         };
         let (position, _) = watch::channel(checkpoint.position);
+        let held = Held::load(&read_store, &manifest.name).await?;
         Ok(Arc::new(Self {
             name: manifest.name.clone(),
             serving: RwLock::new(Serving { plugin: plugin.clone(), generation: checkpoint.generation }),
@@ -126,6 +147,12 @@ impl Projection {
             read_ahead: std::sync::Mutex::new(None),
             position,
             commits: std::sync::Mutex::new(Commits::default()),
+            policy,
+            held: std::sync::Mutex::new(held),
+            careful: std::sync::atomic::AtomicBool::new(true),
+            paused: watch::channel(false).0,
+            resumed: std::sync::atomic::AtomicBool::new(false),
+            versions: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
@@ -189,9 +216,9 @@ impl Projection {
         self.commits.lock().unwrap_or_else(PoisonError::into_inner).pauses.iter().copied().collect()
     }
 
-    /// Dead letters of this projection.
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, ProjectionError> {
-        Ok(self.read_store.dead_letters(Some(self.name())).await?)
+    /// Parked dead letters of this projection, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<Letter>, ProjectionError> {
+        Ok(self.read_store.letters(Some(self.name()), None, &[LetterState::Parked]).await?)
     }
 }
 

@@ -85,16 +85,10 @@ impl Dialect {
     /// The host's own tables.
     pub fn bookkeeping_ddl(self) -> Vec<String> {
         let text = if self == Self::MySql { "VARCHAR(255)" } else { "TEXT" };
-        let long_text = "TEXT";
         vec![
             format!(
                 "CREATE TABLE IF NOT EXISTS sluice_projections (name {text} NOT NULL PRIMARY KEY, generation BIGINT NOT NULL, \
                  position BIGINT NOT NULL, schema_version BIGINT NOT NULL, updated_at {text} NOT NULL)"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS sluice_dead_letters (projection {text} NOT NULL, position BIGINT NOT NULL, \
-                 event_type {text} NOT NULL, aggregate_id {text} NOT NULL, reason {long_text} NOT NULL, \
-                 recorded_at {text} NOT NULL, PRIMARY KEY (projection, position))"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS sluice_offsets (projection {text} NOT NULL, topic {text} NOT NULL, \

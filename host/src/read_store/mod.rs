@@ -5,8 +5,10 @@
 //! statements, and [`dialect`] writes the SQL for the store at hand. The host's own bookkeeping
 //! lives in three tables: `sluice_projections` (each projection's generation and position, updated
 //! in the same transaction as its rows), `sluice_offsets` (with the Kafka bus, each projection's
-//! offset per partition, likewise; see [`offsets`]) and `sluice_dead_letters`.
+//! offset per partition, likewise; see [`offsets`]) and the dead letters (`sluice_letters`, with the
+//! audit of drops; see [`dead_letters`]).
 
+pub mod dead_letters;
 pub mod dialect;
 pub mod offsets;
 pub mod schema;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor, Row};
 
+pub use dead_letters::{DroppedLetter, Letter, LetterState};
 pub use dialect::Dialect;
 pub use offsets::{OffsetAdvance, PartitionOffset};
 pub use schema::{ColumnType, ProjectionSchema, TableSchema};
@@ -49,18 +52,6 @@ pub struct Checkpoint {
     pub generation: i64,
     pub position: u64,
     pub schema_version: u32,
-}
-
-/// A dead-lettered event.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadLetter {
-    pub projection: String,
-    pub position: u64,
-    pub event_type: String,
-    pub aggregate_id: String,
-    pub reason: String,
-    pub recorded_at: String,
 }
 
 /// A connected read store.
@@ -107,7 +98,7 @@ impl ReadStore {
             .await
             .map_err(|e| open_error(e.to_string()))?;
         let store = Self { pool, dialect, url };
-        for statement in dialect.bookkeeping_ddl() {
+        for statement in dialect.bookkeeping_ddl().into_iter().chain(dead_letters::ddl(dialect)) {
             sqlx::query(&statement).execute(&store.pool).await.map_err(|e| open_error(e.to_string()))?;
         }
         Ok(store)
@@ -184,67 +175,6 @@ impl ReadStore {
             .execute(&mut *tx)
             .await?;
         Ok(())
-    }
-
-    /// Record a dead letter inside `tx`.
-    pub async fn add_dead_letter(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        letter: &DeadLetter,
-    ) -> Result<(), ReadStoreError> {
-        let d = self.dialect;
-        // A rebuild meets the same failing event again: the first letter stays.
-        let keep_first = match d {
-            Dialect::MySql => " ON DUPLICATE KEY UPDATE projection = projection",
-            Dialect::Sqlite | Dialect::Postgres => " ON CONFLICT (projection, position) DO NOTHING",
-        };
-        let sql = format!(
-            "INSERT INTO sluice_dead_letters (projection, position, event_type, aggregate_id, reason, recorded_at) \
-             VALUES ({}, {}, {}, {}, {}, {}){keep_first}",
-            d.placeholder(1),
-            d.placeholder(2),
-            d.placeholder(3),
-            d.placeholder(4),
-            d.placeholder(5),
-            d.placeholder(6)
-        );
-        let mut reason = letter.reason.clone();
-        reason.truncate(2000);
-        sqlx::query(&sql)
-            .bind(&letter.projection)
-            .bind(i64::try_from(letter.position).unwrap_or(i64::MAX))
-            .bind(&letter.event_type)
-            .bind(&letter.aggregate_id)
-            .bind(reason)
-            .bind(&letter.recorded_at)
-            .execute(&mut *tx)
-            .await?;
-        Ok(())
-    }
-
-    /// Dead letters, oldest first.
-    pub async fn dead_letters(&self, projection: Option<&str>) -> Result<Vec<DeadLetter>, ReadStoreError> {
-        let rows = sqlx::query(
-            "SELECT projection, position, event_type, aggregate_id, reason, recorded_at FROM sluice_dead_letters \
-             ORDER BY position",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut letters = Vec::new();
-        for row in rows {
-            let letter = DeadLetter {
-                projection: row.try_get(0)?,
-                position: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
-                event_type: row.try_get(2)?,
-                aggregate_id: row.try_get(3)?,
-                reason: session::read_text(&row, 4)?.unwrap_or_default(),
-                recorded_at: row.try_get(5)?,
-            };
-            if projection.is_none_or(|p| p == letter.projection) {
-                letters.push(letter);
-            }
-        }
-        Ok(letters)
     }
 }
 
