@@ -71,6 +71,8 @@ impl ApiError {
                 AdminError::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
                 AdminError::UnknownVersion { .. } => (StatusCode::NOT_FOUND, "unknown_version"),
                 AdminError::Busy(_) => (StatusCode::CONFLICT, "plugin_busy"),
+                AdminError::Unreadable { .. } => (StatusCode::CONFLICT, "unreadable_events"),
+                AdminError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "event_store_unavailable"),
                 AdminError::Projection(ProjectionError::Unknown(_)) => (StatusCode::NOT_FOUND, "unknown_projection"),
                 AdminError::Versions(_) | AdminError::Projection(_) | AdminError::File { .. } | AdminError::Task(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -127,7 +129,11 @@ impl ApiError {
             | Self::Command(CommandError::Conflict { .. }) => self.to_string(),
             Self::Command(CommandError::Store(_)) => "internal error".into(),
             Self::Admin(
-                AdminError::Versions(_) | AdminError::Projection(_) | AdminError::File { .. } | AdminError::Task(_),
+                AdminError::Versions(_)
+                | AdminError::Projection(_)
+                | AdminError::File { .. }
+                | AdminError::Task(_)
+                | AdminError::Store(_),
             ) if self.status_and_code().0.is_server_error() => "internal error".into(),
             other => other.to_string(),
         }
