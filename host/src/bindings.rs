@@ -15,11 +15,11 @@ pub mod aggregate {
     });
 }
 
-/// The 0.2.0 `aggregate-plugin` world: 0.1.0's plus per-event-type schema versions and `upcast`.
+/// The 0.2.0 `upcasting-aggregate-plugin` world: 0.1.0's plus per-event-type schema versions and `upcast`.
 pub mod aggregate_v2 {
     wasmtime::component::bindgen!({
         path: "../wit/v0.2",
-        world: "aggregate-plugin",
+        world: "upcasting-aggregate-plugin",
     });
 }
 

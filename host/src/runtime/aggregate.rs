@@ -28,13 +28,13 @@ pub struct WasmAggregate {
 /// The pre-linked component, by the WIT version it exports.
 enum Pre {
     V1(AggregatePluginPre<PluginCtx>),
-    V2(v2::AggregatePluginPre<PluginCtx>),
+    V2(v2::UpcastingAggregatePluginPre<PluginCtx>),
 }
 
 /// One fresh instance, by WIT version.
 enum Instance {
     V1(AggregatePlugin),
-    V2(v2::AggregatePlugin),
+    V2(v2::UpcastingAggregatePlugin),
 }
 
 /// The WIT version of an aggregate component.
@@ -62,7 +62,7 @@ impl WasmAggregate {
         let instance_pre = linker.instantiate_pre(component).map_err(link_error)?;
         let pre = match version {
             Version::V0_1 => Pre::V1(AggregatePluginPre::new(instance_pre).map_err(link_error)?),
-            Version::V0_2 => Pre::V2(v2::AggregatePluginPre::new(instance_pre).map_err(link_error)?),
+            Version::V0_2 => Pre::V2(v2::UpcastingAggregatePluginPre::new(instance_pre).map_err(link_error)?),
         };
         let name = origin.to_owned();
         let mut store = runtime.new_store();

@@ -33,12 +33,12 @@ pub mod bindings {
     });
 }
 
-/// The generated bindings of the 0.2.0 `aggregate-plugin` world; plugin code should not need
+/// The generated bindings of the 0.2.0 `upcasting-aggregate-plugin` world; plugin code should not need
 /// them.
 #[doc(hidden)]
 pub mod bindings_v2 {
     wit_bindgen::generate!({
-        world: "aggregate-plugin",
+        world: "upcasting-aggregate-plugin",
         path: "../../wit/v0.2",
         pub_export_macro: true,
         export_macro_name: "export_bindings_v2",
