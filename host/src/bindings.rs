@@ -34,7 +34,7 @@ pub mod projection {
 
 /// The shared `types` interface (0.1.0).
 pub use aggregate::sluice::plugin::types;
-/// The `sql` interface a projection imports.
-pub use projection::sluice::plugin::sql;
 /// The `types` interface of 0.2.0.
 pub use aggregate_v2::sluice::plugin::types as types_v2;
+/// The `sql` interface a projection imports.
+pub use projection::sluice::plugin::sql;

@@ -41,7 +41,8 @@ fn version_1_history() -> Vec<RawEvent> {
 async fn lookup(api: &Api, position: u64) -> Result<std::collections::BTreeMap<String, (String, String, String)>> {
     let what = format!("the accounts lookup reflects position {position}");
     let reply = wait_until(&what, WAIT, || async {
-        let request = api.request(Method::GET, "/api/v1/bankAccountLookup/").header("Sluice-Position", position.to_string());
+        let request =
+            api.request(Method::GET, "/api/v1/bankAccountLookup/").header("Sluice-Position", position.to_string());
         let reply = api.send(request).await?;
         match reply.status.as_u16() {
             200 => Ok(Check::Done(reply)),
@@ -112,7 +113,9 @@ async fn check_current_shape_everywhere(api: &Api) -> Result<u64> {
         ensure!(stored_opened[key] == current_opened[key], "{key} differs: {stored_opened} / {current_opened}");
     }
     ensure!(as_stored[1] == upcast[1], "a current event is the same either way: {as_stored:?} / {upcast:?}");
-    api.get(&format!("/api/aggregates/BankAccount/{ADA}/events?upcast=maybe")).await?.check_error(400, &["bad_query"])?;
+    api.get(&format!("/api/aggregates/BankAccount/{ADA}/events?upcast=maybe"))
+        .await?
+        .check_error(400, &["bad_query"])?;
 
     // Commands on the version 1 streams decide on the upcast history.
     let withdraw = |amount: &str| json!({ "amount": number(amount) });

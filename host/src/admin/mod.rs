@@ -32,9 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::bus::KafkaBus;
 use crate::command::CommandService;
 use crate::event_store::{EventStore, EventStoreError};
-use crate::plugin::{
-    Loaded, Plugin, PluginKind, PluginRegistry, ProjectionLogic, RegistryError, Upcaster, sha256_hex,
-};
+use crate::plugin::{Loaded, Plugin, PluginKind, PluginRegistry, ProjectionLogic, RegistryError, Upcaster, sha256_hex};
 use crate::projection::{Projection, ProjectionError, Projections};
 use crate::read_store::ReadStore;
 use crate::runtime::{RuntimeError, WasmRuntime, loader};

@@ -584,7 +584,11 @@ impl EventStore for MongoEventStore {
             });
         }
         counts.sort_by(|a, b| {
-            (&a.aggregate_type, &a.event_type, a.schema_version).cmp(&(&b.aggregate_type, &b.event_type, b.schema_version))
+            (&a.aggregate_type, &a.event_type, a.schema_version).cmp(&(
+                &b.aggregate_type,
+                &b.event_type,
+                b.schema_version,
+            ))
         });
         Ok(counts)
     }

@@ -21,7 +21,8 @@ use std::sync::Arc;
 pub use aggregate::{AggregateLogic, CommandInput, Decision, Refusal};
 pub use fault::PluginFault;
 pub use manifest::{
-    AggregateManifest, CommandRoute, CommandSpec, EventSchema, HttpMethod, IdSource, ProjectionManifest, QueryRoute, RebuildRoute,
+    AggregateManifest, CommandRoute, CommandSpec, EventSchema, HttpMethod, IdSource, ProjectionManifest, QueryRoute,
+    RebuildRoute,
 };
 pub use projection::{HandleFailure, ProjectionLogic, QueryOutcome};
 pub use registry::{Loaded, PluginInfo, PluginRegistry, RegistryError, RouteMatch, RouteTarget};

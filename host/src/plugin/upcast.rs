@@ -120,7 +120,10 @@ fn upcast_all(logic: &dyn AggregateLogic, events: Vec<StoredEvent>) -> Result<Ve
         .into_iter()
         .zip(upcast)
         .map(|(stored, new)| {
-            let what = format!("{} v{} of {} {}", stored.event_type, stored.schema_version, stored.aggregate_type, stored.aggregate_id);
+            let what = format!(
+                "{} v{} of {} {}",
+                stored.event_type, stored.schema_version, stored.aggregate_type, stored.aggregate_id
+            );
             if new.event_type != stored.event_type {
                 return Err(fault(format!("upcast {what} into another event type, {}", new.event_type)));
             }
@@ -225,8 +228,11 @@ mod tests {
     async fn current_events_pass_borrowed_without_a_call() {
         let logic = thing(moved_at_2(), None);
         let upcaster = Upcaster::new(registry_with(logic.clone()));
-        let events =
-            vec![event("Thing", 1, "Made", 1, "{}"), event("Thing", 2, "Moved", 2, r#"{"to":1}"#), event("Other", 3, "Moved", 1, "{}")];
+        let events = vec![
+            event("Thing", 1, "Made", 1, "{}"),
+            event("Thing", 2, "Moved", 2, r#"{"to":1}"#),
+            event("Other", 3, "Moved", 1, "{}"),
+        ];
         let out = upcaster.upcast(&events).await.expect("upcast");
         assert!(matches!(out, Cow::Borrowed(_)), "nothing to upcast: no copy");
         assert!(logic.calls.lock().expect("not poisoned").is_empty(), "no Wasm call");

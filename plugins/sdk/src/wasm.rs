@@ -155,7 +155,11 @@ pub mod v2 {
             .map(|events| {
                 events
                     .into_iter()
-                    .map(|e| types::NewEvent { event_type: e.event_type, schema_version: e.schema_version, data: e.data })
+                    .map(|e| types::NewEvent {
+                        event_type: e.event_type,
+                        schema_version: e.schema_version,
+                        data: e.data,
+                    })
                     .collect()
             })
             .map_err(|e| match e {
