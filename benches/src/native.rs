@@ -105,5 +105,7 @@ fn host_manifest(m: sluice_sdk::Manifest) -> AggregateManifest {
             })
             .collect(),
         topic: m.topic,
+        // The SDK upcasts inside evolve natively: events pass as stored.
+        schemas: None,
     }
 }

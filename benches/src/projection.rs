@@ -30,9 +30,10 @@ pub async fn bank_history(dir: &std::path::Path, accounts: usize, total: usize) 
         let id = format!("00000000-0000-4000-8000-{n:012}");
         let mut events = vec![NewEvent {
             event_type: "AccountOpenedEvent".into(),
-            schema_version: 1,
+            // The current shape: the benchmark measures projections, not upcasting.
+            schema_version: 2,
             data: format!(
-                r#"{{"id":"{id}","accountHolder":"holder {}","accountType":"SAVINGS","createdDate":"2026-01-01T00:00:00Z","openingBalance":100.00}}"#,
+                r#"{{"id":"{id}","accountHolder":"holder {}","accountType":"SAVINGS","openedAt":"2026-01-01T00:00:00Z","openingBalance":100.00}}"#,
                 n % 1000
             ),
         }];
@@ -108,7 +109,7 @@ pub async fn raw_writes(
                 let query = sqlx::query(&insert)
                     .bind(id)
                     .bind(data["accountHolder"].as_str().unwrap_or_default().to_owned())
-                    .bind(data["createdDate"].as_str().unwrap_or_default().to_owned())
+                    .bind(data["openedAt"].as_str().unwrap_or_default().to_owned())
                     .bind(data["accountType"].as_str().unwrap_or_default().to_owned());
                 let query = if sqlite { query.bind(10_000_i64) } else { query.bind("100.00".to_owned()) };
                 query.execute(&mut *tx).await?;

@@ -1,5 +1,7 @@
 //! Every `bindgen!` of the host, in one place: one module per world of the `sluice:plugin`
-//! WIT package (`wit/`), sharing one set of `types` so an event envelope converts once.
+//! WIT package (`wit/v0.1`, `wit/v0.2`), the worlds of one version sharing one set of `types`
+//! so an event envelope converts once. Both versions are linked side by side: a component is
+//! run by the bindings of the version it exports (told at load, [`crate::runtime::loader`]).
 //!
 //! Its own module, below both `runtime` and `capabilities`, so neither imports the other
 //! through it. Nothing outside those two names a generated type: the plugin contracts
@@ -8,21 +10,31 @@
 /// The `aggregate-plugin` world: exports `aggregate`.
 pub mod aggregate {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.1",
         world: "aggregate-plugin",
+    });
+}
+
+/// The 0.2.0 `upcasting-aggregate-plugin` world: 0.1.0's plus per-event-type schema versions and `upcast`.
+pub mod aggregate_v2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "upcasting-aggregate-plugin",
     });
 }
 
 /// The `projection-plugin` world: imports `sql`, exports `projection`.
 pub mod projection {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.1",
         world: "projection-plugin",
         with: { "sluice:plugin/types": super::aggregate::sluice::plugin::types },
     });
 }
 
-/// The shared `types` interface.
+/// The shared `types` interface (0.1.0).
 pub use aggregate::sluice::plugin::types;
+/// The `types` interface of 0.2.0.
+pub use aggregate_v2::sluice::plugin::types as types_v2;
 /// The `sql` interface a projection imports.
 pub use projection::sluice::plugin::sql;

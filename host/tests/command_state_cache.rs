@@ -28,6 +28,7 @@ impl Tally {
                 events: vec!["Added".into()],
                 routes: Vec::new(),
                 topic: "Tallies".into(),
+                schemas: None,
             },
             evolved: Mutex::new(Vec::new()),
         })

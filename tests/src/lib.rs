@@ -45,6 +45,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+pub mod stored;
+
 /// Where `tests/build.rs` left the freshly built components.
 pub const PLUGINS_DIR: &str = env!("SLUICE_TEST_PLUGINS");
 

@@ -14,9 +14,14 @@
 //!   version continues from the old one's checkpoint; with another schema it is built into fresh
 //!   tables while the old version serves, and switched to once it has caught up.
 //!
+//! Before any of that, the deploy-time check ([`deploy_check`]) holds the stored events' schema
+//! versions against what the new version can read; one that cannot read them is refused with
+//! the list, unless forced, and then the mismatch stays in its listing.
+//!
 //! Changes are serialised by one lock; readers (requests) never wait for it.
 
 pub mod dead_letters;
+pub mod deploy_check;
 pub mod versions;
 
 use std::collections::HashMap;
@@ -27,12 +32,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::bus::KafkaBus;
 use crate::command::CommandService;
-use crate::event_store::EventStore;
-use crate::plugin::{Loaded, Plugin, PluginKind, PluginRegistry, ProjectionLogic, RegistryError, sha256_hex};
+use crate::event_store::{EventStore, EventStoreError};
+use crate::plugin::{Loaded, Plugin, PluginKind, PluginRegistry, ProjectionLogic, RegistryError, Upcaster, sha256_hex};
 use crate::projection::{Projection, ProjectionError, Projections};
 use crate::read_store::ReadStore;
 use crate::runtime::{RuntimeError, WasmRuntime, loader};
 use crate::supervisor::{Supervisor, TaskState};
+use deploy_check::Unreadable;
 use versions::{StoredVersion, VersionError, VersionStore};
 
 /// Why an admin operation was refused or failed, classified by blame.
@@ -52,6 +58,12 @@ pub enum AdminError {
     UnknownVersion { name: String, sha256: String },
     #[error("projection {0} is being upgraded to a new schema; try again when it has switched")]
     Busy(String),
+    /// The plugin cannot read events the store holds (the uploader's fault; `force` overrides).
+    #[error("{name} cannot read stored events: {}; deploy with force=true to install it anyway", deploy_check::describe(.events))]
+    Unreadable { name: String, events: Vec<Unreadable> },
+    /// The event store could not be asked what it holds.
+    #[error(transparent)]
+    Store(#[from] EventStoreError),
     #[error(transparent)]
     Versions(#[from] VersionError),
     #[error(transparent)]
@@ -109,6 +121,9 @@ pub struct PluginStatus {
     /// A projection's latest swap pauses (old version's last commit to the new one's first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_swap_pauses_micros: Vec<u64>,
+    /// Stored events this version cannot read: it was installed with `force` over them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatch: Vec<Unreadable>,
 }
 
 /// A stored version of a plugin, for the versions listing.
@@ -154,6 +169,8 @@ struct Inner {
     consumers_enabled: std::sync::atomic::AtomicBool,
     /// Upgrades found before the host serves; they start with the consumers.
     deferred: Mutex<Vec<Upgrade>>,
+    /// Per plugin installed with `force`, the stored events it cannot read.
+    mismatches: Mutex<HashMap<String, Vec<Unreadable>>>,
 }
 
 /// A projection version with a new schema, to build while the current one serves.
@@ -178,6 +195,7 @@ impl Admin {
                 upgrading: Mutex::new(HashMap::new()),
                 consumers_enabled: std::sync::atomic::AtomicBool::new(false),
                 deferred: Mutex::new(Vec::new()),
+                mismatches: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -212,15 +230,21 @@ impl Admin {
             tracing::debug!(file = %source, "skipped bytes the file no longer holds");
             return Ok(None);
         }
-        self.install_locked(source.to_owned(), bytes, None).await.map(Some)
+        self.install_locked(source.to_owned(), bytes, None, false).await.map(Some)
     }
 
     /// Install uploaded `bytes` as plugin `name`, writing them into the plugins directory so a
-    /// restart keeps them (over the file the plugin came from, else `<name>.wasm`).
-    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> Result<(Installed, PluginStatus), AdminError> {
+    /// restart keeps them (over the file the plugin came from, else `<name>.wasm`). `force`
+    /// installs a version that cannot read some stored events (listed as its `mismatch`).
+    pub async fn upload(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        force: bool,
+    ) -> Result<(Installed, PluginStatus), AdminError> {
         let _change = self.inner.changes.lock().await;
         let source = self.registry().get(name).map_or_else(|| format!("{name}.wasm"), |l| l.info.source.clone());
-        let outcome = self.install_locked(source.clone(), bytes.clone(), Some(name)).await?;
+        let outcome = self.install_locked(source.clone(), bytes.clone(), Some(name), force).await?;
         if outcome.0 != Installed::Unchanged || !self.plugins_dir().join(&source).exists() {
             self.write_file(&source, &bytes)?;
         }
@@ -234,7 +258,7 @@ impl Admin {
             return Err(AdminError::UnknownVersion { name: name.to_owned(), sha256: sha256.to_owned() });
         };
         let source = self.registry().get(name).map_or_else(|| format!("{name}.wasm"), |l| l.info.source.clone());
-        let (_, status) = self.install_locked(source.clone(), bytes.clone(), Some(name)).await?;
+        let (_, status) = self.install_locked(source.clone(), bytes.clone(), Some(name), false).await?;
         self.write_file(&source, &bytes)?;
         Ok(status)
     }
@@ -269,6 +293,7 @@ impl Admin {
         let loaded = self.registry().get(name).ok_or_else(|| AdminError::UnknownPlugin(name.to_owned()))?;
         // The routes first, then the consumer (at a batch boundary) and the runner.
         self.registry().remove(name);
+        self.inner.mismatches.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
         if let Plugin::Projection(_) = loaded.plugin {
             self.parts().supervisor.remove(&consumer_task(name)).await;
             self.parts().projections.remove(name);
@@ -285,6 +310,7 @@ impl Admin {
         source: String,
         bytes: Vec<u8>,
         expected_name: Option<&str>,
+        force: bool,
     ) -> Result<(Installed, PluginStatus), AdminError> {
         let sha256 = sha256_hex(&bytes);
         // The same bytes as a running plugin of that name or file: nothing to compile.
@@ -294,7 +320,7 @@ impl Admin {
         if let Some(running) = same {
             return Ok((Installed::Unchanged, self.status(&running).await));
         }
-        let result = self.try_install(&source, &bytes, expected_name).await;
+        let result = self.try_install(&source, &bytes, expected_name, force).await;
         match &result {
             Ok((installed, status)) => {
                 self.forget_refusal(&source);
@@ -318,6 +344,7 @@ impl Admin {
         source: &str,
         bytes: &[u8],
         expected_name: Option<&str>,
+        force: bool,
     ) -> Result<(Installed, PluginStatus), AdminError> {
         let runtime = self.parts().runtime.clone();
         let (origin, owned) = (source.to_owned(), bytes.to_vec());
@@ -340,6 +367,15 @@ impl Admin {
         {
             return Ok((Installed::Unchanged, self.status(existing).await));
         }
+        let counts = self.parts().store.schema_counts().await?;
+        let unreadable = deploy_check::unreadable(&component.plugin, self.registry(), &counts);
+        if !unreadable.is_empty() && !force {
+            return Err(AdminError::Unreadable { name, events: unreadable });
+        }
+        if !unreadable.is_empty() {
+            tracing::warn!(plugin = %name, "installed by force over stored events it cannot read: {}", deploy_check::describe(&unreadable));
+        }
+        self.note_mismatch(&name, unreadable);
         let installed = match (existing, component.plugin.clone()) {
             (None, Plugin::Aggregate(_)) => {
                 self.registry().add(component.plugin, source.to_owned(), component.sha256.clone())?;
@@ -460,8 +496,15 @@ impl Admin {
     /// Open a projection's tables and start its consumer.
     async fn start_projection(&self, logic: Arc<dyn ProjectionLogic>, sha256: &str) -> Result<(), AdminError> {
         let parts = self.parts();
-        let projection =
-            Projection::open(logic.clone(), parts.store.clone(), parts.read_store.clone(), parts.dead_letters).await?;
+        let upcaster = Upcaster::new(parts.registry.clone());
+        let projection = Projection::open_with(
+            logic.clone(),
+            parts.store.clone(),
+            parts.read_store.clone(),
+            parts.dead_letters,
+            upcaster,
+        )
+        .await?;
         projection.know_version(&logic, sha256);
         parts.projections.insert(projection.clone());
         self.spawn_consumer(projection);
@@ -694,6 +737,14 @@ impl Admin {
             last_error: failure,
             recent_swap_pauses_micros: pauses,
             upgrading_to: self.inner.upgrading.lock().unwrap_or_else(PoisonError::into_inner).get(&info.name).cloned(),
+            mismatch: self
+                .inner
+                .mismatches
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&info.name)
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -703,6 +754,17 @@ impl Admin {
         refused.push(refusal);
         let excess = refused.len().saturating_sub(REFUSALS_KEPT);
         refused.drain(..excess);
+    }
+
+    /// Remember what a forced install cannot read (forget it when the new version reads all).
+    /// Noted before the install, which may still fail: then the next install notes again.
+    fn note_mismatch(&self, name: &str, unreadable: Vec<Unreadable>) {
+        let mut mismatches = self.inner.mismatches.lock().unwrap_or_else(PoisonError::into_inner);
+        if unreadable.is_empty() {
+            mismatches.remove(name);
+        } else {
+            mismatches.insert(name.to_owned(), unreadable);
+        }
     }
 
     fn forget_refusal(&self, source: &str) {

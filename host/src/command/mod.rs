@@ -16,7 +16,9 @@ use std::time::Duration;
 pub use state_cache::{CachedState, StateCache};
 
 use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
-use crate::plugin::{AggregateLogic, AggregateManifest, CommandInput, Decision, PluginFault, PluginRegistry, Refusal};
+use crate::plugin::{
+    AggregateLogic, AggregateManifest, CommandInput, Decision, PluginFault, PluginRegistry, Refusal, upcast,
+};
 
 /// Why a command was not applied, classified by blame.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +195,22 @@ impl CommandService {
         self.store.read_stream(aggregate_type, aggregate_id, 0, version).await.map_err(CommandError::Store)
     }
 
+    /// The stream up to `version` with every event in its current shape (upcast by the aggregate
+    /// when stored at an older schema version).
+    pub async fn history_upcast(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        version: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, CommandError> {
+        let logic = self.logic(aggregate_type)?;
+        let history = self.history(aggregate_type, aggregate_id, version).await?;
+        tokio::task::spawn_blocking(move || upcast::upcast_with(&*logic, history))
+            .await
+            .map_err(|e| CommandError::Store(EventStoreError::Backend(format!("upcast task failed: {e}"))))?
+            .map_err(CommandError::Fault)
+    }
+
     /// The state of a stream as JSON text (`None` when the stream is empty).
     pub async fn state(
         &self,
@@ -205,7 +223,7 @@ impl CommandService {
         let Some(last) = history.last().map(|e| e.version) else {
             return Ok(None);
         };
-        let rendered = tokio::task::spawn_blocking(move || logic.render(&history))
+        let rendered = tokio::task::spawn_blocking(move || logic.render(&upcast::upcast_with(&*logic, history)?))
             .await
             .map_err(|e| CommandError::Store(EventStoreError::Backend(format!("render task failed: {e}"))))?
             .map_err(CommandError::Fault)?;
@@ -230,7 +248,13 @@ async fn run_blocking(
     input: CommandInput,
 ) -> Result<Decision, CommandError> {
     let plugin = logic.manifest().aggregate_type.clone();
-    let result = tokio::task::spawn_blocking(move || logic.execute(state.as_deref(), &since, &input)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        // Events appended since the cached state (or the whole stream) reach evolve in their
+        // current shape.
+        let since = upcast::upcast_with(&*logic, since)?;
+        logic.execute(state.as_deref(), &since, &input)
+    })
+    .await;
     match result {
         Ok(Ok(decision)) => Ok(decision),
         Ok(Err(fault)) => Err(CommandError::Fault(fault)),
@@ -247,6 +271,14 @@ fn check_events(manifest: &AggregateManifest, events: &[NewEvent]) -> Result<(),
         let fault = |detail: String| PluginFault::Contract { plugin: manifest.aggregate_type.clone(), detail };
         if !manifest.events.iter().any(|declared| declared == &event.event_type) {
             return Err(fault(format!("emitted undeclared event type {:?}", event.event_type)));
+        }
+        if let Some(schema) = manifest.schema(&event.event_type)
+            && schema.current != event.schema_version
+        {
+            return Err(fault(format!(
+                "emitted {} at schema version {}, not its declared current {}",
+                event.event_type, event.schema_version, schema.current
+            )));
         }
         if !event.data.trim_start().starts_with('{')
             || serde_json::from_str::<serde::de::IgnoredAny>(&event.data).is_err()

@@ -95,6 +95,7 @@ mod tests {
             events: Vec::new(),
             routes: Vec::new(),
             topic: "Things".into(),
+            schemas: None,
         }))
     }
 

@@ -143,6 +143,17 @@ pub struct Appended {
     pub positions: Vec<u64>,
 }
 
+/// How many stored events share an aggregate type, event type and schema version: what the
+/// deploy-time check compares with what a plugin can read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaCount {
+    pub aggregate_type: String,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub count: u64,
+}
+
 /// Why an append or a read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EventStoreError {
@@ -206,6 +217,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// The relay's saved position: every event up to it has been acknowledged by the bus
     /// (0 before the first save).
     async fn relay_position(&self) -> Result<u64, EventStoreError>;
+
+    /// The number of stored events per (aggregate type, event type, schema version), sorted by
+    /// those three. A whole-store scan: it runs when a plugin is deployed, not per request.
+    async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError>;
 }
 
 /// Milliseconds since the Unix epoch, `lease` from now: when a relay lease taken now expires.

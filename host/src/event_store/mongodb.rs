@@ -65,7 +65,7 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent, to_i64, to_u64};
+use super::{Appended, EventStore, EventStoreError, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
 
 /// The most appends one insert writes.
 pub const GROUP: usize = 64;
@@ -548,6 +548,49 @@ impl EventStore for MongoEventStore {
             }
         }
         Ok(events)
+    }
+
+    async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError> {
+        let pipeline = [
+            doc! { "$unwind": "$events" },
+            doc! { "$group": {
+                "_id": {
+                    "aggregate_type": "$aggregate_type",
+                    "event_type": "$events.event_type",
+                    "schema_version": "$events.schema_version",
+                },
+                "count": { "$sum": 1 },
+            } },
+        ];
+        let mut cursor = self.raw.aggregate(pipeline).await?;
+        let mut counts = Vec::new();
+        while cursor.advance().await? {
+            let group = cursor.deserialize_current()?;
+            let malformed = || EventStoreError::Backend(format!("unexpected schema count {group}"));
+            let key = group.get_document("_id").map_err(|_| malformed())?;
+            let number = |value: Option<&Bson>| match value {
+                Some(Bson::Int32(n)) => Some(i64::from(*n)),
+                Some(Bson::Int64(n)) => Some(*n),
+                Some(Bson::Double(n)) if n.fract() == 0.0 => Some(*n as i64),
+                _ => None,
+            };
+            counts.push(SchemaCount {
+                aggregate_type: key.get_str("aggregate_type").map_err(|_| malformed())?.to_owned(),
+                event_type: key.get_str("event_type").map_err(|_| malformed())?.to_owned(),
+                schema_version: number(key.get("schema_version"))
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(malformed)?,
+                count: to_u64(number(group.get("count")).ok_or_else(malformed)?),
+            });
+        }
+        counts.sort_by(|a, b| {
+            (&a.aggregate_type, &a.event_type, a.schema_version).cmp(&(
+                &b.aggregate_type,
+                &b.event_type,
+                b.schema_version,
+            ))
+        });
+        Ok(counts)
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {

@@ -31,7 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent, to_i64, to_u64};
+use super::{Appended, EventStore, EventStoreError, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
 
 /// The advisory lock key every append takes: positions are assigned under it.
 const LOG_LOCK: i64 = 0x736c_7569_6365; // "sluice"
@@ -251,6 +251,25 @@ impl EventStore for PostgresEventStore {
         let sql = format!("SELECT {COLUMNS} FROM sluice_events WHERE position > $1 ORDER BY position LIMIT $2");
         let rows = sqlx::query(&sql).bind(to_i64(after)).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(to_event).collect()
+    }
+
+    async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError> {
+        let rows: Vec<(String, String, i32, i64)> = sqlx::query_as(
+            "SELECT aggregate_type, event_type, schema_version, COUNT(*) FROM sluice_events \
+             GROUP BY aggregate_type, event_type, schema_version \
+             ORDER BY aggregate_type, event_type, schema_version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(aggregate_type, event_type, schema_version, count)| SchemaCount {
+                aggregate_type,
+                event_type,
+                schema_version: u32::try_from(schema_version).unwrap_or(0),
+                count: to_u64(count),
+            })
+            .collect())
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {

@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection};
 
 use super::group_commit::GroupCommit;
-use super::{Appended, EventStore, EventStoreError, NewEvent, StoredEvent, to_i64, to_u64};
+use super::{Appended, EventStore, EventStoreError, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -256,6 +256,25 @@ impl EventStore for SqliteEventStore {
         let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2");
         let rows = sqlx::query(&sql).bind(to_i64(after)).bind(i64::from(limit)).fetch_all(&self.readers).await?;
         rows.iter().map(to_event).collect()
+    }
+
+    async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT aggregate_type, event_type, schema_version, COUNT(*) FROM events \
+             GROUP BY aggregate_type, event_type, schema_version \
+             ORDER BY aggregate_type, event_type, schema_version",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(aggregate_type, event_type, schema_version, count)| SchemaCount {
+                aggregate_type,
+                event_type,
+                schema_version: u32::try_from(schema_version).unwrap_or(0),
+                count: to_u64(count),
+            })
+            .collect())
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {

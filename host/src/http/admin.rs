@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -56,14 +56,25 @@ pub struct InstallAnswer {
     pub plugin: Option<PluginStatus>,
 }
 
-/// `PUT /admin/plugins/{name}` with the component as an `application/wasm` body: 201 for a
-/// new plugin, 200 for a replace or the same sha256 again.
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    /// Install even over stored events the plugin cannot read (the deploy-time check).
+    #[serde(default)]
+    force: bool,
+}
+
+/// `PUT /admin/plugins/{name}[?force=true]` with the component as an `application/wasm` body:
+/// 201 for a new plugin, 200 for a replace or the same sha256 again; 409 when it cannot read
+/// stored events, unless forced.
 pub async fn upload(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let Query(UploadQuery { force }) =
+        query.map_err(|e| ApiError::BadQuery(format!("force must be true or false: {e}")))?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
         return Err(ApiError::UnsupportedMediaType(format!(
@@ -71,7 +82,7 @@ pub async fn upload(
         )));
     }
     let bytes = read_bytes(body, state.upload_limit).await?;
-    let (installed, status) = state.admin()?.upload(&name, bytes).await?;
+    let (installed, status) = state.admin()?.upload(&name, bytes, force).await?;
     let answer = InstallAnswer {
         created: installed == Installed::Created,
         replaced: installed == Installed::Replaced,

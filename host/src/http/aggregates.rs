@@ -62,12 +62,26 @@ pub async fn state(
     Ok(Json(json!({ "aggregateType": aggregate_type, "id": id, "version": version, "state": state_json })))
 }
 
-/// `GET /api/aggregates/{type}/{id}/events`: the stream, the audit log.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    upcast: bool,
+}
+
+/// `GET /api/aggregates/{type}/{id}/events[?upcast=true]`: the stream, the audit log. As
+/// stored by default; with `upcast=true`, every event in its current shape (the shape commands,
+/// state and projections see).
 pub async fn events(
     State(state): State<AppState>,
     Path((aggregate_type, id)): Path<(String, String)>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let history = state.commands.history(&aggregate_type, &id, None).await?;
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(format!("upcast must be true or false: {e}")))?;
+    let history = if query.upcast {
+        state.commands.history_upcast(&aggregate_type, &id, None).await?
+    } else {
+        state.commands.history(&aggregate_type, &id, None).await?
+    };
     if history.is_empty() {
         return Err(not_found(aggregate_type, id));
     }

@@ -73,6 +73,8 @@ impl ApiError {
                 AdminError::Busy(_) => (StatusCode::CONFLICT, "plugin_busy"),
                 AdminError::UnknownLetter(_) => (StatusCode::NOT_FOUND, "unknown_dead_letter"),
                 AdminError::NotParked { .. } => (StatusCode::CONFLICT, "dead_letter_not_parked"),
+                AdminError::Unreadable { .. } => (StatusCode::CONFLICT, "unreadable_events"),
+                AdminError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "event_store_unavailable"),
                 AdminError::Projection(ProjectionError::Unknown(_)) => (StatusCode::NOT_FOUND, "unknown_projection"),
                 AdminError::Versions(_) | AdminError::Projection(_) | AdminError::File { .. } | AdminError::Task(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -129,7 +131,11 @@ impl ApiError {
             | Self::Command(CommandError::Conflict { .. }) => self.to_string(),
             Self::Command(CommandError::Store(_)) => "internal error".into(),
             Self::Admin(
-                AdminError::Versions(_) | AdminError::Projection(_) | AdminError::File { .. } | AdminError::Task(_),
+                AdminError::Versions(_)
+                | AdminError::Projection(_)
+                | AdminError::File { .. }
+                | AdminError::Task(_)
+                | AdminError::Store(_),
             ) if self.status_and_code().0.is_server_error() => "internal error".into(),
             other => other.to_string(),
         }

@@ -55,4 +55,16 @@ pub trait AggregateLogic: Send + Sync + 'static {
 
     /// Replay `history` and render the state as JSON text.
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault>;
+
+    /// Bring `events` (of this aggregate type, not at their type's current schema version) to
+    /// the current version: one per event, in order. Called only through [`super::upcast`],
+    /// which checks the answer, and only for plugins whose manifest declares schema versions;
+    /// a plugin that declares none has no upcaster.
+    fn upcast(&self, events: &[StoredEvent]) -> Result<Vec<NewEvent>, PluginFault> {
+        let _ = events;
+        Err(PluginFault::Contract {
+            plugin: self.manifest().aggregate_type.clone(),
+            detail: "has no upcaster for its older events".into(),
+        })
+    }
 }

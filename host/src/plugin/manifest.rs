@@ -1,6 +1,7 @@
 //! What plugins declare, as the host holds it (independent of the WIT bindings), and its
-//! validation at load: the aggregate manifest (commands, events, routes, topic) and the
-//! projection manifest (subscriptions, tables, queries, routes).
+//! validation at load: the aggregate manifest (commands, events, routes, topic, and since WIT
+//! 0.2.0 the schema versions of its events) and the projection manifest (subscriptions, tables,
+//! queries, routes).
 
 use crate::read_store::ProjectionSchema;
 
@@ -70,6 +71,28 @@ pub struct AggregateManifest {
     pub events: Vec<String>,
     pub routes: Vec<CommandRoute>,
     pub topic: String,
+    /// The schema versions it reads per event type: `None` for a 0.1.0 plugin, which declares
+    /// none (its events pass as stored, and it is trusted to read every version of the event
+    /// types it declares).
+    pub schemas: Option<Vec<EventSchema>>,
+}
+
+/// The schema versions of one event type an aggregate reads: it writes `current` and upcasts
+/// `oldest..current` to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSchema {
+    pub current: u32,
+    pub oldest: u32,
+}
+
+impl EventSchema {
+    /// A type with one shape, version 1 (what a 0.2.0 plugin's unlisted types are).
+    pub const FIRST: Self = Self { current: 1, oldest: 1 };
+
+    /// Whether a stored event at `version` can be read (as it is, or upcast).
+    pub fn reads(self, version: u32) -> bool {
+        (self.oldest..=self.current).contains(&version)
+    }
 }
 
 /// Paths the host serves itself; plugin routes may not shadow them.
@@ -79,6 +102,20 @@ const RESERVED_PREFIXES: &[&str] =
 impl AggregateManifest {
     pub fn command(&self, name: &str) -> Option<&CommandSpec> {
         self.commands.iter().find(|c| c.name == name)
+    }
+
+    /// The schema versions the plugin reads of `event_type`: `None` when it declares no versions
+    /// (0.1.0) or does not declare the type at all.
+    pub fn schema(&self, event_type: &str) -> Option<EventSchema> {
+        let schemas = self.schemas.as_ref()?;
+        let i = self.events.iter().position(|e| e == event_type)?;
+        Some(schemas.get(i).copied().unwrap_or(EventSchema::FIRST))
+    }
+
+    /// Whether a stored event must go through the plugin's `upcast` before it is handed on: its
+    /// type has a declared current version, and the event is not at it.
+    pub fn needs_upcast(&self, event_type: &str, schema_version: u32) -> bool {
+        self.schema(event_type).is_some_and(|s| s.current != schema_version)
     }
 
     /// Check the manifest is coherent; the message names what is wrong.
@@ -99,6 +136,16 @@ impl AggregateManifest {
         }
         if let Some(bad) = self.events.iter().find(|e| !is_name(e)) {
             return Err(format!("event type {bad:?} must be letters, digits, '-' or '_'"));
+        }
+        if let Some(schemas) = &self.schemas {
+            for (event_type, schema) in self.events.iter().zip(schemas) {
+                if schema.oldest == 0 || schema.oldest > schema.current {
+                    return Err(format!(
+                        "event type {event_type}: schema versions {}..={} are not 1 <= oldest <= current",
+                        schema.oldest, schema.current
+                    ));
+                }
+            }
         }
         if self.topic.is_empty() || !self.topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             return Err(format!("topic {:?} is not a valid topic name", self.topic));

@@ -1,7 +1,8 @@
 //! The plugin contracts, independent of how plugins run: what the host needs of an aggregate
 //! ([`AggregateLogic`]) and of a projection ([`ProjectionLogic`]), what they declare
-//! ([`manifest`]), how their calls fail ([`PluginFault`]), and the [`registry`] of loaded plugins
-//! and their routes. The Wasm implementations live in [`crate::runtime`]; nothing here names a
+//! ([`manifest`]), how their calls fail ([`PluginFault`]), the [`registry`] of loaded plugins
+//! and their routes, and the one point where old events are brought to their current shape
+//! ([`upcast`]). The Wasm implementations live in [`crate::runtime`]; nothing here names a
 //! WIT binding, so the dispatcher, the projection runner and the HTTP edge depend on contracts
 //! only.
 //!
@@ -13,16 +14,19 @@ pub mod fault;
 pub mod manifest;
 pub mod projection;
 pub mod registry;
+pub mod upcast;
 
 use std::sync::Arc;
 
 pub use aggregate::{AggregateLogic, CommandInput, Decision, Refusal};
 pub use fault::PluginFault;
 pub use manifest::{
-    AggregateManifest, CommandRoute, CommandSpec, HttpMethod, IdSource, ProjectionManifest, QueryRoute, RebuildRoute,
+    AggregateManifest, CommandRoute, CommandSpec, EventSchema, HttpMethod, IdSource, ProjectionManifest, QueryRoute,
+    RebuildRoute,
 };
 pub use projection::{HandleFailure, ProjectionLogic, QueryOutcome};
 pub use registry::{Loaded, PluginInfo, PluginRegistry, RegistryError, RouteMatch, RouteTarget};
+pub use upcast::Upcaster;
 
 /// Hex sha256 of a component's bytes: how the host names a plugin version (in the registry, the
 /// plugins directory, the version store and the compile cache).

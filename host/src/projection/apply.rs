@@ -103,6 +103,7 @@ impl Projection {
         batch: &[StoredEvent],
         progress: &Progress,
     ) -> Result<(), ProjectionError> {
+        let batch = self.upcast(plugin, batch).await?;
         let store = rows.letters();
         let subscribed: Vec<StoredEvent> =
             batch.iter().filter(|e| plugin.manifest().subscriptions.contains(&e.event_type)).cloned().collect();

@@ -32,7 +32,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 
 use crate::event_store::{EventStore, StoredEvent};
-use crate::plugin::{PluginFault, ProjectionLogic};
+use crate::plugin::{PluginFault, ProjectionLogic, Upcaster};
 use crate::read_store::{Checkpoint, Letter, LetterState, ReadStore, ReadStoreError};
 use letters::{DeadLetterPolicy, Held};
 
@@ -95,6 +95,8 @@ pub struct Projection {
     resumed: std::sync::atomic::AtomicBool,
     /// Plugin versions (by pointer) and their sha256, for the letters.
     versions: std::sync::Mutex<Vec<(usize, String)>>,
+    /// Brings old events to their current shape before the plugin sees them.
+    upcaster: Upcaster,
 }
 
 /// When the live consumer last committed and with which plugin version: what a swap's pause
@@ -110,12 +112,23 @@ const PAUSES_KEPT: usize = 64;
 
 impl Projection {
     /// Prepare the projection's tables (fresh ones when its schema version changed) and load its
-    /// checkpoint.
+    /// checkpoint. Events reach the plugin as stored: see [`Self::open_with`].
     pub async fn open(
         plugin: Arc<dyn ProjectionLogic>,
         events: Arc<dyn EventStore>,
         read_store: ReadStore,
         policy: DeadLetterPolicy,
+    ) -> Result<Arc<Self>, ProjectionError> {
+        Self::open_with(plugin, events, read_store, policy, Upcaster::none()).await
+    }
+
+    /// [`Self::open`], with every batch brought to its current shape by `upcaster` first.
+    pub async fn open_with(
+        plugin: Arc<dyn ProjectionLogic>,
+        events: Arc<dyn EventStore>,
+        read_store: ReadStore,
+        policy: DeadLetterPolicy,
+        upcaster: Upcaster,
     ) -> Result<Arc<Self>, ProjectionError> {
         let manifest = plugin.manifest();
         let checkpoint = match read_store.checkpoint(&manifest.name).await? {
@@ -153,6 +166,7 @@ impl Projection {
             paused: watch::channel(false).0,
             resumed: std::sync::atomic::AtomicBool::new(false),
             versions: std::sync::Mutex::new(Vec::new()),
+            upcaster,
         }))
     }
 
@@ -214,6 +228,17 @@ impl Projection {
     /// version's first, oldest first.
     pub fn swap_pauses(&self) -> Vec<Duration> {
         self.commits.lock().unwrap_or_else(PoisonError::into_inner).pauses.iter().copied().collect()
+    }
+
+    /// `batch` with the events `plugin` subscribes to in their current shape (the others, which
+    /// it never sees, as stored): what the plugin is handed, whoever delivered the events.
+    pub(crate) async fn upcast<'a>(
+        &self,
+        plugin: &Arc<dyn ProjectionLogic>,
+        batch: &'a [StoredEvent],
+    ) -> Result<std::borrow::Cow<'a, [StoredEvent]>, ProjectionError> {
+        let subscriptions = &plugin.manifest().subscriptions;
+        Ok(self.upcaster.upcast_where(batch, |e| subscriptions.contains(&e.event_type)).await?)
     }
 
     /// Parked dead letters of this projection, oldest first.

@@ -1,5 +1,6 @@
-//! Aggregate plugins: the `aggregate-plugin` world's bindings and [`WasmAggregate`], which runs
-//! each command in a fresh instance of a pre-linked component.
+//! Aggregate plugins: [`WasmAggregate`], which runs each command (and each upcast) in a fresh
+//! instance of a pre-linked component, through the bindings of the WIT version the component
+//! exports (0.1.0 or 0.2.0, linked side by side).
 
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
@@ -7,50 +8,103 @@ use wasmtime::component::{Component, Linker};
 use super::{PluginCtx, RuntimeError, WasmRuntime, classify_fault};
 use crate::event_store::{NewEvent, StoredEvent};
 use crate::plugin::{
-    AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, Decision, HttpMethod, IdSource,
-    PluginFault, Refusal,
+    AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, Decision, EventSchema, HttpMethod,
+    IdSource, PluginFault, Refusal,
 };
 
 use crate::bindings::aggregate::exports::sluice::plugin::aggregate as wit;
 use crate::bindings::aggregate::{AggregatePlugin, AggregatePluginPre};
-use crate::bindings::types;
+use crate::bindings::aggregate_v2 as v2;
+use crate::bindings::aggregate_v2::exports::sluice::plugin::aggregate as wit_v2;
+use crate::bindings::{types, types_v2};
 
-/// An aggregate plugin loaded from a component.
+/// An aggregate plugin loaded from a component of either WIT version.
 pub struct WasmAggregate {
     runtime: WasmRuntime,
-    pre: AggregatePluginPre<PluginCtx>,
+    pre: Pre,
     manifest: AggregateManifest,
 }
 
+/// The pre-linked component, by the WIT version it exports.
+enum Pre {
+    V1(AggregatePluginPre<PluginCtx>),
+    V2(v2::UpcastingAggregatePluginPre<PluginCtx>),
+}
+
+/// One fresh instance, by WIT version.
+enum Instance {
+    V1(AggregatePlugin),
+    V2(v2::UpcastingAggregatePlugin),
+}
+
+/// The WIT version of an aggregate component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `sluice:plugin/aggregate@0.1.0`: no schema versions, no upcaster.
+    V0_1,
+    /// `sluice:plugin/aggregate@0.2.0`: schema versions per event type and `upcast`.
+    V0_2,
+}
+
 impl WasmAggregate {
-    /// Link a compiled component and read its manifest. `origin` names it in errors.
-    pub fn load(runtime: &WasmRuntime, origin: &str, component: &Component) -> Result<Self, RuntimeError> {
+    /// Link a compiled component of WIT `version` and read its manifest. `origin` names it in
+    /// errors.
+    pub fn load(
+        runtime: &WasmRuntime,
+        origin: &str,
+        component: &Component,
+        version: Version,
+    ) -> Result<Self, RuntimeError> {
         let link_error =
             |e: wasmtime::Error| RuntimeError::Link { origin: origin.to_owned(), reason: format!("{e:#}") };
         let mut linker = Linker::<PluginCtx>::new(runtime.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
-        let pre =
-            AggregatePluginPre::new(linker.instantiate_pre(component).map_err(link_error)?).map_err(link_error)?;
+        let instance_pre = linker.instantiate_pre(component).map_err(link_error)?;
+        let pre = match version {
+            Version::V0_1 => Pre::V1(AggregatePluginPre::new(instance_pre).map_err(link_error)?),
+            Version::V0_2 => Pre::V2(v2::UpcastingAggregatePluginPre::new(instance_pre).map_err(link_error)?),
+        };
         let name = origin.to_owned();
         let mut store = runtime.new_store();
-        let manifest = pre
-            .instantiate(&mut store)
-            .and_then(|plugin| plugin.sluice_plugin_aggregate().call_describe(&mut store))
-            .map_err(|e| RuntimeError::Contract {
-                plugin: name.clone(),
-                reason: classify_fault(&name, &store, &e).to_string(),
-            })?;
-        let manifest = from_wit_manifest(manifest);
+        let contract = |store: &Store<PluginCtx>, e: wasmtime::Error| RuntimeError::Contract {
+            plugin: name.clone(),
+            reason: classify_fault(&name, store, &e).to_string(),
+        };
+        let manifest = match &pre {
+            Pre::V1(pre) => {
+                let described =
+                    pre.instantiate(&mut store).and_then(|p| p.sluice_plugin_aggregate().call_describe(&mut store));
+                from_wit_manifest(described.map_err(|e| contract(&store, e))?)
+            }
+            Pre::V2(pre) => {
+                let described =
+                    pre.instantiate(&mut store).and_then(|p| p.sluice_plugin_aggregate().call_describe(&mut store));
+                from_wit_manifest_v2(described.map_err(|e| contract(&store, e))?)
+                    .map_err(|reason| RuntimeError::Contract { plugin: name.clone(), reason })?
+            }
+        };
         manifest
             .validate()
             .map_err(|reason| RuntimeError::Contract { plugin: name, reason: format!("invalid manifest: {reason}") })?;
         Ok(Self { runtime: runtime.clone(), pre, manifest })
     }
 
-    fn instantiate(&self) -> Result<(Store<PluginCtx>, AggregatePlugin), PluginFault> {
+    /// The WIT version the component exports.
+    pub fn version(&self) -> Version {
+        match self.pre {
+            Pre::V1(_) => Version::V0_1,
+            Pre::V2(_) => Version::V0_2,
+        }
+    }
+
+    fn instantiate(&self) -> Result<(Store<PluginCtx>, Instance), PluginFault> {
         let mut store = self.runtime.new_store();
-        match self.pre.instantiate(&mut store) {
-            Ok(plugin) => Ok((store, plugin)),
+        let instance = match &self.pre {
+            Pre::V1(pre) => pre.instantiate(&mut store).map(Instance::V1),
+            Pre::V2(pre) => pre.instantiate(&mut store).map(Instance::V2),
+        };
+        match instance {
+            Ok(instance) => Ok((store, instance)),
             Err(e) => Err(classify_fault(&self.manifest.aggregate_type, &store, &e)),
         }
     }
@@ -58,16 +112,91 @@ impl WasmAggregate {
     fn evolve(
         &self,
         store: &mut Store<PluginCtx>,
-        plugin: &AggregatePlugin,
+        instance: &Instance,
         state: Option<&[u8]>,
         events: &[StoredEvent],
     ) -> Result<Vec<u8>, PluginFault> {
-        let envelopes: Vec<types::EventEnvelope> = events.iter().map(to_envelope).collect();
-        match plugin.sluice_plugin_aggregate().call_evolve(&mut *store, state, &envelopes) {
+        let evolved = match instance {
+            Instance::V1(plugin) => {
+                let envelopes: Vec<types::EventEnvelope> = events.iter().map(to_envelope).collect();
+                plugin.sluice_plugin_aggregate().call_evolve(&mut *store, state, &envelopes)
+            }
+            Instance::V2(plugin) => {
+                let envelopes: Vec<types_v2::EventEnvelope> = events.iter().map(to_envelope_v2).collect();
+                plugin.sluice_plugin_aggregate().call_evolve(&mut *store, state, &envelopes)
+            }
+        };
+        match evolved {
             Ok(Ok(state)) => Ok(state),
             Ok(Err(reason)) => Err(self.contract(format!("cannot replay its own events: {reason}"))),
             Err(e) => Err(classify_fault(&self.manifest.aggregate_type, store, &e)),
         }
+    }
+
+    fn decide(
+        &self,
+        store: &mut Store<PluginCtx>,
+        instance: &Instance,
+        state: Option<&[u8]>,
+        command: &CommandInput,
+    ) -> Result<Result<Vec<NewEvent>, Refusal>, PluginFault> {
+        let decided = match instance {
+            Instance::V1(plugin) => {
+                let command = wit::Command {
+                    command_type: command.command_type.clone(),
+                    aggregate_id: command.aggregate_id.clone(),
+                    data: command.data.clone(),
+                    issued_at: command.issued_at.clone(),
+                    fresh_id: command.fresh_id.clone(),
+                };
+                plugin.sluice_plugin_aggregate().call_decide(&mut *store, state, &command).map(|verdict| {
+                    verdict
+                        .map(|events| {
+                            events
+                                .into_iter()
+                                .map(|e| NewEvent {
+                                    event_type: e.event_type,
+                                    schema_version: e.schema_version,
+                                    data: e.data,
+                                })
+                                .collect()
+                        })
+                        .map_err(|refusal| match refusal {
+                            wit::CommandError::Invalid(m) => Refusal::Invalid(m),
+                            wit::CommandError::Rejected(m) => Refusal::Rejected(m),
+                            wit::CommandError::NotFound(m) => Refusal::NotFound(m),
+                        })
+                })
+            }
+            Instance::V2(plugin) => {
+                let command = wit_v2::Command {
+                    command_type: command.command_type.clone(),
+                    aggregate_id: command.aggregate_id.clone(),
+                    data: command.data.clone(),
+                    issued_at: command.issued_at.clone(),
+                    fresh_id: command.fresh_id.clone(),
+                };
+                plugin.sluice_plugin_aggregate().call_decide(&mut *store, state, &command).map(|verdict| {
+                    verdict
+                        .map(|events| {
+                            events
+                                .into_iter()
+                                .map(|e| NewEvent {
+                                    event_type: e.event_type,
+                                    schema_version: e.schema_version,
+                                    data: e.data,
+                                })
+                                .collect()
+                        })
+                        .map_err(|refusal| match refusal {
+                            wit_v2::CommandError::Invalid(m) => Refusal::Invalid(m),
+                            wit_v2::CommandError::Rejected(m) => Refusal::Rejected(m),
+                            wit_v2::CommandError::NotFound(m) => Refusal::NotFound(m),
+                        })
+                })
+            }
+        };
+        decided.map_err(|e| classify_fault(&self.manifest.aggregate_type, store, &e))
     }
 
     fn contract(&self, detail: String) -> PluginFault {
@@ -86,41 +215,43 @@ impl AggregateLogic for WasmAggregate {
         events: &[StoredEvent],
         command: &CommandInput,
     ) -> Result<Decision, PluginFault> {
-        let (mut store, plugin) = self.instantiate()?;
+        let (mut store, instance) = self.instantiate()?;
         // Nothing appended since the cached state: decide on it as it is.
         let state = if events.is_empty() {
             state.map(<[u8]>::to_vec)
         } else {
-            Some(self.evolve(&mut store, &plugin, state, events)?)
+            Some(self.evolve(&mut store, &instance, state, events)?)
         };
-        let wit_command = wit::Command {
-            command_type: command.command_type.clone(),
-            aggregate_id: command.aggregate_id.clone(),
-            data: command.data.clone(),
-            issued_at: command.issued_at.clone(),
-            fresh_id: command.fresh_id.clone(),
-        };
-        let verdict = match plugin.sluice_plugin_aggregate().call_decide(&mut store, state.as_deref(), &wit_command) {
-            Ok(Ok(events)) => Ok(events
-                .into_iter()
-                .map(|e| NewEvent { event_type: e.event_type, schema_version: e.schema_version, data: e.data })
-                .collect()),
-            Ok(Err(refusal)) => Err(match refusal {
-                wit::CommandError::Invalid(m) => Refusal::Invalid(m),
-                wit::CommandError::Rejected(m) => Refusal::Rejected(m),
-                wit::CommandError::NotFound(m) => Refusal::NotFound(m),
-            }),
-            Err(e) => return Err(classify_fault(&self.manifest.aggregate_type, &store, &e)),
-        };
+        let verdict = self.decide(&mut store, &instance, state.as_deref(), command)?;
         Ok(Decision { state, verdict })
     }
 
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
-        let (mut store, plugin) = self.instantiate()?;
-        let state = self.evolve(&mut store, &plugin, None, history)?;
-        match plugin.sluice_plugin_aggregate().call_render(&mut store, &state) {
+        let (mut store, instance) = self.instantiate()?;
+        let state = self.evolve(&mut store, &instance, None, history)?;
+        let rendered = match &instance {
+            Instance::V1(plugin) => plugin.sluice_plugin_aggregate().call_render(&mut store, &state),
+            Instance::V2(plugin) => plugin.sluice_plugin_aggregate().call_render(&mut store, &state),
+        };
+        match rendered {
             Ok(Ok(json)) => Ok(json),
             Ok(Err(reason)) => Err(self.contract(format!("cannot render its state: {reason}"))),
+            Err(e) => Err(classify_fault(&self.manifest.aggregate_type, &store, &e)),
+        }
+    }
+
+    fn upcast(&self, events: &[StoredEvent]) -> Result<Vec<NewEvent>, PluginFault> {
+        let (mut store, instance) = self.instantiate()?;
+        let Instance::V2(plugin) = &instance else {
+            return Err(self.contract("is a 0.1.0 component: it has no upcaster".into()));
+        };
+        let envelopes: Vec<types_v2::EventEnvelope> = events.iter().map(to_envelope_v2).collect();
+        match plugin.sluice_plugin_aggregate().call_upcast(&mut store, &envelopes) {
+            Ok(Ok(events)) => Ok(events
+                .into_iter()
+                .map(|e| NewEvent { event_type: e.event_type, schema_version: e.schema_version, data: e.data })
+                .collect()),
+            Ok(Err(reason)) => Err(self.contract(format!("cannot upcast its events: {reason}"))),
             Err(e) => Err(classify_fault(&self.manifest.aggregate_type, &store, &e)),
         }
     }
@@ -137,6 +268,71 @@ pub(crate) fn to_envelope(event: &StoredEvent) -> types::EventEnvelope {
         data: event.data.clone(),
         recorded_at: event.recorded_at.clone(),
     }
+}
+
+fn to_envelope_v2(event: &StoredEvent) -> types_v2::EventEnvelope {
+    types_v2::EventEnvelope {
+        aggregate_type: event.aggregate_type.clone(),
+        aggregate_id: event.aggregate_id.clone(),
+        version: event.version,
+        global_position: event.global_position,
+        event_type: event.event_type.clone(),
+        schema_version: event.schema_version,
+        data: event.data.clone(),
+        recorded_at: event.recorded_at.clone(),
+    }
+}
+
+/// A 0.2.0 manifest is a 0.1.0 one plus the event schemas, which must name declared event
+/// types, each once.
+fn from_wit_manifest_v2(m: wit_v2::Manifest) -> Result<AggregateManifest, String> {
+    for (i, schema) in m.event_schemas.iter().enumerate() {
+        if !m.events.contains(&schema.event_type) {
+            return Err(format!("invalid manifest: schema versions of undeclared event type {:?}", schema.event_type));
+        }
+        if m.event_schemas[..i].iter().any(|s| s.event_type == schema.event_type) {
+            return Err(format!("invalid manifest: schema versions of {:?} declared twice", schema.event_type));
+        }
+    }
+    let schemas = m
+        .events
+        .iter()
+        .map(|event_type| {
+            m.event_schemas
+                .iter()
+                .find(|s| &s.event_type == event_type)
+                .map_or(EventSchema::FIRST, |s| EventSchema { current: s.current, oldest: s.oldest })
+        })
+        .collect();
+    let v1 = wit::Manifest {
+        aggregate_type: m.aggregate_type,
+        commands: m.commands.into_iter().map(|c| wit::CommandSpec { name: c.name, creates: c.creates }).collect(),
+        events: m.events,
+        routes: m
+            .routes
+            .into_iter()
+            .map(|r| wit::CommandRoute {
+                method: match r.method {
+                    types_v2::HttpMethod::Get => types::HttpMethod::Get,
+                    types_v2::HttpMethod::Post => types::HttpMethod::Post,
+                    types_v2::HttpMethod::Put => types::HttpMethod::Put,
+                    types_v2::HttpMethod::Patch => types::HttpMethod::Patch,
+                    types_v2::HttpMethod::Delete => types::HttpMethod::Delete,
+                },
+                path: r.path,
+                command: r.command,
+                id: match r.id {
+                    wit_v2::IdSource::PathParam(name) => wit::IdSource::PathParam(name),
+                    wit_v2::IdSource::NewUuid => wit::IdSource::NewUuid,
+                },
+                success_status: r.success_status,
+                success_message: r.success_message,
+                case_insensitive: r.case_insensitive,
+            })
+            .collect(),
+        topic: m.topic,
+    };
+    Ok(AggregateManifest { schemas: Some(schemas), ..from_wit_manifest(v1) })
 }
 
 fn from_wit_manifest(m: wit::Manifest) -> AggregateManifest {
@@ -167,5 +363,6 @@ fn from_wit_manifest(m: wit::Manifest) -> AggregateManifest {
             })
             .collect(),
         topic: m.topic,
+        schemas: None,
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use wasmtime::component::Component;
 
-use super::aggregate::WasmAggregate;
+use super::aggregate::{Version, WasmAggregate};
 use super::projection::WasmProjection;
 use super::{RuntimeError, WasmRuntime};
 use crate::plugin::{Plugin, PluginKind, sha256_hex};
@@ -23,13 +23,21 @@ pub struct KindLoader {
     load: fn(&WasmRuntime, &str, &Component) -> Result<Plugin, RuntimeError>,
 }
 
-/// Every plugin kind the host runs.
+/// Every plugin kind the host runs, by WIT version (the newest first: a component exporting
+/// both is run as the newer).
 pub const KINDS: &[KindLoader] = &[
+    KindLoader {
+        kind: PluginKind::Aggregate,
+        export: "sluice:plugin/aggregate@0.2.0",
+        load: |runtime, origin, component| {
+            Ok(Plugin::Aggregate(Arc::new(WasmAggregate::load(runtime, origin, component, Version::V0_2)?)))
+        },
+    },
     KindLoader {
         kind: PluginKind::Aggregate,
         export: "sluice:plugin/aggregate@0.1.0",
         load: |runtime, origin, component| {
-            Ok(Plugin::Aggregate(Arc::new(WasmAggregate::load(runtime, origin, component)?)))
+            Ok(Plugin::Aggregate(Arc::new(WasmAggregate::load(runtime, origin, component, Version::V0_1)?)))
         },
     },
     KindLoader {

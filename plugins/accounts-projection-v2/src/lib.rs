@@ -49,7 +49,7 @@ impl Projection for AccountsV2 {
                 vec![
                     Value::Text(opened.id),
                     Value::Text(opened.account_holder),
-                    Value::Text(opened.created_date),
+                    Value::Text(opened.opened_at),
                     Value::Text(opened.account_type),
                     Value::decimal(opened.opening_balance.as_str()),
                     Value::Integer(0),

@@ -13,7 +13,7 @@ const GRACE: &str = "22222222-2222-4222-8222-222222222222";
 
 fn opened(id: &str, holder: &str, created: &str, balance: &str) -> (&'static str, String) {
     let data = format!(
-        r#"{{"id":"{id}","accountHolder":"{holder}","accountType":"SAVINGS","createdDate":"{created}","openingBalance":{balance}}}"#
+        r#"{{"id":"{id}","accountHolder":"{holder}","accountType":"SAVINGS","openedAt":"{created}","openingBalance":{balance}}}"#
     );
     ("AccountOpenedEvent", data)
 }

@@ -14,7 +14,7 @@ const ALAN: &str = "33333333-3333-4333-8333-333333333333";
 
 fn opened(id: &str, holder: &str, created: &str, balance: &str) -> String {
     format!(
-        r#"{{"id":"{id}","accountHolder":"{holder}","accountType":"SAVINGS","createdDate":"{created}","openingBalance":{balance}}}"#
+        r#"{{"id":"{id}","accountHolder":"{holder}","accountType":"SAVINGS","openedAt":"{created}","openingBalance":{balance}}}"#
     )
 }
 

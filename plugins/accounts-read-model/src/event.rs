@@ -10,15 +10,16 @@ use sluice_projection_sdk::Event;
 
 use crate::amount::Amount;
 
-/// `AccountOpenedEvent`.
+/// `AccountOpenedEvent` at its current schema version, 2. Version 1 (`createdDate` for
+/// `openedAt`) never reaches a projection: the host has the aggregate upcast it first.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountOpened {
     pub id: String,
     pub account_holder: String,
     pub account_type: String,
-    /// RFC 3339.
-    pub created_date: String,
+    /// RFC 3339: when the account was opened (the read model's `creationDate`).
+    pub opened_at: String,
     pub opening_balance: Amount,
 }
 

@@ -85,14 +85,15 @@ impl Aggregate for BankAccount {
 
     fn apply(&mut self, event: BankAccountEvent) {
         match event {
-            BankAccountEvent::AccountOpened { id, account_holder, account_type, created_date, opening_balance } => {
+            BankAccountEvent::AccountOpened { id, account_holder, account_type, opened_at, opening_balance } => {
+                // The state keeps the seed's `createdDate`.
                 self.account = Some(Account {
                     id,
                     account_holder,
                     account_type,
                     balance: opening_balance,
                     active: true,
-                    created_date,
+                    created_date: opened_at,
                 });
             }
             // On a stream never opened, any other event contradicts `handle`; events are facts
@@ -122,7 +123,7 @@ fn open(
         id: ctx.aggregate_id.clone(),
         account_holder,
         account_type,
-        created_date: ctx.issued_at.clone(),
+        opened_at: ctx.issued_at.clone(),
         opening_balance,
     })
 }

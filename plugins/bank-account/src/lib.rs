@@ -18,6 +18,7 @@ pub use command::{AccountType, BankAccountCommand};
 pub use event::BankAccountEvent;
 pub use money::{Money, MoneyError};
 
-// Only the component exports it: the export names (`sluice:plugin/aggregate@0.1.0#decide`)
-// are not valid symbols for a native linker, and native builds only run the tests.
-sluice_sdk::export_aggregate!(BankAccount);
+// Only the component exports it: the export names (`sluice:plugin/aggregate@0.2.0#decide`)
+// are not valid symbols for a native linker, and native builds only run the tests. WIT 0.2.0,
+// so the host upcasts the version 1 `AccountOpenedEvent`s already stored ([`event`]).
+sluice_sdk::export_upcasting_aggregate!(BankAccount);

@@ -21,7 +21,7 @@ fn opened(balance: &str) -> BankAccountEvent {
         id: id(),
         account_holder: "Ada Lovelace".to_owned(),
         account_type: AccountType::Savings,
-        created_date: test_context().issued_at,
+        opened_at: test_context().issued_at,
         opening_balance: money(balance),
     }
 }
@@ -105,7 +105,7 @@ fn open_account_takes_the_seeds_body() {
             id: "5f0c6a5e-8d1e-4c43-9a53-6b2f1c3e9d10".to_owned(),
             account_holder: "John Doe".to_owned(),
             account_type: AccountType::Current,
-            created_date: "2026-03-04T05:06:07Z".to_owned(),
+            opened_at: "2026-03-04T05:06:07Z".to_owned(),
             opening_balance: money("50.0"),
         }]);
 }
@@ -526,11 +526,11 @@ fn an_account_never_opened_renders_as_null() {
 fn events_are_written_with_the_seeds_names_and_fields() {
     let written = runtime::to_new_event(&opened("50.0"));
     assert_eq!(written.event_type, "AccountOpenedEvent");
-    assert_eq!(written.schema_version, 1);
+    assert_eq!(written.schema_version, 2, "openedAt since schema version 2");
     assert_eq!(
         written.data,
         format!(
-            r#"{{"id":"{}","accountHolder":"Ada Lovelace","accountType":"SAVINGS","createdDate":"{}","openingBalance":50.0}}"#,
+            r#"{{"id":"{}","accountHolder":"Ada Lovelace","accountType":"SAVINGS","openedAt":"{}","openingBalance":50.0}}"#,
             id(),
             test_context().issued_at
         )

@@ -20,7 +20,7 @@ pub mod wasm;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "projection-plugin",
-        path: "../../wit",
+        path: "../../wit/v0.1",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "::sluice_projection_sdk::bindings",

@@ -23,14 +23,28 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned {
     fn apply(&mut self, event: Self::Event);
 }
 
-/// An event type of a domain.
+/// The event types of a domain, and how their shapes changed.
+///
+/// Each event type has a current schema version (what new events are written with) and may read
+/// older ones through [`Self::upcast`]. Under [`export_upcasting_aggregate!`](crate::export_upcasting_aggregate)
+/// (WIT 0.2.0) the plugin declares both to the host, which hands every older event to the
+/// upcaster before anything (evolve, a projection) sees it; under the 0.1.0
+/// [`export_aggregate!`](crate::export_aggregate) the plugin upcasts inside its own evolve only.
 pub trait DomainEvent: Serialize + DeserializeOwned {
-    /// The schema version new events are written with.
-    fn schema_version(&self) -> u32 {
+    /// The schema version new events of `event_type` are written with, and older ones upcast to.
+    fn current_schema_version(event_type: &str) -> u32 {
+        let _ = event_type;
         1
     }
 
-    /// Turn the JSON of an older schema version into the current one before it is applied.
+    /// The oldest schema version of `event_type` [`Self::upcast`] can read.
+    fn oldest_schema_version(event_type: &str) -> u32 {
+        Self::current_schema_version(event_type)
+    }
+
+    /// Turn the JSON of an older schema version of `event_type` into the current one. Called
+    /// only with versions from the oldest to the current (the current one included: return it
+    /// as it is).
     fn upcast(event_type: &str, schema_version: u32, data: String) -> Result<String, String> {
         let _ = (event_type, schema_version);
         Ok(data)

@@ -1,8 +1,11 @@
 //! The guest side of the Sluice plugin contract.
 //!
 //! Plugin code implements plain Rust traits ([`Aggregate`]) and never touches the generated
-//! bindings: [`export_aggregate!`] wires a type to the component's exports, and
-//! [`testing`] runs the same code natively, given/when/then.
+//! bindings: [`export_upcasting_aggregate!`] wires a type to the component's exports (WIT
+//! `sluice:plugin@0.2.0`: the host learns each event type's schema versions and calls the
+//! plugin's upcaster for older events), [`export_aggregate!`] to the 0.1.0 exports (no declared
+//! versions; events reach evolve as stored), and [`testing`] runs the same code natively,
+//! given/when/then.
 //!
 //! - [`aggregate`]: the trait a domain implements, and the envelope types it sees.
 //! - [`manifest`]: what a plugin declares (commands, events, routes, topic).
@@ -23,18 +26,84 @@ pub mod wasm;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "aggregate-plugin",
-        path: "../../wit",
+        path: "../../wit/v0.1",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "::sluice_sdk::bindings",
     });
 }
 
+/// The generated bindings of the 0.2.0 `upcasting-aggregate-plugin` world; plugin code should not need
+/// them.
+#[doc(hidden)]
+pub mod bindings_v2 {
+    wit_bindgen::generate!({
+        world: "upcasting-aggregate-plugin",
+        path: "../../wit/v0.2",
+        pub_export_macro: true,
+        export_macro_name: "export_bindings_v2",
+        default_bindings_module: "::sluice_sdk::bindings_v2",
+    });
+}
+
 pub use aggregate::{Aggregate, CommandContext, CommandError, DomainEvent, NewEvent, StoredEvent};
 pub use manifest::{CommandSpec, IdSource, Manifest, Method, Route};
 
-/// Makes `$aggregate` (an [`Aggregate`]) the component's `aggregate` export. Only on wasm32:
+/// Makes `$aggregate` (an [`Aggregate`]) the component's `sluice:plugin/aggregate@0.2.0`
+/// export: the manifest declares every event type's current and oldest schema version
+/// ([`DomainEvent`]), and the host brings older events to the current shape through the
+/// plugin's [`DomainEvent::upcast`] before evolve or any projection sees them. Only on wasm32:
 /// natively (domain tests, benchmarks) the crate is a plain library.
+#[macro_export]
+macro_rules! export_upcasting_aggregate {
+    ($aggregate:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[doc(hidden)]
+        pub struct SluiceAggregateExport;
+
+        #[cfg(target_arch = "wasm32")]
+        impl $crate::bindings_v2::exports::sluice::plugin::aggregate::Guest for SluiceAggregateExport {
+            fn describe() -> $crate::bindings_v2::exports::sluice::plugin::aggregate::Manifest {
+                $crate::wasm::v2::manifest::<$aggregate>()
+            }
+
+            fn evolve(
+                state: Option<Vec<u8>>,
+                events: Vec<$crate::bindings_v2::sluice::plugin::types::EventEnvelope>,
+            ) -> Result<Vec<u8>, String> {
+                $crate::runtime::evolve::<$aggregate>(state.as_deref(), &$crate::wasm::v2::stored(events))
+            }
+
+            fn decide(
+                state: Option<Vec<u8>>,
+                command: $crate::bindings_v2::exports::sluice::plugin::aggregate::Command,
+            ) -> Result<
+                Vec<$crate::bindings_v2::sluice::plugin::types::NewEvent>,
+                $crate::bindings_v2::exports::sluice::plugin::aggregate::CommandError,
+            > {
+                $crate::wasm::v2::decide::<$aggregate>(state, command)
+            }
+
+            fn upcast(
+                events: Vec<$crate::bindings_v2::sluice::plugin::types::EventEnvelope>,
+            ) -> Result<Vec<$crate::bindings_v2::sluice::plugin::types::NewEvent>, String> {
+                $crate::wasm::v2::upcast::<$aggregate>(events)
+            }
+
+            fn render(state: Vec<u8>) -> Result<String, String> {
+                $crate::runtime::render::<$aggregate>(&state)
+            }
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings_v2::export_bindings_v2!(SluiceAggregateExport with_types_in $crate::bindings_v2);
+    };
+}
+
+/// Makes `$aggregate` (an [`Aggregate`]) the component's `sluice:plugin/aggregate@0.1.0`
+/// export, for plugins built before 0.2.0: no schema versions are declared, and events reach
+/// evolve as stored (which still runs [`DomainEvent::upcast`] inside the plugin). Only on
+/// wasm32: natively (domain tests, benchmarks) the crate is a plain library.
 #[macro_export]
 macro_rules! export_aggregate {
     ($aggregate:ty) => {

@@ -42,10 +42,34 @@ pub fn render<A: Aggregate>(state: &[u8]) -> Result<String, String> {
     serde_json::to_string(&aggregate).map_err(|e| e.to_string())
 }
 
-/// An event as the envelope the host stores.
+/// An event as the envelope the host stores, at its type's current schema version.
 pub fn to_new_event<E: DomainEvent>(event: &E) -> NewEvent {
     let (event_type, data) = to_tagged(event).unwrap_or_else(|e| panic!("event cannot be written: {e}"));
-    NewEvent { event_type, schema_version: event.schema_version(), data }
+    NewEvent { schema_version: E::current_schema_version(&event_type), event_type, data }
+}
+
+/// Bring stored events to their type's current schema version (what the host asks of a 0.2.0
+/// plugin before anything sees them): one result per event, in order. The upcast data must read
+/// as the current event, so a broken upcaster fails here, not in a projection. Fails on a
+/// version older than the oldest the plugin reads, or newer than the current one.
+pub fn upcast<A: Aggregate>(events: &[StoredEvent]) -> Result<Vec<NewEvent>, String> {
+    events
+        .iter()
+        .map(|event| {
+            let event_type = &event.event_type;
+            let current = A::Event::current_schema_version(event_type);
+            let oldest = A::Event::oldest_schema_version(event_type);
+            let what = format!("event {event_type} v{} (schema {})", event.version, event.schema_version);
+            if !(oldest..=current).contains(&event.schema_version) {
+                return Err(format!("{what}: this plugin reads schema versions {oldest}..={current}"));
+            }
+            let data = A::Event::upcast(event_type, event.schema_version, event.data.clone())
+                .map_err(|e| format!("{what} cannot be upcast: {e}"))?;
+            from_tagged::<A::Event>(event_type, &data)
+                .map_err(|e| format!("{what} upcast to schema {current} does not read as one: {e}"))?;
+            Ok(NewEvent { event_type: event_type.clone(), schema_version: current, data })
+        })
+        .collect()
 }
 
 /// Read `data` as the variant `tag` of an externally tagged enum.

@@ -1,5 +1,7 @@
 //! Given/when/then for aggregates, run natively through the same glue as the component:
-//! given events are stored and replayed, the command goes in as its JSON body.
+//! given events are stored and replayed (older schema versions upcast first, as the host does),
+//! the command goes in as its JSON body. [`UpcastTest`] checks an upcaster alone: given a stored
+//! event of an older schema version, then this current event.
 //!
 //! ```ignore
 //! AggregateTest::<Account>::given(vec![opened(100)])
@@ -10,7 +12,7 @@
 use std::fmt::Debug;
 use std::marker::PhantomData;
 
-use crate::aggregate::{Aggregate, CommandContext, CommandError, StoredEvent};
+use crate::aggregate::{Aggregate, CommandContext, CommandError, DomainEvent, NewEvent, StoredEvent};
 use crate::runtime;
 
 /// The context commands get in tests unless `with_context` says otherwise.
@@ -57,6 +59,28 @@ impl<A: Aggregate> AggregateTest<A> {
         Self { history, ctx, aggregate: PhantomData }
     }
 
+    /// Given events as the store holds them, `(event type, schema version, JSON data)`, at any
+    /// schema version (e.g. written by an earlier version of the plugin).
+    #[track_caller]
+    pub fn given_stored(events: &[(&str, u32, &str)]) -> Self {
+        let ctx = test_context();
+        let history = events
+            .iter()
+            .enumerate()
+            .map(|(i, (event_type, schema_version, data))| StoredEvent {
+                aggregate_type: A::manifest().aggregate_type,
+                aggregate_id: ctx.aggregate_id.clone(),
+                version: i as u64 + 1,
+                global_position: i as u64 + 1,
+                event_type: (*event_type).to_owned(),
+                schema_version: *schema_version,
+                data: (*data).to_owned(),
+                recorded_at: ctx.issued_at.clone(),
+            })
+            .collect();
+        Self { history, ctx, aggregate: PhantomData }
+    }
+
     /// Use this context (time, fresh id) for the command.
     pub fn with_context(mut self, ctx: CommandContext) -> Self {
         self.ctx = ctx;
@@ -73,7 +97,8 @@ impl<A: Aggregate> AggregateTest<A> {
     /// Send a command as the host would: its type and the request body.
     #[track_caller]
     pub fn when_json(self, command_type: &str, body: &str) -> Outcome<A> {
-        let state = runtime::evolve::<A>(None, &self.history).unwrap_or_else(|e| panic!("given events: {e}"));
+        let history = current::<A>(self.history).unwrap_or_else(|e| panic!("given events: {e}"));
+        let state = runtime::evolve::<A>(None, &history).unwrap_or_else(|e| panic!("given events: {e}"));
         let result = runtime::decide::<A>(Some(&state), command_type, body, &self.ctx).map(|events| {
             events
                 .iter()
@@ -81,6 +106,79 @@ impl<A: Aggregate> AggregateTest<A> {
                 .collect()
         });
         Outcome { result }
+    }
+}
+
+/// `history` as the host hands it to a 0.2.0 plugin: every event not at its type's current
+/// schema version upcast first.
+fn current<A: Aggregate>(history: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, String> {
+    history
+        .into_iter()
+        .map(|event| {
+            if event.schema_version == A::Event::current_schema_version(&event.event_type) {
+                return Ok(event);
+            }
+            let upcast = runtime::upcast::<A>(std::slice::from_ref(&event))?;
+            let NewEvent { schema_version, data, .. } = upcast.into_iter().next().ok_or("upcast answered no event")?;
+            Ok(StoredEvent { schema_version, data, ..event })
+        })
+        .collect()
+}
+
+/// A given/then test of an upcaster: a stored event of some schema version, brought to the
+/// current one as the host would ask.
+pub struct UpcastTest<A: Aggregate> {
+    result: Result<NewEvent, String>,
+    aggregate: PhantomData<A>,
+}
+
+impl<A: Aggregate> UpcastTest<A> {
+    /// A stored `event_type` event at `schema_version` with JSON `data`.
+    pub fn given_stored(event_type: &str, schema_version: u32, data: &str) -> Self {
+        let ctx = test_context();
+        let stored = StoredEvent {
+            aggregate_type: A::manifest().aggregate_type,
+            aggregate_id: ctx.aggregate_id,
+            version: 1,
+            global_position: 1,
+            event_type: event_type.to_owned(),
+            schema_version,
+            data: data.to_owned(),
+            recorded_at: ctx.issued_at,
+        };
+        let result = runtime::upcast::<A>(&[stored])
+            .and_then(|events| events.into_iter().next().ok_or_else(|| "upcast answered no event".to_owned()));
+        Self { result, aggregate: PhantomData }
+    }
+
+    /// The upcaster's answer as the host gets it, for checks the helpers below do not cover.
+    pub fn into_result(self) -> Result<NewEvent, String> {
+        self.result
+    }
+}
+
+impl<A: Aggregate> UpcastTest<A>
+where
+    A::Event: PartialEq + Debug,
+{
+    /// The event upcast to its type's current schema version reads as `expected`.
+    #[track_caller]
+    pub fn then_expect(self, expected: A::Event) {
+        let upcast = self.result.unwrap_or_else(|e| panic!("expected {expected:?}, got error {e}"));
+        let current = A::Event::current_schema_version(&upcast.event_type);
+        assert_eq!(upcast.schema_version, current, "not upcast to the current schema version");
+        let event: A::Event =
+            runtime::from_tagged(&upcast.event_type, &upcast.data).unwrap_or_else(|e| panic!("upcast data: {e}"));
+        assert_eq!(event, expected, "unexpected upcast event");
+    }
+
+    /// The upcaster refused, saying something containing `fragment`.
+    #[track_caller]
+    pub fn then_expect_error(self, fragment: &str) {
+        match self.result {
+            Err(e) => assert!(e.contains(fragment), "error {e:?} does not mention {fragment:?}"),
+            Ok(event) => panic!("expected an error mentioning {fragment:?}, got {event:?}"),
+        }
     }
 }
 

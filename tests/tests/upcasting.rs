@@ -1,0 +1,187 @@
+//! Upcasting end to end: `AccountOpenedEvent`s written at schema version 1 (`createdDate`,
+//! before the bank account plugin moved to version 2's `openedAt`) straight into the event
+//! store, then the real host with the real plugins: commands on those streams, their state
+//! (also as of an earlier version), the `accounts` projection fed by the embedded bus or by
+//! Kafka, and its rebuild all see the current shape; the events route shows the events as
+//! stored, and with `?upcast=true` as current; the stored rows never change.
+//!
+//! On SQLite (embedded bus) and on the scale-out stack (FerretDB, Kafka, PostgreSQL).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sluice_e2e::stored::{self, RawEvent};
+use sluice_e2e::{Api, Check, Host, HostOptions, Plugin, Stack, decimal, number, wait_until};
+
+const BANK: &[Plugin] = &[Plugin::BankAccount, Plugin::AccountsProjection];
+const ADA: &str = "00000000-0000-4000-8000-00000000a001";
+const BOB: &str = "00000000-0000-4000-8000-00000000b002";
+const ADA_OPENED: &str = "2025-06-01T10:00:00.000Z";
+const BOB_OPENED: &str = "2025-06-02T11:30:00.000Z";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Two accounts opened and one deposit, as the plugin's schema version 1 wrote them.
+fn version_1_history() -> Vec<RawEvent> {
+    let opened = |id: &str, holder: &str, at: &str, balance: &str| {
+        RawEvent::new("BankAccount", id, 1, "AccountOpenedEvent", 1).data(&format!(
+            r#"{{"id":"{id}","accountHolder":"{holder}","accountType":"SAVINGS","createdDate":"{at}","openingBalance":{balance}}}"#
+        ))
+    };
+    vec![
+        opened(ADA, "Ada Lovelace", ADA_OPENED, "10.50"),
+        opened(BOB, "Bob Babbage", BOB_OPENED, "3"),
+        RawEvent::new("BankAccount", ADA, 2, "FundsDepositedEvent", 1).data(&format!(r#"{{"id":"{ADA}","amount":5}}"#)),
+    ]
+}
+
+/// The lookup answer once it reflects `position`: accounts by id, as (holder, creation date,
+/// exact balance).
+async fn lookup(api: &Api, position: u64) -> Result<std::collections::BTreeMap<String, (String, String, String)>> {
+    let what = format!("the accounts lookup reflects position {position}");
+    let reply = wait_until(&what, WAIT, || async {
+        let request =
+            api.request(Method::GET, "/api/v1/bankAccountLookup/").header("Sluice-Position", position.to_string());
+        let reply = api.send(request).await?;
+        match reply.status.as_u16() {
+            200 => Ok(Check::Done(reply)),
+            404 | 503 => Ok(Check::NotYet(reply.to_string())),
+            _ => bail!("the lookup answered {reply}"),
+        }
+    })
+    .await?;
+    let list = reply.body["accounts"].as_array().ok_or_else(|| anyhow!("no accounts in {reply}"))?;
+    let mut accounts = std::collections::BTreeMap::new();
+    for account in list {
+        let id = account["id"].as_str().ok_or_else(|| anyhow!("no id in {account}"))?;
+        let field = |name: &str| account[name].as_str().unwrap_or_default().to_owned();
+        accounts.insert(id.to_owned(), (field("accountHolder"), field("creationDate"), decimal(&account["balance"])?));
+    }
+    Ok(accounts)
+}
+
+fn account(holder: &str, created: &str, balance: &str) -> (String, String, String) {
+    (holder.to_owned(), created.to_owned(), balance.to_owned())
+}
+
+/// `GET /api/aggregates/BankAccount/{id}/events`, as stored or upcast.
+async fn events(api: &Api, id: &str, upcast: bool) -> Result<Vec<Value>> {
+    let query = if upcast { "?upcast=true" } else { "" };
+    let reply = api.get(&format!("/api/aggregates/BankAccount/{id}/events{query}")).await?.expect_status(200)?;
+    reply.body["events"].as_array().cloned().ok_or_else(|| anyhow!("no events in {reply}"))
+}
+
+/// Everything a host on a store holding [`version_1_history`] must show; answers the position of
+/// the last command it ran.
+async fn check_current_shape_everywhere(api: &Api) -> Result<u64> {
+    // The projection (fed by whichever bus) read the version 1 events upcast: had it been handed
+    // `createdDate`, it could not have read them, and would have dead-lettered them.
+    let accounts = lookup(api, 3).await?;
+    ensure!(
+        accounts
+            == [
+                (ADA.to_owned(), account("Ada Lovelace", ADA_OPENED, "15.5")),
+                (BOB.to_owned(), account("Bob Babbage", BOB_OPENED, "3")),
+            ]
+            .into(),
+        "the read model of the version 1 events: {accounts:?}"
+    );
+
+    // State by replay, now and as of version 1.
+    let state = api.state("BankAccount", ADA, None).await?.expect_status(200)?;
+    ensure!(state.body["state"]["createdDate"] == ADA_OPENED, "state: {state}");
+    ensure!(decimal(&state.body["state"]["balance"])? == "15.5", "state: {state}");
+    let then = api.state("BankAccount", ADA, Some(1)).await?.expect_status(200)?;
+    ensure!(then.body["version"] == 1, "temporal state: {then}");
+    ensure!(then.body["state"]["createdDate"] == ADA_OPENED, "temporal state: {then}");
+    ensure!(decimal(&then.body["state"]["balance"])? == "10.5", "temporal state: {then}");
+
+    // The events route: as stored by default, current with ?upcast=true, positions the same.
+    let as_stored = events(api, ADA, false).await?;
+    let upcast = events(api, ADA, true).await?;
+    ensure!(as_stored.len() == 2 && upcast.len() == 2, "two events: {as_stored:?} / {upcast:?}");
+    let (stored_opened, current_opened) = (&as_stored[0], &upcast[0]);
+    ensure!(stored_opened["schemaVersion"] == 1, "as stored: {stored_opened}");
+    ensure!(stored_opened["data"]["createdDate"] == ADA_OPENED, "as stored: {stored_opened}");
+    ensure!(stored_opened["data"].get("openedAt").is_none(), "as stored: {stored_opened}");
+    ensure!(current_opened["schemaVersion"] == 2, "upcast: {current_opened}");
+    ensure!(current_opened["data"]["openedAt"] == ADA_OPENED, "upcast: {current_opened}");
+    ensure!(current_opened["data"].get("createdDate").is_none(), "upcast: {current_opened}");
+    ensure!(decimal(&current_opened["data"]["openingBalance"])? == "10.50", "exact amount kept: {current_opened}");
+    for key in ["position", "version", "eventType", "aggregateId", "recordedAt"] {
+        ensure!(stored_opened[key] == current_opened[key], "{key} differs: {stored_opened} / {current_opened}");
+    }
+    ensure!(as_stored[1] == upcast[1], "a current event is the same either way: {as_stored:?} / {upcast:?}");
+    api.get(&format!("/api/aggregates/BankAccount/{ADA}/events?upcast=maybe"))
+        .await?
+        .check_error(400, &["bad_query"])?;
+
+    // Commands on the version 1 streams decide on the upcast history.
+    let withdraw = |amount: &str| json!({ "amount": number(amount) });
+    let refused = api.put_json(&format!("/api/v1/withdrawFunds/{ADA}"), &withdraw("15.51")).await?;
+    ensure!(refused.status == 400, "more than the balance: {refused}");
+    api.put_json(&format!("/api/v1/withdrawFunds/{ADA}"), &withdraw("15.50")).await?.expect_status(200)?;
+    let carol = api.open_account("Carol Shaw", "7").await?;
+    let carol_events = events(api, &carol, false).await?;
+    ensure!(carol_events[0]["schemaVersion"] == 2, "new events are written at version 2: {carol_events:?}");
+    ensure!(carol_events[0]["data"]["openedAt"].is_string(), "new events have openedAt: {carol_events:?}");
+    let last = carol_events[0]["position"].as_u64().with_context(|| format!("no position: {carol_events:?}"))?;
+
+    let accounts = lookup(api, last).await?;
+    ensure!(accounts.len() == 3, "three accounts: {accounts:?}");
+    ensure!(accounts[ADA] == account("Ada Lovelace", ADA_OPENED, "0"), "Ada withdrew all: {accounts:?}");
+
+    // A rebuild reads the log from the start again, through the upcaster.
+    api.send_raw(Method::POST, "/api/v1/restoreReadDb", Vec::new()).await?.expect_status(201)?;
+    let rebuilt = lookup(api, last).await?;
+    ensure!(rebuilt == accounts, "the rebuild equals the live read model: {rebuilt:?} / {accounts:?}");
+    Ok(last)
+}
+
+/// The events written before the start are still there as written.
+fn check_unchanged(written: &[RawEvent], positions: &[u64], found: &[stored::Stored]) -> Result<()> {
+    for (event, position) in written.iter().zip(positions) {
+        let (_, stored) = found
+            .iter()
+            .find(|(p, _)| p == position)
+            .ok_or_else(|| anyhow!("the event at position {position} is gone"))?;
+        ensure!(stored == event, "the event at position {position} changed: {stored:?}, written {event:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn version_1_events_in_sqlite_are_read_in_their_current_shape_and_stay_as_stored() -> Result<()> {
+    // A first start creates the store; the old events go in while the host is down.
+    let mut host = Host::start(HostOptions::with_plugins(BANK)).await?;
+    host.stop().await?;
+    let db = stored::sqlite_path(&host.data_dir());
+    let written = version_1_history();
+    let positions = stored::sqlite_append(&db, &written)?;
+    ensure!(positions == [1, 2, 3], "written at {positions:?}");
+    host.restart().await?;
+
+    check_current_shape_everywhere(host.api()).await?;
+
+    host.stop().await?;
+    let found = stored::sqlite_events(&db)?;
+    check_unchanged(&written, &positions, &found)?;
+    ensure!(found.iter().filter(|(_, e)| e.schema_version == 2).count() == 1, "one event at version 2: {found:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn version_1_events_in_mongodb_reach_kafka_projections_in_their_current_shape() -> Result<()> {
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let written = version_1_history();
+    let positions = stored::mongo_write(&stack.mongodb, &written).await?;
+    let mut host = Host::start(stack.options_with(BANK)).await?;
+
+    check_current_shape_everywhere(host.api()).await?;
+
+    host.stop().await?;
+    let found = stored::mongo_events(&stack.mongodb).await?;
+    check_unchanged(&written, &positions, &found)?;
+    Ok(())
+}
