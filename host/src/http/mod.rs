@@ -7,12 +7,14 @@
 //! - [`plugin_routes`]: the seed-compatible routes of the loaded plugins.
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`body`]: the bounded JSON body extractor.
+//! - [`input`]: text and numbers no read store can hold, refused before anything runs.
 
 pub mod admin;
 pub mod admin_auth;
 pub mod aggregates;
 pub mod body;
 pub mod error;
+pub mod input;
 pub mod plugin_routes;
 pub mod projections;
 
@@ -84,5 +86,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(plugin_routes::dispatch)
         // Bodies are bounded by our own extractor, which answers in the API's error shape.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(input::check_request_target))
         .with_state(state)
 }
