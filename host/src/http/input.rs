@@ -68,7 +68,16 @@ fn decode_query_part(raw: &str, place: impl Fn() -> String) -> Result<String, Ap
 /// Parse a command body and check every key, string and number in it. Lone surrogates
 /// (`"\ud800"`) are not text at all: the parse refuses them as malformed JSON.
 pub fn check_body(text: &str) -> Result<Value, ApiError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        if message.contains("escape") || message.contains("surrogate") {
+            ApiError::InvalidJson(format!(
+                "{message} (a \\u escape is 4 hex digits, and \\uD800 to \\uDFFF only as a surrogate pair)"
+            ))
+        } else {
+            ApiError::InvalidJson(message)
+        }
+    })?;
     check_value(&value)?;
     Ok(value)
 }
