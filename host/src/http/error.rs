@@ -32,6 +32,8 @@ pub enum ApiError {
     Unstorable(String),
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
+    #[error("{path} does not take {method}")]
+    MethodNotAllowed { method: String, path: String },
     #[error("{aggregate_type} {id} has no version {version}")]
     VersionNotFound { aggregate_type: String, id: String, version: u64 },
     #[error(transparent)]
@@ -64,6 +66,7 @@ impl ApiError {
             Self::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_path"),
             Self::Unstorable(_) => (StatusCode::BAD_REQUEST, "unstorable_value"),
             Self::RouteNotFound { .. } => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::VersionNotFound { .. } => (StatusCode::NOT_FOUND, "version_not_found"),
             Self::UnknownQuery { .. } => (StatusCode::NOT_FOUND, "unknown_query"),
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),

@@ -84,6 +84,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/projections/{name}/queries/{query}", get(projections::query))
         .nest("/admin", admin_router(state.clone()))
         .fallback(plugin_routes::dispatch)
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            error::ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+        })
         // Bodies are bounded by our own extractor, which answers in the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(input::check_request_target))

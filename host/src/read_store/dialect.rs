@@ -150,6 +150,9 @@ impl Dialect {
     pub fn param(self, n: usize, column_type: ColumnType) -> String {
         match (self, column_type) {
             (Self::Postgres, ColumnType::Decimal) => format!("CAST({} AS NUMERIC)", self.placeholder(n)),
+            // Bound as text, which MySQL would otherwise add and compare as a double: inexact past
+            // 2^53 hundredths, and `balance + '0.99'` near the top rounds out of the column's range.
+            (Self::MySql, ColumnType::Decimal) => format!("CAST({} AS DECIMAL(17,2))", self.placeholder(n)),
             _ => self.placeholder(n),
         }
     }
@@ -226,6 +229,7 @@ mod tests {
                 "CREATE INDEX `p_g1_t_ix2` ON `p_g1_t` (`id`)",
             ]
         );
+        assert_eq!(Dialect::MySql.param(1, ColumnType::Decimal), "CAST(? AS DECIMAL(17,2))");
         let postgres = Dialect::Postgres.create_table(&table(), "p_g1_t");
         assert_eq!(postgres[1], r#"CREATE INDEX "p_g1_t_ix0" ON "p_g1_t" ("name")"#);
     }
