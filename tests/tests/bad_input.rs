@@ -467,7 +467,14 @@ fn unstorable_cases(account: &str, post: &str) -> Vec<Unstorable> {
             "unstorable_value",
             nul,
         ),
-        refuse(Method::POST, "/api/v1/newPost".into(), body(r#"{"author": "Bo", "message": "a\u0000"}"#), 400, "unstorable_value", r#""message" contains"#),
+        refuse(
+            Method::POST,
+            "/api/v1/newPost".into(),
+            body(r#"{"author": "Bo", "message": "a\u0000"}"#),
+            400,
+            "unstorable_value",
+            r#""message" contains"#,
+        ),
         // Lone surrogates are not text: malformed JSON.
         refuse(
             Method::POST,
@@ -477,7 +484,14 @@ fn unstorable_cases(account: &str, post: &str) -> Vec<Unstorable> {
             "invalid_json",
             "surrogate",
         ),
-        refuse(Method::POST, "/api/v1/newPost".into(), body(r#"{"author": "\udc00", "message": "m"}"#), 400, "invalid_json", "surrogate"),
+        refuse(
+            Method::POST,
+            "/api/v1/newPost".into(),
+            body(r#"{"author": "\udc00", "message": "m"}"#),
+            400,
+            "invalid_json",
+            "surrogate",
+        ),
         // Numbers beyond every numeric column.
         refuse(
             Method::PUT,
@@ -487,7 +501,14 @@ fn unstorable_cases(account: &str, post: &str) -> Vec<Unstorable> {
             "unstorable_value",
             r#""amount" is 99999999999999999999, beyond the 64-bit integer range"#,
         ),
-        refuse(Method::POST, generic(account, "DepositFunds"), body(r#"{"amount": 1e400}"#), 400, "unstorable_value", r#""amount" is 1e+400"#),
+        refuse(
+            Method::POST,
+            generic(account, "DepositFunds"),
+            body(r#"{"amount": 1e400}"#),
+            400,
+            "unstorable_value",
+            r#""amount" is 1e+400"#,
+        ),
         // NUL and bytes that are not UTF-8 in paths and queries, on query and command routes.
         refuse(Method::GET, "/api/v1/bankAccountLookup/byHolder/%00".into(), None, 400, "bad_path", nul),
         refuse(Method::GET, "/api/v1/bankAccountLookup/byHolder/Ada%00".into(), None, 400, "bad_path", nul),

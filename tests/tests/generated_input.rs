@@ -193,9 +193,16 @@ impl Gen {
 
     fn header(&mut self, step: &mut Step) {
         let (name, value): (&'static str, Vec<u8>) = match self.rng.u8(0..10) {
-            0 => ("if-match", self.pick(&[&b"abc"[..], b"-1", b"1.5", b"\"2\"", b"", b"99999999999999999999999", b"\xff\xfe"]).to_vec()),
+            0 => (
+                "if-match",
+                self.pick(&[&b"abc"[..], b"-1", b"1.5", b"\"2\"", b"", b"99999999999999999999999", b"\xff\xfe"])
+                    .to_vec(),
+            ),
             1 => ("if-match", self.rng.u8(0..5).to_string().into_bytes()),
-            2 => ("content-type", self.pick(&[&b"text/plain"[..], b"application/xml", b"multipart/form-data", b"\xe9"]).to_vec()),
+            2 => (
+                "content-type",
+                self.pick(&[&b"text/plain"[..], b"application/xml", b"multipart/form-data", b"\xe9"]).to_vec(),
+            ),
             3 => ("sluice-position", self.pick(&[&b"abc"[..], b"-1", b"1e3", b"99999999999", b"\xff"]).to_vec()),
             4 => ("accept", b"text/html".to_vec()),
             5 => ("content-encoding", b"gzip".to_vec()),
@@ -213,12 +220,24 @@ impl Gen {
             0 | 1 => {
                 let kind = self.pick(&["SAVINGS", "CURRENT"]);
                 let body = json!({"accountHolder": self.good_text(), "accountType": kind, "openingBalance": self.good_amount()});
-                Step { creates: Some(Creates::Account), ..Step::new(Method::POST, lit("/api/v1/openBankAccount")).json(&body) }
+                Step {
+                    creates: Some(Creates::Account),
+                    ..Step::new(Method::POST, lit("/api/v1/openBankAccount")).json(&body)
+                }
             }
-            2 | 3 => Step::new(Method::PUT, with(lit("/api/v1/depositFunds"), account)).json(&json!({"amount": self.good_amount()})),
-            4 => Step::new(Method::PUT, with(lit("/api/v1/withdrawFunds"), account)).json(&json!({"amount": self.good_amount()})),
+            2 | 3 => Step::new(Method::PUT, with(lit("/api/v1/depositFunds"), account))
+                .json(&json!({"amount": self.good_amount()})),
+            4 => Step::new(Method::PUT, with(lit("/api/v1/withdrawFunds"), account))
+                .json(&json!({"amount": self.good_amount()})),
             5 => {
-                let path = vec![text("api"), text("aggregates"), text("BankAccount"), account, text("commands"), text("DepositFunds")];
+                let path = vec![
+                    text("api"),
+                    text("aggregates"),
+                    text("BankAccount"),
+                    account,
+                    text("commands"),
+                    text("DepositFunds"),
+                ];
                 Step::new(Method::POST, path).json(&json!({"amount": self.good_amount()}))
             }
             6 if self.chance(20) => Step::new(Method::DELETE, with(lit("/api/v1/closeBankAccount"), account)),
@@ -226,7 +245,8 @@ impl Gen {
                 let body = json!({"author": self.good_text(), "message": self.good_text()});
                 Step { creates: Some(Creates::Post), ..Step::new(Method::POST, lit("/api/v1/newPost")).json(&body) }
             }
-            8 => Step::new(Method::PUT, with(lit("/api/v1/editMessage"), post)).json(&json!({"message": self.good_text()})),
+            8 => Step::new(Method::PUT, with(lit("/api/v1/editMessage"), post))
+                .json(&json!({"message": self.good_text()})),
             9 => Step::new(Method::PUT, with(lit("/api/v1/likePost"), post)),
             _ => Step::new(Method::PUT, with(lit("/api/v1/addComment"), post))
                 .json(&json!({"comment": self.good_text(), "username": self.good_text()})),
@@ -252,7 +272,17 @@ impl Gen {
             3 => {
                 let kind = self.pick(&["GREATER_THAN", "LESS_THAN", "EQUAL", "%00"]);
                 let amount = self.pick(&["10", "10.5", "-1", "abc", "1e400", "99999999999999999999", "%ff"]);
-                Step::new(Method::GET, vec![text("api"), text("v1"), text("bankAccountLookup"), text("withBalance"), text(kind), text(amount)])
+                Step::new(
+                    Method::GET,
+                    vec![
+                        text("api"),
+                        text("v1"),
+                        text("bankAccountLookup"),
+                        text("withBalance"),
+                        text(kind),
+                        text(amount),
+                    ],
+                )
             }
             4 => Step::new(Method::GET, lit("/api/v1/postLookup/")),
             5 => Step::new(Method::GET, with(lit("/api/v1/postLookup/byId"), self.id(Segment::Post))),
@@ -267,7 +297,10 @@ impl Gen {
             }
             _ => {
                 let mut step = Step::new(Method::GET, lit("/api/projections/posts/queries/all"));
-                step.query = Some(self.pick(&["position=abc", "position=-1", "position=99999999999", "x%00=1", "%ff", "a=1&&b"]).to_owned());
+                step.query = Some(
+                    self.pick(&["position=abc", "position=-1", "position=99999999999", "x%00=1", "%ff", "a=1&&b"])
+                        .to_owned(),
+                );
                 step
             }
         };
@@ -283,7 +316,8 @@ impl Gen {
         } else if roll < 55 {
             // A valid command with its body mutated.
             let mut step = self.valid_command();
-            let valid = step.body.clone().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_else(|| "{}".into());
+            let valid =
+                step.body.clone().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_else(|| "{}".into());
             if self.chance(50) {
                 let mut body: Value = serde_json::from_str(&valid).unwrap_or_else(|_| json!({}));
                 if let Some(map) = body.as_object_mut() {
@@ -294,7 +328,10 @@ impl Gen {
                             map.remove(&key);
                         }
                         1 => {
-                            map.insert(self.pick(&["extra", "k\u{0}", "amount", "\u{1F600}"]).to_owned(), self.bad_value());
+                            map.insert(
+                                self.pick(&["extra", "k\u{0}", "amount", "\u{1F600}"]).to_owned(),
+                                self.bad_value(),
+                            );
                         }
                         _ if !keys.is_empty() => {
                             let key = self.pick(&keys);
@@ -331,13 +368,19 @@ impl Gen {
             let id = self.id(Segment::Account);
             match self.rng.u8(0..5) {
                 0 => {
-                    let mut step = Step::new(Method::GET, vec![text("api"), text("aggregates"), text("BankAccount"), id]);
-                    step.query = Some(self.pick(&["version=abc", "version=1", "version=-1", "version=%00", "x=%ff"]).to_owned());
+                    let mut step =
+                        Step::new(Method::GET, vec![text("api"), text("aggregates"), text("BankAccount"), id]);
+                    step.query =
+                        Some(self.pick(&["version=abc", "version=1", "version=-1", "version=%00", "x=%ff"]).to_owned());
                     step
                 }
                 1 => Step::new(Method::GET, vec![text("api"), text("aggregates"), text("Post"), id, text("events")]),
                 2 => Step::new(Method::PATCH, lit("/api/v1/openBankAccount")),
-                3 => Step::new(Method::POST, vec![text("api"), text("aggregates"), text("%00"), id, text("commands"), text("X")]).json(&json!({})),
+                3 => Step::new(
+                    Method::POST,
+                    vec![text("api"), text("aggregates"), text("%00"), id, text("commands"), text("X")],
+                )
+                .json(&json!({})),
                 _ => Step::new(Method::GET, lit("/api/v1/%ff/nothing")),
             }
         };
@@ -512,7 +555,8 @@ async fn generated_bad_input_on_three_read_stores() -> Result<()> {
     let hosts = [host_on(None).await?, host_on(Some(&postgres)).await?, host_on(Some(&mariadb)).await?];
     let names = ["SQLite", "PostgreSQL", "MariaDB"];
     let started = Instant::now();
-    let (sqlite, pg, maria) = tokio::join!(run_on(&hosts[0], &steps), run_on(&hosts[1], &steps), run_on(&hosts[2], &steps));
+    let (sqlite, pg, maria) =
+        tokio::join!(run_on(&hosts[0], &steps), run_on(&hosts[1], &steps), run_on(&hosts[2], &steps));
     let runs = [
         sqlite.with_context(|| format!("seed {seed}, SQLite"))?,
         pg.with_context(|| format!("seed {seed}, PostgreSQL"))?,

@@ -31,7 +31,6 @@ impl TableSchema {
     pub fn column(&self, name: &str) -> Option<&ColumnSchema> {
         self.columns.iter().find(|c| c.name == name)
     }
-
 }
 
 /// A projection's tables.
