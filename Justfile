@@ -41,3 +41,19 @@ plugins:
 # Local servers for the scale-out tests: start, stop or status.
 servers ACTION="status":
     scripts/servers "{{ACTION}}"
+
+# Generated bad input, long: REQUESTS per read store (SQLite, PostgreSQL, MariaDB; starts the
+# local servers), SEED to replay a failure (default: from the clock, printed).
+fuzz REQUESTS="20000" SEED="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source scripts/lib/common.sh
+    while read -r name url; do
+      case "$name" in
+        postgres) export SLUICE_TEST_POSTGRES_URL="$url" ;;
+        mariadb) export SLUICE_TEST_MYSQL_URL="$url" ;;
+      esac
+    done < <(scripts/servers start)
+    export SLUICE_REQUIRE_SERVERS=1 SLUICE_FUZZ_REQUESTS="$1"
+    if [[ -n "$2" ]]; then export SLUICE_FUZZ_SEED="$2"; fi
+    root_cargo test -p sluice-e2e --test generated_input -- --nocapture

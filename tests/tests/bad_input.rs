@@ -407,3 +407,236 @@ async fn oversized_bodies_do_not_break_the_next_request() -> Result<()> {
     ensure!(sluice_e2e::decimal(&state.body["state"]["balance"])? == "106", "balance: {state}");
     Ok(())
 }
+
+/// A refusal of text or numbers no read store can hold: the request, its status and `code`, and
+/// words its message must contain (where the bad value was).
+struct Unstorable {
+    method: Method,
+    path: String,
+    body: Option<Vec<u8>>,
+    status: u16,
+    code: &'static str,
+    says: &'static str,
+}
+
+fn unstorable_cases(account: &str, post: &str) -> Vec<Unstorable> {
+    let body = |text: &str| Some(text.as_bytes().to_vec());
+    let refuse = |method: Method, path: String, body: Option<Vec<u8>>, status, code, says| Unstorable {
+        method,
+        path,
+        body,
+        status,
+        code,
+        says,
+    };
+    let open = || "/api/v1/openBankAccount".to_owned();
+    let generic = |id: &str, command: &str| format!("/api/aggregates/{BANK}/{id}/commands/{command}");
+    let fresh = Uuid::new_v4().to_string();
+    let nul = "contains a NUL character (U+0000)";
+    vec![
+        // NUL in a command body: values, nested values and keys, on seed and generic routes.
+        refuse(
+            Method::POST,
+            open(),
+            body(r#"{"accountHolder": "Ada\u0000", "accountType": "SAVINGS", "openingBalance": 5}"#),
+            400,
+            "unstorable_value",
+            r#""accountHolder" contains a NUL character (U+0000), which no read store can hold"#,
+        ),
+        refuse(
+            Method::POST,
+            generic(&fresh, "OpenAccount"),
+            body(r#"{"accountHolder": "\u0000", "accountType": "SAVINGS", "openingBalance": 5}"#),
+            400,
+            "unstorable_value",
+            r#""accountHolder" contains"#,
+        ),
+        refuse(
+            Method::PUT,
+            format!("/api/v1/depositFunds/{account}"),
+            body(r#"{"amount": 5, "note": {"lines": ["ok", "x\u0000"]}}"#),
+            400,
+            "unstorable_value",
+            r#""note.lines[1]" contains"#,
+        ),
+        refuse(
+            Method::PUT,
+            format!("/api/v1/addComment/{post}"),
+            body(r#"{"comment": "hi", "user\u0000name": "Bo"}"#),
+            400,
+            "unstorable_value",
+            nul,
+        ),
+        refuse(
+            Method::POST,
+            "/api/v1/newPost".into(),
+            body(r#"{"author": "Bo", "message": "a\u0000"}"#),
+            400,
+            "unstorable_value",
+            r#""message" contains"#,
+        ),
+        // Lone surrogates are not text: malformed JSON.
+        refuse(
+            Method::POST,
+            open(),
+            body(r#"{"accountHolder": "\ud800", "accountType": "SAVINGS", "openingBalance": 5}"#),
+            400,
+            "invalid_json",
+            "surrogate",
+        ),
+        refuse(
+            Method::POST,
+            "/api/v1/newPost".into(),
+            body(r#"{"author": "\udc00", "message": "m"}"#),
+            400,
+            "invalid_json",
+            "surrogate",
+        ),
+        // Numbers beyond every numeric column.
+        refuse(
+            Method::PUT,
+            format!("/api/v1/depositFunds/{account}"),
+            body(r#"{"amount": 99999999999999999999}"#),
+            400,
+            "unstorable_value",
+            r#""amount" is 99999999999999999999, beyond the 64-bit integer range"#,
+        ),
+        refuse(
+            Method::POST,
+            generic(account, "DepositFunds"),
+            body(r#"{"amount": 1e400}"#),
+            400,
+            "unstorable_value",
+            r#""amount" is 1e+400"#,
+        ),
+        // NUL and bytes that are not UTF-8 in paths and queries, on query and command routes.
+        refuse(Method::GET, "/api/v1/bankAccountLookup/byHolder/%00".into(), None, 400, "bad_path", nul),
+        refuse(Method::GET, "/api/v1/bankAccountLookup/byHolder/Ada%00".into(), None, 400, "bad_path", nul),
+        refuse(Method::GET, "/api/v1/bankAccountLookup/byHolder/%ff".into(), None, 400, "bad_path", "not UTF-8"),
+        refuse(Method::GET, "/api/v1/postLookup/byAuthor/%ed%a0%80".into(), None, 400, "bad_path", "not UTF-8"),
+        refuse(Method::PUT, "/api/v1/depositFunds/%ff".into(), body(r#"{"amount": 5}"#), 400, "bad_path", "not UTF-8"),
+        refuse(Method::POST, generic("%00", "DepositFunds"), body(r#"{"amount": 5}"#), 400, "bad_path", nul),
+        refuse(Method::POST, generic("%c3", "DepositFunds"), body(r#"{"amount": 5}"#), 400, "bad_path", "not UTF-8"),
+        refuse(Method::GET, format!("/api/aggregates/{BANK}/%ff/events"), None, 400, "bad_path", "not UTF-8"),
+        refuse(
+            Method::GET,
+            "/api/projections/accounts/queries/byHolder?accountHolder=%00".into(),
+            None,
+            400,
+            "bad_query",
+            r#"query parameter "accountHolder" contains a NUL"#,
+        ),
+        refuse(
+            Method::GET,
+            "/api/projections/accounts/queries/byHolder?accountHolder=%ff".into(),
+            None,
+            400,
+            "bad_query",
+            "not UTF-8",
+        ),
+        refuse(Method::GET, "/api/v1/postLookup/?x%00=1".into(), None, 400, "bad_query", nul),
+    ]
+}
+
+/// Text and numbers no read store can hold are refused at the edge with a 400 saying where,
+/// alike on every read store; nothing is appended; long text (indexed: MariaDB's prefix index;
+/// or past the 64 KiB of MariaDB's TEXT) reaches the read model like any other.
+async fn unstorable_input_on(read_store: Option<String>) -> Result<()> {
+    let mut options = HostOptions::with_plugins(&[
+        sluice_e2e::Plugin::BankAccount,
+        sluice_e2e::Plugin::AccountsProjection,
+        sluice_e2e::Plugin::Post,
+        sluice_e2e::Plugin::PostsProjection,
+    ]);
+    if let Some(url) = &read_store {
+        options = options.arg("--read-store").arg(url);
+    }
+    let host = Host::start(options).await?;
+    let account = host.open_account("Ada", "100").await?;
+    let post =
+        host.post_json("/api/v1/newPost", &json!({"author": "Bo", "message": "first"})).await?.expect_status(201)?;
+    let last_position = post.u64_field("position")?;
+    let post = post.str_field("id")?.to_owned();
+
+    let mut failures = Vec::new();
+    let cases = unstorable_cases(&account, &post);
+    let total = cases.len();
+    for case in cases {
+        let name = format!("{} {}", case.method, case.path);
+        let mut request = host.request(case.method, &case.path);
+        if let Some(body) = case.body {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        }
+        let checked = match host.send(request).await {
+            Ok(reply) => reply.check_error(case.status, &[case.code]).and_then(|()| {
+                let message = reply.str_field("message")?;
+                ensure!(message.contains(case.says), "the message does not say {:?}: {reply}", case.says);
+                Ok(())
+            }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            failures.push(format!("{name}: {e:#}"));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{} of {total} cases failed:\n  {}", failures.len(), failures.join("\n  "));
+    }
+
+    // Long text in indexed columns (the holder, the author) and past 64 KiB (the message) is held
+    // by every store, and found.
+    let holder: String = "Ħ".repeat(1000);
+    let body = json!({"accountHolder": holder, "accountType": "CURRENT", "openingBalance": 7});
+    let opened = host.post_json("/api/v1/openBankAccount", &body).await?.expect_status(201)?;
+    ensure!(
+        opened.u64_field("position")? == last_position + 1,
+        "the next event has position {}, not {}: a refused request appended something",
+        opened.u64_field("position")?,
+        last_position + 1
+    );
+    let long_id = opened.str_field("id")?.to_owned();
+    let author: String = "a".repeat(5000);
+    let posted = host
+        .post_json("/api/v1/newPost", &json!({"author": author, "message": "é".repeat(100_000)}))
+        .await?
+        .expect_status(201)?;
+    let position = posted.u64_field("position")?;
+    let long_post = posted.str_field("id")?.to_owned();
+    let read = |path: String| {
+        let request = host.request(Method::GET, &path).header("Sluice-Position", position.to_string());
+        host.send(request)
+    };
+    let by_holder = read(format!("/api/v1/bankAccountLookup/byHolder/{}", urlencoding(&holder))).await?;
+    let by_holder = by_holder.expect_status(200)?;
+    let found: Vec<&str> =
+        by_holder.body["accounts"].as_array().into_iter().flatten().filter_map(|a| a["id"].as_str()).collect();
+    ensure!(found == [long_id.as_str()], "the long holder's account is not found by holder: {by_holder}");
+    let by_author = read(format!("/api/v1/postLookup/byAuthor/{author}")).await?.expect_status(200)?;
+    ensure!(by_author.text.contains(&long_post), "the long author's post is not found by author: {by_author}");
+    host.healthy().await?;
+    Ok(())
+}
+
+/// Percent-encoding of every byte but unreserved ASCII.
+fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[tokio::test]
+async fn unstorable_input_is_refused_on_sqlite() -> Result<()> {
+    unstorable_input_on(None).await
+}
+
+#[tokio::test]
+async fn unstorable_input_is_refused_on_postgres() -> Result<()> {
+    let Some(url) = sluice_e2e::Server::Postgres.fresh_database_url()? else { return Ok(()) };
+    unstorable_input_on(Some(url)).await
+}
+
+#[tokio::test]
+async fn unstorable_input_is_refused_on_mariadb() -> Result<()> {
+    let Some(url) = sluice_e2e::Server::MariaDb.fresh_database_url()? else { return Ok(()) };
+    unstorable_input_on(Some(url)).await
+}

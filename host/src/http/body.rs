@@ -25,15 +25,16 @@ impl FromRequest<AppState> for JsonObject {
 /// is simply closed.
 const DRAIN_LIMIT: usize = 16 << 20;
 
-/// Read a body of at most `limit` bytes and check it is one JSON object.
+/// Read a body of at most `limit` bytes and check it is one JSON object whose every key, string
+/// and number a read store can hold ([`super::input::check_body`]).
 pub async fn read_json_object(body: Body, limit: usize) -> Result<String, ApiError> {
     let bytes = read_bytes(body, limit).await?;
     let text = std::str::from_utf8(&bytes).map_err(|e| ApiError::InvalidJson(format!("the body is not UTF-8: {e}")))?;
     if text.trim().is_empty() {
         return Ok("{}".to_owned());
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    if !text.trim_start().starts_with('{') {
+    let value = super::input::check_body(text)?;
+    if !value.is_object() {
         return Err(ApiError::InvalidJson("the body must be a JSON object".into()));
     }
     Ok(text.to_owned())

@@ -24,8 +24,16 @@ pub enum ApiError {
     BadIfMatch(String),
     #[error("{0}")]
     BadQuery(String),
+    /// A path that is not text once percent-decoded, or holds a NUL.
+    #[error("{0}")]
+    BadPath(String),
+    /// A body value no read store can hold (a NUL in text, a number beyond 64 bits).
+    #[error("{0}")]
+    Unstorable(String),
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
+    #[error("{path} does not take {method}")]
+    MethodNotAllowed { method: String, path: String },
     #[error("{aggregate_type} {id} has no version {version}")]
     VersionNotFound { aggregate_type: String, id: String, version: u64 },
     #[error(transparent)]
@@ -55,7 +63,10 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BadIfMatch(_) => (StatusCode::BAD_REQUEST, "bad_if_match"),
             Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
+            Self::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_path"),
+            Self::Unstorable(_) => (StatusCode::BAD_REQUEST, "unstorable_value"),
             Self::RouteNotFound { .. } => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::VersionNotFound { .. } => (StatusCode::NOT_FOUND, "version_not_found"),
             Self::UnknownQuery { .. } => (StatusCode::NOT_FOUND, "unknown_query"),
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),

@@ -8,6 +8,7 @@
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`body`]: the bounded JSON body extractor.
 //! - [`dead_letters`]: the `/admin` dead-letter routes.
+//! - [`input`]: text and numbers no read store can hold, refused before anything runs.
 
 pub mod admin;
 pub mod admin_auth;
@@ -15,6 +16,7 @@ pub mod aggregates;
 pub mod body;
 pub mod dead_letters;
 pub mod error;
+pub mod input;
 pub mod plugin_routes;
 pub mod projections;
 
@@ -89,7 +91,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/projections/{name}/queries/{query}", get(projections::query))
         .nest("/admin", admin_router(state.clone()))
         .fallback(plugin_routes::dispatch)
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            error::ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+        })
         // Bodies are bounded by our own extractor, which answers in the API's error shape.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(input::check_request_target))
         .with_state(state)
 }

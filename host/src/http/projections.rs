@@ -51,6 +51,11 @@ pub async fn run_query(
     if !runner.plugin().manifest().queries.iter().any(|q| q == query) {
         return Err(ApiError::UnknownQuery { projection: projection.to_owned(), query: query.to_owned() });
     }
+    if let Some(wanted) = position
+        && wanted > runner.position()
+    {
+        check_position_exists(state, wanted).await?;
+    }
     match runner.query(query, params, position).await? {
         QueryOutcome::Answer { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -68,6 +73,21 @@ pub async fn run_query(
         QueryOutcome::NotFound(message) => Err(ApiError::QueryNotFound(message)),
         QueryOutcome::Failed(message) => {
             Err(ApiError::QueryFailed(format!("projection {projection}, query {query}: {message}")))
+        }
+    }
+}
+
+/// A position no event has yet is the caller's mistake (400), not a projection that is behind
+/// (503 after the bounded wait). A store that cannot tell its head leaves the wait to decide.
+async fn check_position_exists(state: &AppState, wanted: u64) -> Result<(), ApiError> {
+    match state.commands.store().head_position().await {
+        Ok(head) if wanted > head => Err(ApiError::BadQuery(format!(
+            "position {wanted} is beyond the last event in the log ({head}): no command has answered it yet"
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!("cannot read the log's head to check a query's position: {e}");
+            Ok(())
         }
     }
 }

@@ -4,6 +4,9 @@
 
 use super::schema::{ColumnType, TableSchema};
 
+/// Characters of TEXT prefixes one MySQL index may hold: (3072 - 64) bytes at 4 a character.
+const MYSQL_INDEX_CHARS: usize = (3072 - 64) / 4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
@@ -48,8 +51,11 @@ impl Dialect {
             (Self::Postgres, ColumnType::Boolean) | (Self::MySql, ColumnType::Boolean) => "BOOLEAN",
             (Self::Postgres, ColumnType::Text | ColumnType::Timestamp) => "TEXT",
             (Self::MySql, ColumnType::Timestamp) => "VARCHAR(64)",
+            // A key must be whole, so it is bounded (ids are at most 200 bytes). Other text holds
+            // whatever the other stores hold (TEXT would stop at 64 KiB), and an index on it takes
+            // its prefix (see `create_table`).
             (Self::MySql, ColumnType::Text) if keyed => "VARCHAR(255)",
-            (Self::MySql, ColumnType::Text) => "TEXT",
+            (Self::MySql, ColumnType::Text) => "LONGTEXT",
         }
     }
 
@@ -60,7 +66,8 @@ impl Dialect {
             .iter()
             .map(|c| {
                 let null = if c.nullable { "" } else { " NOT NULL" };
-                format!("{} {}{null}", self.quote(&c.name), self.sql_type(c.column_type, table.is_keyed(&c.name)))
+                let keyed = table.primary_key.contains(&c.name);
+                format!("{} {}{null}", self.quote(&c.name), self.sql_type(c.column_type, keyed))
             })
             .collect();
         let key: Vec<String> = table.primary_key.iter().map(|k| self.quote(k)).collect();
@@ -71,7 +78,19 @@ impl Dialect {
             key.join(", ")
         )];
         for (i, index) in table.indexes.iter().enumerate() {
-            let columns: Vec<String> = index.iter().map(|c| self.quote(c)).collect();
+            let is_long_text = |c: &String| {
+                self == Self::MySql
+                    && !table.primary_key.contains(c)
+                    && table.column(c).is_some_and(|c| c.column_type == ColumnType::Text)
+            };
+            // MySQL indexes TEXT by a prefix; the prefixes of one index share InnoDB's 3072-byte
+            // key limit at 4 bytes a character (utf8mb4), beside at most 64 bytes of the rest.
+            let long_texts = index.iter().filter(|c| is_long_text(c)).count().max(1);
+            let prefix = (MYSQL_INDEX_CHARS / long_texts).min(255);
+            let columns: Vec<String> = index
+                .iter()
+                .map(|c| if is_long_text(c) { format!("{}({prefix})", self.quote(c)) } else { self.quote(c) })
+                .collect();
             statements.push(format!(
                 "CREATE INDEX {} ON {} ({})",
                 self.quote(&format!("{physical}_ix{i}")),
@@ -125,6 +144,9 @@ impl Dialect {
     pub fn param(self, n: usize, column_type: ColumnType) -> String {
         match (self, column_type) {
             (Self::Postgres, ColumnType::Decimal) => format!("CAST({} AS NUMERIC)", self.placeholder(n)),
+            // Bound as text, which MySQL would otherwise add and compare as a double: inexact past
+            // 2^53 hundredths, and `balance + '0.99'` near the top rounds out of the column's range.
+            (Self::MySql, ColumnType::Decimal) => format!("CAST({} AS DECIMAL(17,2))", self.placeholder(n)),
             _ => self.placeholder(n),
         }
     }
@@ -164,5 +186,45 @@ impl Dialect {
                 format!(" ON CONFLICT ({}) DO UPDATE SET {}", key.join(", "), sets.join(", "))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read_store::schema::ColumnSchema;
+
+    fn table() -> TableSchema {
+        let column = |name: &str, column_type| ColumnSchema { name: name.into(), column_type, nullable: false };
+        TableSchema {
+            name: "t".into(),
+            columns: vec![
+                column("id", ColumnType::Text),
+                column("name", ColumnType::Text),
+                column("note", ColumnType::Text),
+                column("n", ColumnType::Integer),
+            ],
+            primary_key: vec!["id".into()],
+            indexes: vec![vec!["name".into()], vec!["name".into(), "note".into(), "n".into()], vec!["id".into()]],
+        }
+    }
+
+    /// Text is as long on MySQL as elsewhere: LONGTEXT, indexed by a prefix; keys stay whole.
+    #[test]
+    fn mysql_indexes_long_text_by_its_prefix() {
+        let ddl = Dialect::MySql.create_table(&table(), "p_g1_t");
+        assert_eq!(
+            ddl,
+            [
+                "CREATE TABLE `p_g1_t` (`id` VARCHAR(255) NOT NULL, `name` LONGTEXT NOT NULL, `note` LONGTEXT NOT NULL, \
+                 `n` BIGINT NOT NULL, PRIMARY KEY (`id`))",
+                "CREATE INDEX `p_g1_t_ix0` ON `p_g1_t` (`name`(255))",
+                "CREATE INDEX `p_g1_t_ix1` ON `p_g1_t` (`name`(255), `note`(255), `n`)",
+                "CREATE INDEX `p_g1_t_ix2` ON `p_g1_t` (`id`)",
+            ]
+        );
+        assert_eq!(Dialect::MySql.param(1, ColumnType::Decimal), "CAST(? AS DECIMAL(17,2))");
+        let postgres = Dialect::Postgres.create_table(&table(), "p_g1_t");
+        assert_eq!(postgres[1], r#"CREATE INDEX "p_g1_t_ix0" ON "p_g1_t" ("name")"#);
     }
 }

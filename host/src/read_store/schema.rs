@@ -31,11 +31,6 @@ impl TableSchema {
     pub fn column(&self, name: &str) -> Option<&ColumnSchema> {
         self.columns.iter().find(|c| c.name == name)
     }
-
-    /// Whether a column is part of the key or an index (MySQL needs a bounded type there).
-    pub fn is_keyed(&self, column: &str) -> bool {
-        self.primary_key.iter().any(|k| k == column) || self.indexes.iter().flatten().any(|k| k == column)
-    }
 }
 
 /// A projection's tables.

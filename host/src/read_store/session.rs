@@ -297,7 +297,7 @@ fn column_type(table: &TableSchema, column: &str) -> Result<ColumnType, SqlError
 fn parse_decimal(text: &str) -> Result<Decimal, SqlError> {
     let invalid = || SqlError::InvalidValue(format!("{text:?} is not a decimal with at most 2 fractional digits"));
     let value = Decimal::from_str(text.trim()).map_err(|_| invalid())?.normalize();
-    if value.scale() > 2 || value.abs() >= Decimal::from(DECIMAL_LIMIT / 100) {
+    if value.scale() > 2 || value.abs() >= Decimal::from(DECIMAL_LIMIT) {
         return Err(invalid());
     }
     Ok(value)
@@ -317,6 +317,18 @@ pub(crate) fn to_bind(
         (_, Value::Null) => Bind::Text(None),
         (ColumnType::Integer, Value::Integer(n)) => Bind::Int(Some(*n)),
         (ColumnType::Boolean, Value::Boolean(b)) => Bind::Bool(Some(*b)),
+        // PostgreSQL cannot hold NUL in text; refused on every store so all behave the same.
+        (ColumnType::Text | ColumnType::Timestamp, Value::Text(s)) if s.contains('\0') => {
+            return Err(SqlError::InvalidValue(format!(
+                "the text for column {column} contains a NUL character (U+0000), which no read store can hold"
+            )));
+        }
+        // MySQL keeps timestamps in 64 characters; an RFC 3339 time needs far fewer.
+        (ColumnType::Timestamp, Value::Text(s)) if s.chars().count() > 64 => {
+            return Err(SqlError::InvalidValue(format!(
+                "the timestamp for column {column} is longer than 64 characters, which is no RFC 3339 time"
+            )));
+        }
         (ColumnType::Text | ColumnType::Timestamp, Value::Text(s)) => Bind::Text(Some(s.clone())),
         (ColumnType::Decimal, Value::Decimal(_) | Value::Integer(_)) => {
             let decimal = match value {
@@ -505,5 +517,25 @@ impl SqlSession {
         }
         let rows = session.fetch(&sql, binds, &types)?;
         Ok(Rows { columns, rows })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values one store would take and another refuse are refused by every store alike.
+    #[test]
+    fn values_some_store_cannot_hold_are_refused_on_all() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+            let refused = |column_type, value: Value| {
+                matches!(to_bind(dialect, column_type, &value, "c"), Err(SqlError::InvalidValue(_)))
+            };
+            assert!(refused(ColumnType::Text, Value::Text("a\0b".into())), "{dialect:?}: NUL");
+            assert!(refused(ColumnType::Timestamp, Value::Text("9".repeat(65))), "{dialect:?}: long time");
+            assert!(refused(ColumnType::Decimal, Value::Decimal("1000000000000000".into())), "{dialect:?}: 16 digits");
+            assert!(!refused(ColumnType::Text, Value::Text("é".repeat(100_000))), "{dialect:?}: long text");
+            assert!(!refused(ColumnType::Decimal, Value::Decimal("999999999999999.99".into())), "{dialect:?}: max");
+        }
     }
 }
