@@ -27,6 +27,8 @@ const COMPONENTS: &[&str] = &[
     "squatter_aggregate.wasm",
     "trapping_describe.wasm",
     "reserved_route.wasm",
+    "accounts_projection_shouting.wasm",
+    "accounts_projection_brittle.wasm",
 ];
 
 /// Variables cargo sets for this build script (or a wrapper sets for the outer build) that

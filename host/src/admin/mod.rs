@@ -16,6 +16,7 @@
 //!
 //! Changes are serialised by one lock; readers (requests) never wait for it.
 
+pub mod dry_run;
 pub mod versions;
 
 use std::collections::HashMap;
