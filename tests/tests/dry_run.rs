@@ -169,7 +169,12 @@ async fn live_state(host: &Host, read_store: Option<&str>) -> Result<LiveState> 
 /// What `before` and `after` differ in, if anything.
 fn check_unchanged(before: &LiveState, after: &LiveState, what: &str) -> Result<()> {
     ensure!(before.read_store == after.read_store, "{what} changed the read store:\n{before:#?}\n{after:#?}");
-    ensure!(before.plugins == after.plugins, "{what} changed the plugin listing:\n{}\n{}", before.plugins, after.plugins);
+    ensure!(
+        before.plugins == after.plugins,
+        "{what} changed the plugin listing:\n{}\n{}",
+        before.plugins,
+        after.plugins
+    );
     ensure!(before.versions == after.versions, "{what} changed the versions:\n{}\n{}", before.versions, after.versions);
     ensure!(before.answer == after.answer, "{what} changed a query's answer:\n{}\n{}", before.answer, after.answer);
     Ok(())
@@ -282,7 +287,8 @@ async fn three_candidates(read_store: Option<&str>) -> Result<()> {
     check_shouting(&reply.body, &history, &live, &shouting)?;
     check_unchanged(&before, &live_state(&host, read_store).await?, "the shouting dry run")?;
 
-    let reply = dry_run(host.api(), "accounts", Plugin::AccountsProjectionBrittle.bytes()?).await?.expect_status(200)?;
+    let reply =
+        dry_run(host.api(), "accounts", Plugin::AccountsProjectionBrittle.bytes()?).await?.expect_status(200)?;
     check_brittle(&reply.body, &history)?;
     check_unchanged(&before, &live_state(&host, read_store).await?, "the brittle dry run")?;
 
@@ -335,7 +341,9 @@ async fn bad_candidates_are_refused_and_change_nothing() -> Result<()> {
     caught_up(host.api(), "accounts", CATCH_UP).await?;
     let before = live_state(&host, None).await?;
     // Another projection, an aggregate, and no component at all.
-    dry_run(host.api(), "accounts", Plugin::PostsProjection.bytes()?).await?.check_error(400, &["wrong_plugin_name"])?;
+    dry_run(host.api(), "accounts", Plugin::PostsProjection.bytes()?)
+        .await?
+        .check_error(400, &["wrong_plugin_name"])?;
     dry_run(host.api(), "accounts", Plugin::BankAccount.bytes()?).await?.check_error(400, &["wrong_plugin_name"])?;
     dry_run(host.api(), "accounts", b"not a component".to_vec()).await?.check_error(422, &["plugin_refused"])?;
     let path = "/admin/plugins/accounts/dry-run";
@@ -395,7 +403,12 @@ async fn the_cli_dry_runs_against_a_running_host_and_on_a_stopped_hosts_folders(
     let (ok, stdout, stderr) = sluice(&args).await?;
     ensure!(ok, "sluice {args:?} failed:\n{stdout}\n{stderr}");
     let report: Value = serde_json::from_str(&stdout).with_context(|| format!("not JSON: {stdout}"))?;
-    check_shouting(&report, &history, &Plugin::AccountsProjection.bytes()?, &Plugin::AccountsProjectionShouting.bytes()?)?;
+    check_shouting(
+        &report,
+        &history,
+        &Plugin::AccountsProjection.bytes()?,
+        &Plugin::AccountsProjectionShouting.bytes()?,
+    )?;
 
     let wrong = ["plugins", "dry-run", "accounts", file, "--url", url.as_str(), "--token", "wrong"];
     let (ok, stdout, stderr) = sluice(&wrong).await?;

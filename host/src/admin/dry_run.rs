@@ -132,7 +132,10 @@ impl Admin {
         let candidate = match component.plugin {
             Plugin::Projection(logic) if logic.manifest().name == name => logic,
             Plugin::Projection(logic) => {
-                return Err(AdminError::WrongName { expected: name.to_owned(), declared: logic.manifest().name.clone() });
+                return Err(AdminError::WrongName {
+                    expected: name.to_owned(),
+                    declared: logic.manifest().name.clone(),
+                });
             }
             Plugin::Aggregate(logic) => {
                 return Err(AdminError::WrongName {
@@ -260,10 +263,8 @@ async fn replay(
         let batch = events.read_all(after, BATCH).await.map_err(ProjectionError::from)?;
         let Some(last) = batch.last().map(|e| e.global_position) else { break };
         after = last;
-        let subscribed: Vec<StoredEvent> = batch
-            .into_iter()
-            .filter(|e| e.global_position <= upto && subscriptions.contains(&e.event_type))
-            .collect();
+        let subscribed: Vec<StoredEvent> =
+            batch.into_iter().filter(|e| e.global_position <= upto && subscriptions.contains(&e.event_type)).collect();
         if subscribed.is_empty() {
             continue;
         }
@@ -378,7 +379,8 @@ impl Indexed {
         let mut indexed = BTreeMap::new();
         for row in &rows.rows {
             let record: Record = rows.columns.iter().cloned().zip(row.iter().map(json)).collect();
-            let key_record: Record = key.iter().map(|k| (k.clone(), record.get(k).cloned().unwrap_or(Json::Null))).collect();
+            let key_record: Record =
+                key.iter().map(|k| (k.clone(), record.get(k).cloned().unwrap_or(Json::Null))).collect();
             let key_text = Json::Array(key_record.values().cloned().collect()).to_string();
             indexed.insert(key_text, (key_record, record));
         }
@@ -420,17 +422,21 @@ fn compare(
         columns.retain(|c| live_table.column(c).is_some());
         let only_candidate: Vec<&str> =
             all_columns.iter().filter(|c| live_table.column(c).is_none()).map(String::as_str).collect();
-        let only_live: Vec<&str> = live_table
-            .columns
-            .iter()
-            .filter(|c| table.column(&c.name).is_none())
-            .map(|c| c.name.as_str())
-            .collect();
+        let only_live: Vec<&str> =
+            live_table.columns.iter().filter(|c| table.column(&c.name).is_none()).map(|c| c.name.as_str()).collect();
         if !only_candidate.is_empty() {
-            notes.push(format!("table {}: not compared, only in the candidate: {}", table.name, only_candidate.join(", ")));
+            notes.push(format!(
+                "table {}: not compared, only in the candidate: {}",
+                table.name,
+                only_candidate.join(", ")
+            ));
         }
         if !only_live.is_empty() {
-            notes.push(format!("table {}: not compared, only in the live version: {}", table.name, only_live.join(", ")));
+            notes.push(format!(
+                "table {}: not compared, only in the live version: {}",
+                table.name,
+                only_live.join(", ")
+            ));
         }
         for column in &table.columns {
             if let Some(live_column) = live_table.column(&column.name)
@@ -464,11 +470,8 @@ fn compare(
         columns: columns.clone(),
         samples: Vec::new(),
     };
-    let keys: BTreeSet<&String> = if comparable {
-        candidate_rows.rows.keys().chain(live_rows.rows.keys()).collect()
-    } else {
-        BTreeSet::new()
-    };
+    let keys: BTreeSet<&String> =
+        if comparable { candidate_rows.rows.keys().chain(live_rows.rows.keys()).collect() } else { BTreeSet::new() };
     for key in keys {
         match (candidate_rows.rows.get(key), live_rows.rows.get(key)) {
             (Some((key, ours)), Some((_, theirs))) => {
@@ -478,7 +481,10 @@ fn compare(
                 } else {
                     diff.changed += 1;
                     let change = RowChange::Changed;
-                    sample(&mut diff, RowSample { change, key: key.clone(), live: Some(theirs), candidate: Some(ours) });
+                    sample(
+                        &mut diff,
+                        RowSample { change, key: key.clone(), live: Some(theirs), candidate: Some(ours) },
+                    );
                 }
             }
             (Some((key, ours)), None) => {
@@ -583,8 +589,10 @@ mod tests {
                 vec![text("d"), text("dan"), Value::Integer(3)],
             ],
         );
-        let live =
-            rows(&["id", "name"], vec![vec![text("a"), text("ann")], vec![text("b"), text("bob")], vec![text("c"), text("cy")]]);
+        let live = rows(
+            &["id", "name"],
+            vec![vec![text("a"), text("ann")], vec![text("b"), text("bob")], vec![text("c"), text("cy")]],
+        );
         let mut notes = Vec::new();
         let diff = compare(&ours, &candidate, Some((&theirs, &live)), &mut notes);
         assert_eq!((diff.added, diff.removed, diff.changed, diff.unchanged), (1, 1, 1, 1));
