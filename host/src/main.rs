@@ -25,6 +25,10 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; `plugins dry-run` carries its own store arguments"
+)]
 enum Command {
     /// Serve the HTTP API with the plugins of the plugins directory.
     Serve(ServeArgs),
