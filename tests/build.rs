@@ -29,6 +29,8 @@ const COMPONENTS: &[&str] = &[
     "reserved_route.wasm",
     "hostile_projection.wasm",
     "hostile_projection_fixed.wasm",
+    "accounts_projection_shouting.wasm",
+    "accounts_projection_brittle.wasm",
 ];
 
 /// Variables cargo sets for this build script (or a wrapper sets for the outer build) that

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::admin::PluginStatus;
 use sluice::admin::dead_letters::ParkedLetter;
+use sluice::admin::dry_run::{DryRunReport, RowChange};
 use sluice::config::{Config, ServeArgs};
 use sluice::read_store::ReadStore;
 use sluice::server::Host;
@@ -25,12 +26,18 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; `plugins dry-run` carries its own store arguments"
+)]
 enum Command {
     /// Serve the HTTP API with the plugins of the plugins directory.
     Serve(ServeArgs),
     /// List the plugins: what each declares (from the plugins directory), or with `--url`, what
     /// a running host runs, with status, position and lag.
     Plugins {
+        #[command(subcommand)]
+        action: Option<PluginsCommand>,
         #[command(flatten)]
         args: ServeArgs,
         #[command(flatten)]
@@ -131,6 +138,26 @@ enum LetterAction {
     },
 }
 
+/// What `sluice plugins` does besides listing.
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// Replay the log through a candidate version of projection NAME (component FILE) into a
+    /// scratch database and compare its tables with the live ones; nothing live changes.
+    DryRun {
+        /// The projection the candidate would replace.
+        name: String,
+        /// The candidate component (.wasm).
+        file: PathBuf,
+        /// Print the whole answer as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        args: ServeArgs,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
 /// Which letters.
 #[derive(Debug, clap::Args)]
 struct LetterFilter {
@@ -179,6 +206,28 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// POST a component (`application/wasm`) to the running host's admin API and return the
+    /// JSON answer.
+    async fn post_wasm(&self, path: &str, component: Vec<u8>) -> anyhow::Result<serde_json::Value> {
+        let url = self.url.as_deref().context("no --url")?;
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", url.trim_end_matches('/')))
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .body(component);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| format!("failed to reach {url}"))?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.context("the host's answer is not JSON")?;
+        if !status.is_success() {
+            anyhow::bail!("{status}: {}", answer["message"].as_str().unwrap_or("no message"));
+        }
+        Ok(answer)
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -191,7 +240,23 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(Config::load(&args, cli.config.as_deref())?).await,
-        Command::Plugins { args, remote } => match remote.url {
+        Command::Plugins { action: Some(PluginsCommand::DryRun { name, file, json, args, remote }), .. } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("failed to read {}", file.display()))?;
+            let report = match remote.url {
+                Some(_) => {
+                    let answer = remote.post_wasm(&format!("/admin/plugins/{name}/dry-run"), bytes).await?;
+                    serde_json::from_value(answer).context("unexpected answer")?
+                }
+                None => {
+                    let host = Host::start(&Config::load(&args, cli.config.as_deref())?)
+                        .await
+                        .context("failed to start the host")?;
+                    host.admin.dry_run(&name, bytes).await.context("dry run failed")?
+                }
+            };
+            print_dry_run(&report, json)
+        }
+        Command::Plugins { action: None, args, remote } => match remote.url {
             Some(_) => print_remote_plugins(&remote).await,
             None => list_plugins(Config::load(&args, cli.config.as_deref())?).await,
         },
@@ -323,6 +388,52 @@ async fn print_remote_plugins(remote: &Remote) -> anyhow::Result<()> {
         for r in refused {
             println!("refused {}: {}", r["source"].as_str().unwrap_or("?"), r["reason"].as_str().unwrap_or("?"));
         }
+    }
+    Ok(())
+}
+
+/// A dry run's answer: a summary an operator reads, or the whole JSON.
+fn print_dry_run(report: &DryRunReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).context("failed to encode")?);
+        return Ok(());
+    }
+    let live = report.live_sha256.as_deref().map_or_else(|| "no live version".to_owned(), |s| format!("live {s}"));
+    println!(
+        "dry run of {} (candidate {}, {live}) up to position {}: {} events handled, {} failures",
+        report.projection,
+        report.sha256,
+        report.position,
+        report.events_handled,
+        report.failures.len()
+    );
+    for f in &report.failures {
+        println!("  failure at {} ({} {}): {}", f.position, f.event_type, f.aggregate_id, f.reason);
+    }
+    for t in &report.tables {
+        println!(
+            "  table {}: {} added, {} removed, {} changed, {} unchanged",
+            t.table, t.added, t.removed, t.changed, t.unchanged
+        );
+        for sample in &t.samples {
+            let show = |row: &Option<serde_json::Map<String, serde_json::Value>>| {
+                row.as_ref().map_or_else(|| "-".to_owned(), |r| serde_json::Value::Object(r.clone()).to_string())
+            };
+            let change = match sample.change {
+                RowChange::Added => "added",
+                RowChange::Removed => "removed",
+                RowChange::Changed => "changed",
+            };
+            println!(
+                "    {change} {}: live {} candidate {}",
+                serde_json::Value::Object(sample.key.clone()),
+                show(&sample.live),
+                show(&sample.candidate)
+            );
+        }
+    }
+    for note in &report.notes {
+        println!("  note: {note}");
     }
     Ok(())
 }

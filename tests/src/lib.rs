@@ -93,6 +93,10 @@ pub enum Plugin {
     TrappingDescribe,
     /// A test aggregate whose manifest claims a route under `/admin`: refused at load.
     ReservedRoute,
+    /// A candidate `accounts` projection (schema 1) that stores holder names upper-cased.
+    AccountsProjectionShouting,
+    /// A candidate `accounts` projection (schema 1) that refuses every withdrawal.
+    AccountsProjectionBrittle,
 }
 
 impl Plugin {
@@ -109,6 +113,8 @@ impl Plugin {
             Self::SquatterAggregate => "squatter_aggregate.wasm",
             Self::TrappingDescribe => "trapping_describe.wasm",
             Self::ReservedRoute => "reserved_route.wasm",
+            Self::AccountsProjectionShouting => "accounts_projection_shouting.wasm",
+            Self::AccountsProjectionBrittle => "accounts_projection_brittle.wasm",
         }
     }
 

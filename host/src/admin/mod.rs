@@ -22,6 +22,7 @@
 
 pub mod dead_letters;
 pub mod deploy_check;
+pub mod dry_run;
 pub mod versions;
 
 use std::collections::HashMap;

@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::body::read_bytes;
+use super::body::{discard, read_bytes};
 use super::error::ApiError;
+use crate::admin::dry_run::DryRunReport;
 use crate::admin::{Installed, PluginStatus, Refused, VersionStatus};
 use crate::read_store::ReadStore;
 
@@ -154,4 +155,23 @@ pub struct ConsumerList {
 /// `GET /admin/consumers`.
 pub async fn consumers(State(state): State<AppState>) -> Result<Json<ConsumerList>, ApiError> {
     Ok(Json(ConsumerList { consumers: state.admin()?.consumers().await }))
+}
+
+/// `POST /admin/plugins/{name}/dry-run` with a candidate projection as an `application/wasm`
+/// body: 200 with what it would change ([`DryRunReport`]); nothing live changes.
+pub async fn dry_run(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<DryRunReport>, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
+        discard(body).await;
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "a candidate is sent as Content-Type: application/wasm, got {content_type:?}"
+        )));
+    }
+    let bytes = read_bytes(body, state.upload_limit).await?;
+    Ok(Json(state.admin()?.dry_run(&name, bytes).await?))
 }

@@ -69,6 +69,7 @@ fn admin_router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/plugins", get(admin::plugins))
         .route("/plugins/{name}", get(admin::plugin).put(admin::upload).delete(admin::remove))
+        .route("/plugins/{name}/dry-run", post(admin::dry_run))
         .route("/plugins/{name}/versions", get(admin::versions))
         .route("/plugins/{name}/versions/{sha256}/activate", post(admin::activate))
         .route("/projections/{name}/rebuild", post(admin::rebuild))

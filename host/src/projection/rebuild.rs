@@ -149,6 +149,19 @@ impl Projection {
         Ok(position)
     }
 
+    /// Run `read` at a committed batch boundary of the serving version, with that version and
+    /// the position its tables hold: no batch is applied (and no switch happens) until `read`
+    /// is done, so it sees the model exactly as of that position. What a dry run compares its
+    /// candidate with; the live consumer waits for it, so keep it to reading.
+    pub async fn at_rest<T, F, Fut>(&self, read: F) -> T
+    where
+        F: FnOnce(Serving, u64) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let _held = self.checkpoint.lock().await;
+        read(self.serving(), self.position()).await
+    }
+
     async fn head_position(&self) -> Result<u64, ProjectionError> {
         Ok(self.events.head_position().await?)
     }
