@@ -47,7 +47,7 @@ impl Projection for AccountsBrittle {
                 vec![
                     Value::Text(opened.id),
                     Value::Text(opened.account_holder),
-                    Value::Text(opened.created_date),
+                    Value::Text(opened.opened_at),
                     Value::Text(opened.account_type),
                     Value::decimal(opened.opening_balance.as_str()),
                 ],

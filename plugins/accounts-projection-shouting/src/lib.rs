@@ -40,7 +40,7 @@ impl Projection for AccountsShouting {
                 vec![
                     Value::Text(opened.id),
                     Value::Text(opened.account_holder.to_uppercase()),
-                    Value::Text(opened.created_date),
+                    Value::Text(opened.opened_at),
                     Value::Text(opened.account_type),
                     Value::decimal(opened.opening_balance.as_str()),
                 ],
