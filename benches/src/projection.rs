@@ -9,6 +9,7 @@ use sluice::event_store::sqlite::SqliteEventStore;
 use sluice::event_store::{EventStore, NewEvent};
 use sluice::plugin::ProjectionLogic;
 use sluice::projection::Projection;
+use sluice::projection::letters::DeadLetterPolicy;
 use sluice::read_store::{ProjectionSchema, ReadStore};
 use sluice::runtime::WasmRuntime;
 use sluice::runtime::projection::WasmProjection;
@@ -65,7 +66,7 @@ pub async fn wasm_catch_up(
     read_store: ReadStore,
 ) -> Result<f64> {
     let head = events.head_position().await?;
-    let projection = Projection::open(plugin, events, read_store).await?;
+    let projection = Projection::open(plugin, events, read_store, DeadLetterPolicy::default()).await?;
     let started = Instant::now();
     while projection.catch_up_once().await? {}
     Ok(head as f64 / started.elapsed().as_secs_f64())
@@ -134,7 +135,7 @@ pub async fn rebuild_rate(
     target: &ReadStore,
 ) -> Result<f64> {
     let head = events.head_position().await?;
-    let projection = Projection::open(plugin, events, serving).await?;
+    let projection = Projection::open(plugin, events, serving, DeadLetterPolicy::default()).await?;
     let started = Instant::now();
     projection.rebuild(Some(target), &|_, _| {}).await.context("rebuild failed")?;
     Ok(head as f64 / started.elapsed().as_secs_f64())
