@@ -21,8 +21,8 @@ use sluice_e2e::{Check, Host, HostOptions, PLUGINS_DIR, Plugin, Server, Stack, s
 const TOKEN: &str = "letters-token";
 const HOSTILE: &str = "hostile_projection.wasm";
 const FIXED: &str = "hostile_projection_fixed.wasm";
-/// Long enough for the slowest scenario: a spinning projection call runs to the host's batch
-/// time limit (30 s) once for its batch and once per attempt.
+/// Long enough for the slowest scenario: a spinning projection call runs to the host's call
+/// time limit (`[limits] plugin_timeout_ms`) once for its batch and once per attempt.
 const SETTLE: Duration = Duration::from_secs(180);
 
 fn component(file: &str) -> Result<Vec<u8>> {
@@ -199,10 +199,11 @@ async fn hostile_consumers_park_and_the_rest_flows_kafka_mariadb() -> Result<()>
     hostile_consumers_park_and_the_rest_flows(Place::KafkaMariaDb).await
 }
 
-/// A projection call that spins until its time limit; the host is killed (SIGKILL) in the
-/// middle of it three times, and still ends with the event parked and the rest flowing.
+/// A projection call that spins until its time limit (10 s here, so each kill lands inside
+/// one); the host is killed (SIGKILL) in the middle of it three times, and still ends with the
+/// event parked and the rest flowing.
 async fn a_crash_loop_ends_parked(place: Place) -> Result<()> {
-    let config = "[dead_letters]\nattempts = 3\nbackoff_ms = 50\n";
+    let config = "[dead_letters]\nattempts = 3\nbackoff_ms = 50\n[limits]\nplugin_timeout_ms = 10000\n";
     let Some((options, _config)) = options(place, config)? else { return Ok(()) };
     let mut host = hostile_host(options).await?;
     // One event applied first: on Kafka the consumer then has offsets, and a restart goes

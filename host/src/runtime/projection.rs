@@ -18,8 +18,19 @@ use crate::read_store::{ColumnType, ProjectionSchema, TableSchema, schema::Colum
 use crate::bindings::projection::exports::sluice::plugin::projection as wit;
 use crate::bindings::projection::{ProjectionPlugin, ProjectionPluginPre};
 
-/// How long one batch may take: it includes the read store's round trips, not only guest CPU.
+/// The most one batch may take: it includes the read store's round trips, not only guest CPU.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events a batch may hold per plugin call timeout ([`SandboxLimits::call_timeout`]) of its own.
+const EVENTS_PER_CALL_TIMEOUT: usize = 100;
+
+/// How long a call handling `events` events may take: the configured call timeout (so one event
+/// that loops is stopped as soon as a command would be, and parks after its retries within
+/// seconds), one more for each [`EVENTS_PER_CALL_TIMEOUT`] events (their statements' round trips),
+/// at most [`BATCH_TIMEOUT`].
+fn batch_timeout(limits: super::SandboxLimits, events: usize) -> Duration {
+    let calls = u32::try_from(1 + events / EVENTS_PER_CALL_TIMEOUT).unwrap_or(u32::MAX);
+    limits.call_timeout.saturating_mul(calls).min(BATCH_TIMEOUT)
+}
 
 /// A projection plugin loaded from a component.
 pub struct WasmProjection {
@@ -65,7 +76,7 @@ impl ProjectionLogic for WasmProjection {
 
     fn handle(&self, session: SqlSession, events: &[StoredEvent]) -> (SqlSession, Result<(), HandleFailure>) {
         let plugin_name = self.manifest.name.clone();
-        let mut store = self.runtime.new_store_with_timeout(BATCH_TIMEOUT);
+        let mut store = self.runtime.new_store_with_timeout(batch_timeout(self.runtime.limits(), events.len()));
         store.data_mut().sql.grant(session);
         let envelopes: Vec<_> = events.iter().map(super::aggregate::to_envelope).collect();
         let result = self
