@@ -5,7 +5,7 @@
 //! loaded, since that aggregate cannot deliver the event. `?force=true` installs either anyway,
 //! and the mismatch stays in `GET /admin/plugins`. The 0.1.0 `post` component loads beside them.
 //!
-//! On SQLite, and on MongoDB (FerretDB), whose counts come from an aggregation pipeline.
+//! On SQLite, and on MongoDB (FerretDB), whose counts the host takes over the commits.
 
 use anyhow::{Result, anyhow, ensure};
 use reqwest::Method;

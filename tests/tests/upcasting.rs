@@ -108,7 +108,7 @@ async fn check_current_shape_everywhere(api: &Api) -> Result<u64> {
     ensure!(current_opened["schemaVersion"] == 2, "upcast: {current_opened}");
     ensure!(current_opened["data"]["openedAt"] == ADA_OPENED, "upcast: {current_opened}");
     ensure!(current_opened["data"].get("createdDate").is_none(), "upcast: {current_opened}");
-    ensure!(decimal(&current_opened["data"]["openingBalance"])? == "10.50", "exact amount kept: {current_opened}");
+    ensure!(current_opened["data"]["openingBalance"] == number("10.50"), "exact amount kept: {current_opened}");
     for key in ["position", "version", "eventType", "aggregateId", "recordedAt"] {
         ensure!(stored_opened[key] == current_opened[key], "{key} differs: {stored_opened} / {current_opened}");
     }

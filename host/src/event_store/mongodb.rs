@@ -551,46 +551,29 @@ impl EventStore for MongoEventStore {
     }
 
     async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError> {
-        let pipeline = [
-            doc! { "$unwind": "$events" },
-            doc! { "$group": {
-                "_id": {
-                    "aggregate_type": "$aggregate_type",
-                    "event_type": "$events.event_type",
-                    "schema_version": "$events.schema_version",
-                },
-                "count": { "$sum": 1 },
-            } },
-        ];
-        let mut cursor = self.raw.aggregate(pipeline).await?;
-        let mut counts = Vec::new();
+        // Counted here rather than by a `$group` stage: FerretDB drops top-level fields from a
+        // group key once `$unwind` has run. A scan either way, and only when a plugin deploys.
+        let mut counts: std::collections::BTreeMap<(String, String, u32), u64> = std::collections::BTreeMap::new();
+        let mut cursor = self.commits.find(doc! {}).await?;
         while cursor.advance().await? {
-            let group = cursor.deserialize_current()?;
-            let malformed = || EventStoreError::Backend(format!("unexpected schema count {group}"));
-            let key = group.get_document("_id").map_err(|_| malformed())?;
-            let number = |value: Option<&Bson>| match value {
-                Some(Bson::Int32(n)) => Some(i64::from(*n)),
-                Some(Bson::Int64(n)) => Some(*n),
-                Some(Bson::Double(n)) if n.fract() == 0.0 => Some(*n as i64),
-                _ => None,
-            };
-            counts.push(SchemaCount {
-                aggregate_type: key.get_str("aggregate_type").map_err(|_| malformed())?.to_owned(),
-                event_type: key.get_str("event_type").map_err(|_| malformed())?.to_owned(),
-                schema_version: number(key.get("schema_version"))
-                    .and_then(|v| u32::try_from(v).ok())
-                    .ok_or_else(malformed)?,
-                count: to_u64(number(group.get("count")).ok_or_else(malformed)?),
-            });
+            let commit = cursor.deserialize_current()?;
+            for event in &commit.events {
+                let schema_version = u32::try_from(event.schema_version).map_err(|_| {
+                    EventStoreError::Backend(format!("schema version {} out of range", event.schema_version))
+                })?;
+                let key = (commit.aggregate_type.clone(), event.event_type.clone(), schema_version);
+                *counts.entry(key).or_default() += 1;
+            }
         }
-        counts.sort_by(|a, b| {
-            (&a.aggregate_type, &a.event_type, a.schema_version).cmp(&(
-                &b.aggregate_type,
-                &b.event_type,
-                b.schema_version,
-            ))
-        });
-        Ok(counts)
+        Ok(counts
+            .into_iter()
+            .map(|((aggregate_type, event_type, schema_version), count)| SchemaCount {
+                aggregate_type,
+                event_type,
+                schema_version,
+                count,
+            })
+            .collect())
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {

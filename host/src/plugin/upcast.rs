@@ -49,8 +49,9 @@ impl Upcaster {
         wanted: impl Fn(&StoredEvent) -> bool,
     ) -> Result<Cow<'a, [StoredEvent]>, PluginFault> {
         let Some(registry) = &self.registry else { return Ok(Cow::Borrowed(events)) };
-        // Per owner, the positions in `events` of its old events; owners looked up once per type.
-        let mut owners: Vec<(&str, Option<Arc<dyn AggregateLogic>>, Vec<usize>)> = Vec::new();
+        // Per aggregate type, its owner and the positions in `events` of its old events; owners
+        // are looked up once per type.
+        let mut owners: Vec<(&str, Option<Owner>, Vec<usize>)> = Vec::new();
         for (i, event) in events.iter().enumerate().filter(|(_, e)| wanted(e)) {
             let at = match owners.iter().position(|(t, ..)| *t == event.aggregate_type) {
                 Some(at) => at,
@@ -83,6 +84,9 @@ impl Upcaster {
         Ok(Cow::Owned(out))
     }
 }
+
+/// The loaded aggregate that owns an aggregate type.
+type Owner = Arc<dyn AggregateLogic>;
 
 /// `events` (of `logic`'s aggregate type) with the old ones upcast by `logic`: for the paths
 /// that already hold the aggregate and run on a blocking thread (commands, state).

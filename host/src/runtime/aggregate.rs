@@ -37,6 +37,11 @@ enum Instance {
     V2(v2::UpcastingAggregatePlugin),
 }
 
+/// The export of a 0.2.0 aggregate component.
+pub const EXPORT_V2: &str = "sluice:plugin/aggregate@0.2.0";
+/// The export of a 0.1.0 aggregate component.
+pub const EXPORT_V1: &str = "sluice:plugin/aggregate@0.1.0";
+
 /// The WIT version of an aggregate component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -47,14 +52,11 @@ pub enum Version {
 }
 
 impl WasmAggregate {
-    /// Link a compiled component of WIT `version` and read its manifest. `origin` names it in
-    /// errors.
-    pub fn load(
-        runtime: &WasmRuntime,
-        origin: &str,
-        component: &Component,
-        version: Version,
-    ) -> Result<Self, RuntimeError> {
+    /// Link a compiled component, by the WIT version its export names, and read its manifest.
+    /// `origin` names it in errors.
+    pub fn load(runtime: &WasmRuntime, origin: &str, component: &Component) -> Result<Self, RuntimeError> {
+        let exports_v2 = component.component_type().exports(runtime.engine()).any(|(name, _)| name == EXPORT_V2);
+        let version = if exports_v2 { Version::V0_2 } else { Version::V0_1 };
         let link_error =
             |e: wasmtime::Error| RuntimeError::Link { origin: origin.to_owned(), reason: format!("{e:#}") };
         let mut linker = Linker::<PluginCtx>::new(runtime.engine());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use wasmtime::component::Component;
 
-use super::aggregate::{Version, WasmAggregate};
+use super::aggregate::{self, WasmAggregate};
 use super::projection::WasmProjection;
 use super::{RuntimeError, WasmRuntime};
 use crate::plugin::{Plugin, PluginKind, sha256_hex};
@@ -23,21 +23,21 @@ pub struct KindLoader {
     load: fn(&WasmRuntime, &str, &Component) -> Result<Plugin, RuntimeError>,
 }
 
-/// Every plugin kind the host runs, by WIT version (the newest first: a component exporting
-/// both is run as the newer).
+/// Every plugin kind the host runs; aggregates of both WIT versions (the component's export
+/// tells [`WasmAggregate::load`] which bindings run it).
 pub const KINDS: &[KindLoader] = &[
     KindLoader {
         kind: PluginKind::Aggregate,
-        export: "sluice:plugin/aggregate@0.2.0",
+        export: aggregate::EXPORT_V2,
         load: |runtime, origin, component| {
-            Ok(Plugin::Aggregate(Arc::new(WasmAggregate::load(runtime, origin, component, Version::V0_2)?)))
+            Ok(Plugin::Aggregate(Arc::new(WasmAggregate::load(runtime, origin, component)?)))
         },
     },
     KindLoader {
         kind: PluginKind::Aggregate,
-        export: "sluice:plugin/aggregate@0.1.0",
+        export: aggregate::EXPORT_V1,
         load: |runtime, origin, component| {
-            Ok(Plugin::Aggregate(Arc::new(WasmAggregate::load(runtime, origin, component, Version::V0_1)?)))
+            Ok(Plugin::Aggregate(Arc::new(WasmAggregate::load(runtime, origin, component)?)))
         },
     },
     KindLoader {
