@@ -24,7 +24,7 @@ use sluice::event_store::sqlite::SqliteEventStore;
 use sluice::http::{AppState, router};
 use sluice::plugin::PluginRegistry;
 use sluice::plugin::{AggregateLogic, CommandInput};
-use sluice::runtime::aggregate::{Version, WasmAggregate};
+use sluice::runtime::aggregate::WasmAggregate;
 use sluice::runtime::{SandboxLimits, WasmRuntime};
 use tower::ServiceExt;
 
@@ -130,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.plugin).with_context(|| format!("failed to read {}", args.plugin.display()))?;
     let component = runtime.component_from_bytes("bench", &bytes).context("failed to compile the plugin")?;
     let wasm: Arc<dyn AggregateLogic> =
-        Arc::new(WasmAggregate::load(&runtime, "bench", &component, Version::V0_2).context("failed to load the plugin")?);
+        Arc::new(WasmAggregate::load(&runtime, "bench", &component).context("failed to load the plugin")?);
     let native: Arc<dyn AggregateLogic> = Arc::new(NativeAggregate::<bank_account::BankAccount>::new());
 
     println!(
