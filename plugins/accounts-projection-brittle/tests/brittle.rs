@@ -10,7 +10,7 @@ const ADA: &str = "11111111-1111-4111-8111-111111111111";
 
 fn opened() -> String {
     format!(
-        r#"{{"id":"{ADA}","accountHolder":"Ada Lovelace","accountType":"SAVINGS","createdDate":"2026-01-01T10:00:00.000Z","openingBalance":50}}"#
+        r#"{{"id":"{ADA}","accountHolder":"Ada Lovelace","accountType":"SAVINGS","openedAt":"2026-01-01T10:00:00.000Z","openingBalance":50}}"#
     )
 }
 

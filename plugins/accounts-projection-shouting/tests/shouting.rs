@@ -14,7 +14,7 @@ fn history() -> Vec<(&'static str, String)> {
         (
             "AccountOpenedEvent",
             format!(
-                r#"{{"id":"{ADA}","accountHolder":"Ada Lovelace","accountType":"SAVINGS","createdDate":"2026-01-01T10:00:00.000Z","openingBalance":50}}"#
+                r#"{{"id":"{ADA}","accountHolder":"Ada Lovelace","accountType":"SAVINGS","openedAt":"2026-01-01T10:00:00.000Z","openingBalance":50}}"#
             ),
         ),
         ("FundsDepositedEvent", format!(r#"{{"id":"{ADA}","amount":0.1}}"#)),
