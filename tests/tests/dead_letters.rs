@@ -165,7 +165,8 @@ async fn hostile_consumers_park_and_the_rest_flows(place: Place) -> Result<()> {
         ensure!(reason.contains(cause), "{id}'s reason does not say {cause:?}: {letter}");
         ensure!(letter["consumer"] == "hostile" && letter["eventType"] == "AccountOpenedEvent", "{letter}");
         ensure!(letter["pluginSha256"] == sluice_e2e::sha256_hex(&component(HOSTILE)?), "sha256: {letter}");
-        ensure!(letter["schemaVersion"] == 1 && letter["firstFailedAt"].is_string(), "{letter}");
+        // The bank account opens accounts at AccountOpenedEvent's schema version 2 (docs/upcasting.md).
+        ensure!(letter["schemaVersion"] == 2 && letter["firstFailedAt"].is_string(), "{letter}");
     }
     let fail_letter = letter_of(&letters, "fail-1")?;
     ensure!(fail_letter["position"] == fail[0], "the head is the opening: {fail_letter}");
