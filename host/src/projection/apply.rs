@@ -201,7 +201,14 @@ impl Projection {
             Rows::Store(store) => store,
             Rows::Staged { staging, .. } => return self.handle_staged(plugin, staging, events).await,
         };
-        let tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+        let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
+        if let Step::Offsets(advances) = step
+            && !events.is_empty()
+            && let Err(e) = store.claim_offsets(&mut tx, self.name(), advances).await
+        {
+            tx.rollback().await.map_err(ReadStoreError::from)?;
+            return Err(e.into());
+        }
         let schema = Arc::new(plugin.manifest().schema.clone());
         let session = SqlSession::write(store, schema, generation, tx);
         let (session, outcome) = if events.is_empty() {

@@ -6,6 +6,7 @@
 
 use sqlx::Row;
 
+use super::dialect::Dialect;
 use super::{ReadStore, ReadStoreError};
 
 /// Where a projection stands in one partition.
@@ -127,6 +128,68 @@ impl ReadStore {
         }
     }
 
+    /// Take the partitions of `advances` for the transaction `tx` before its rows are written:
+    /// each fenced partition's offset row is created if missing and locked (`FOR UPDATE` on
+    /// PostgreSQL and MySQL; SQLite's writer lock does it there), and a stored offset past the
+    /// fence fails with [`ReadStoreError::OffsetMoved`] at once. Two hosts' consumers handed the same
+    /// messages during a rebalance then queue on the row: the second sees the first's offset and
+    /// backs off, instead of applying the messages a second time and failing on their rows.
+    pub async fn claim_offsets(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        projection: &str,
+        advances: &[OffsetAdvance],
+    ) -> Result<(), ReadStoreError> {
+        let p = |n| self.dialect.placeholder(n);
+        let insert = match self.dialect {
+            Dialect::Postgres => "INSERT INTO sluice_offsets (projection, topic, part, next_offset, last_position) \
+                 VALUES ($1, $2, $3, $4, 0) ON CONFLICT (projection, topic, part) DO NOTHING"
+                .to_owned(),
+            Dialect::MySql => {
+                "INSERT IGNORE INTO sluice_offsets (projection, topic, part, next_offset, last_position) \
+                 VALUES (?, ?, ?, ?, 0)"
+                    .to_owned()
+            }
+            Dialect::Sqlite => {
+                "INSERT OR IGNORE INTO sluice_offsets (projection, topic, part, next_offset, last_position) \
+                 VALUES (?1, ?2, ?3, ?4, 0)"
+                    .to_owned()
+            }
+        };
+        let lock = if self.dialect == Dialect::Sqlite { "" } else { " FOR UPDATE" };
+        let select = format!(
+            "SELECT next_offset FROM sluice_offsets WHERE projection = {} AND topic = {} AND part = {}{lock}",
+            p(1),
+            p(2),
+            p(3)
+        );
+        for advance in advances {
+            let Some(fence) = advance.fence else { continue };
+            sqlx::query(&insert)
+                .bind(projection)
+                .bind(&advance.topic)
+                .bind(i64::from(advance.partition))
+                .bind(fence)
+                .execute(&mut *tx)
+                .await?;
+            let stored: i64 = sqlx::query_scalar(&select)
+                .bind(projection)
+                .bind(&advance.topic)
+                .bind(i64::from(advance.partition))
+                .fetch_one(&mut *tx)
+                .await?;
+            if stored > fence {
+                return Err(ReadStoreError::OffsetMoved {
+                    projection: projection.to_owned(),
+                    topic: advance.topic.clone(),
+                    partition: advance.partition,
+                    stored,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Forget the projection's offsets (inside `tx`).
     pub async fn clear_offsets(&self, tx: &mut sqlx::AnyConnection, projection: &str) -> Result<(), ReadStoreError> {
         let sql = format!("DELETE FROM sluice_offsets WHERE projection = {}", self.dialect.placeholder(1));
@@ -157,7 +220,18 @@ mod tests {
         let store = ReadStore::open(&url).await.expect("open");
         assert!(store.partition_offsets("p").await.expect("read").is_empty());
 
+        // A claim of a partition whose stored offset is past the fence fails before any row.
+        let mut tx = store.pool().begin().await.expect("begin");
+        store.claim_offsets(&mut tx, "p", &[advance(Some(0), 3, 30)]).await.expect("claim a new partition");
+        tx.rollback().await.expect("rollback");
+        assert!(store.partition_offsets("p").await.expect("read").is_empty(), "a rolled-back claim leaves no row");
+
         save(&store, &advance(Some(0), 3, 30)).await.expect("first save");
+        let mut tx = store.pool().begin().await.expect("begin");
+        let stale = store.claim_offsets(&mut tx, "p", &[advance(Some(0), 5, 50)]).await;
+        assert!(matches!(stale, Err(ReadStoreError::OffsetMoved { stored: 3, .. })), "{stale:?}");
+        store.claim_offsets(&mut tx, "p", &[advance(Some(3), 5, 50)]).await.expect("claim from the stored offset");
+        tx.rollback().await.expect("rollback");
         save(&store, &advance(Some(3), 5, 50)).await.expect("next save");
         // A step from an older offset: its messages were applied already.
         let stale = save(&store, &advance(Some(4), 6, 60)).await;
