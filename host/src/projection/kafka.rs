@@ -114,11 +114,19 @@ impl Projection {
     }
 
     /// Without stored offsets (first start, or fresh tables), catch up from the event store
-    /// directly; the consumer then skips every message at or below that position.
+    /// directly; the consumer then skips every message at or below that position. Once per
+    /// runner, before its consumer joins the group (the host runs it before it says it is
+    /// ready): a later pass could apply events that another host's consumer is applying from the
+    /// bus at the same time, since the two write no common row.
     pub async fn catch_up_if_fresh(&self) -> Result<(), ProjectionError> {
+        use std::sync::atomic::Ordering;
+        if self.caught_up_from_log.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         if self.read_store.partition_offsets(self.name()).await?.is_empty() {
             while self.catch_up_once().await? {}
         }
+        self.caught_up_from_log.store(true, Ordering::SeqCst);
         Ok(())
     }
 

@@ -93,6 +93,9 @@ pub struct Projection {
     paused: watch::Sender<bool>,
     /// An operator resumed it: the event it paused at may park.
     resumed: std::sync::atomic::AtomicBool,
+    /// This runner has caught up from the log once (on a bus): it never does again, since by
+    /// then another host's consumer may be applying the same events from the bus.
+    caught_up_from_log: std::sync::atomic::AtomicBool,
     /// Plugin versions (by pointer) and their sha256, for the letters.
     versions: std::sync::Mutex<Vec<(usize, String)>>,
     /// Brings old events to their current shape before the plugin sees them.
@@ -165,6 +168,7 @@ impl Projection {
             careful: std::sync::atomic::AtomicBool::new(true),
             paused: watch::channel(false).0,
             resumed: std::sync::atomic::AtomicBool::new(false),
+            caught_up_from_log: std::sync::atomic::AtomicBool::new(false),
             versions: std::sync::Mutex::new(Vec::new()),
             upcaster,
         }))
