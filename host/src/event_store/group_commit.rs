@@ -1,5 +1,6 @@
-//! Group commit for the SQLite event store: appends that arrive together share one transaction
-//! and so one fsync.
+//! Group commit: appends that arrive together share one transaction and so one fsync. The
+//! queue they wait in ([`AppendQueue`]) serves every backend that has one writer (SQLite here,
+//! [`super::postgres`] too); the writer below is SQLite's.
 //!
 //! One fsync'd SQLite commit costs about a millisecond on the machines we measure on, so a
 //! commit per append caps the host near a thousand commands a second however fast the rest is.
@@ -27,36 +28,34 @@ use super::{Appended, EventStoreError, NewEvent, to_i64, to_u64};
 const MAX_GROUP: usize = 512;
 
 /// One append waiting for its group.
-struct Request {
-    aggregate_type: String,
-    aggregate_id: String,
-    expected_version: u64,
-    events: Vec<NewEvent>,
+pub(super) struct Request {
+    pub(super) aggregate_type: String,
+    pub(super) aggregate_id: String,
+    pub(super) expected_version: u64,
+    pub(super) events: Vec<NewEvent>,
     reply: oneshot::Sender<Result<Appended, EventStoreError>>,
 }
 
-/// The sending side of the writer thread.
-pub(super) struct GroupCommit {
-    requests: mpsc::UnboundedSender<Request>,
-    commits: Arc<AtomicU64>,
+impl Request {
+    /// Tell the caller how its append went. A caller that has gone (its request was cancelled)
+    /// is not told; the append stands regardless.
+    pub(super) fn answer(self, outcome: Result<Appended, EventStoreError>) {
+        let _ = self.reply.send(outcome);
+    }
 }
 
-impl GroupCommit {
-    /// Open the write connection to the database at `path` and start the writer thread.
-    pub(super) fn start(path: &Path) -> Result<Self, EventStoreError> {
-        let conn = open(path).map_err(|e| backend("opening the writer", &e))?;
+/// Where appends wait for their group: the sending side of a backend's one writer (the SQLite
+/// writer thread here, the PostgreSQL writer task), which takes what is waiting and commits it as one.
+pub(super) struct AppendQueue(mpsc::UnboundedSender<Request>);
+
+impl AppendQueue {
+    /// A queue and the receiving end its writer drains.
+    pub(super) fn new() -> (Self, mpsc::UnboundedReceiver<Request>) {
         let (requests, receiver) = mpsc::unbounded_channel();
-        let commits = Arc::new(AtomicU64::new(0));
-        let counted = commits.clone();
-        let name = format!("event-store-writer:{}", path.display());
-        std::thread::Builder::new()
-            .name("sluice-event-writer".into())
-            .spawn(move || write_groups(&conn, receiver, &counted))
-            .map_err(|e| EventStoreError::Backend(format!("starting {name}: {e}")))?;
-        Ok(Self { requests, commits })
+        (Self(requests), receiver)
     }
 
-    /// Append `events` to a stream at `expected_version`, in the next group.
+    /// Append `events` to a stream at `expected_version`, in the writer's next group.
     pub(super) async fn append(
         &self,
         aggregate_type: &str,
@@ -72,8 +71,41 @@ impl GroupCommit {
             events: events.to_vec(),
             reply,
         };
-        self.requests.send(request).map_err(|_| EventStoreError::Backend("the event store's writer stopped".into()))?;
+        self.0.send(request).map_err(|_| EventStoreError::Backend("the event store's writer stopped".into()))?;
         answer.await.map_err(|_| EventStoreError::Backend("the event store's writer stopped mid-append".into()))?
+    }
+}
+
+/// The SQLite store's writer thread, and how many groups it committed.
+pub(super) struct GroupCommit {
+    queue: AppendQueue,
+    commits: Arc<AtomicU64>,
+}
+
+impl GroupCommit {
+    /// Open the write connection to the database at `path` and start the writer thread.
+    pub(super) fn start(path: &Path) -> Result<Self, EventStoreError> {
+        let conn = open(path).map_err(|e| backend("opening the writer", &e))?;
+        let (queue, receiver) = AppendQueue::new();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
+        let name = format!("event-store-writer:{}", path.display());
+        std::thread::Builder::new()
+            .name("sluice-event-writer".into())
+            .spawn(move || write_groups(&conn, receiver, &counted))
+            .map_err(|e| EventStoreError::Backend(format!("starting {name}: {e}")))?;
+        Ok(Self { queue, commits })
+    }
+
+    /// Append `events` to a stream at `expected_version`, in the next group.
+    pub(super) async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, EventStoreError> {
+        self.queue.append(aggregate_type, aggregate_id, expected_version, events).await
     }
 
     /// Transactions committed so far (each one fsync), for tests and figures.
@@ -110,8 +142,7 @@ fn write_groups(conn: &Connection, mut receiver: mpsc::UnboundedReceiver<Request
         let outcomes = commit_group(conn, &group);
         commits.fetch_add(1, Ordering::Relaxed);
         for (request, outcome) in group.drain(..).zip(outcomes) {
-            // The caller may have gone (its request was cancelled); the append stands regardless.
-            let _ = request.reply.send(outcome);
+            request.answer(outcome);
         }
     }
 }

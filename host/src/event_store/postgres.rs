@@ -29,8 +29,9 @@ use std::time::Duration;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::group_commit::{AppendQueue, Request};
 use super::{Appended, EventStore, EventStoreError, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
 
 /// The advisory lock key every append takes: positions are assigned under it.
@@ -63,16 +64,7 @@ const COLUMNS: &str = "position, aggregate_type, aggregate_id, version, event_ty
 /// The PostgreSQL event store.
 pub struct PostgresEventStore {
     pool: PgPool,
-    appends: mpsc::UnboundedSender<Request>,
-}
-
-/// One append waiting for its group.
-struct Request {
-    aggregate_type: String,
-    aggregate_id: String,
-    expected_version: u64,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Appended, EventStoreError>>,
+    appends: AppendQueue,
 }
 
 impl PostgresEventStore {
@@ -95,7 +87,7 @@ impl PostgresEventStore {
             create(&pool, statement).await?;
         }
         let writer = PgConnection::connect_with(&options).await?;
-        let (appends, requests) = mpsc::unbounded_channel();
+        let (appends, requests) = AppendQueue::new();
         tokio::spawn(write_groups(writer, options, requests));
         Ok(Self { pool, appends })
     }
@@ -131,7 +123,7 @@ async fn write_groups(
             }
         };
         for (request, outcome) in group.drain(..).zip(outcomes) {
-            let _ = request.reply.send(outcome);
+            request.answer(outcome);
         }
     }
 }
@@ -213,16 +205,7 @@ impl EventStore for PostgresEventStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<Appended, EventStoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = Request {
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            expected_version,
-            events: events.to_vec(),
-            reply,
-        };
-        self.appends.send(request).map_err(|_| EventStoreError::Backend("the event store's writer stopped".into()))?;
-        answer.await.map_err(|_| EventStoreError::Backend("the event store's writer stopped mid-append".into()))?
+        self.appends.append(aggregate_type, aggregate_id, expected_version, events).await
     }
 
     async fn read_stream(
