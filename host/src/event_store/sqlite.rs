@@ -346,6 +346,8 @@ fn to_event(row: &SqliteRow) -> Result<StoredEvent, EventStoreError> {
 
 #[cfg(test)]
 mod tests {
+    //! What only SQLite has (group commit, two stores on one file); the contract every
+    //! backend keeps is `host/tests/event_store_contract.rs`.
     use super::*;
 
     fn event(n: u32) -> NewEvent {
@@ -357,72 +359,6 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("events.db").display());
         let store = SqliteEventStore::open(&url).await.expect("open store");
         (dir, store)
-    }
-
-    #[tokio::test]
-    async fn one_relay_holds_the_lease_and_its_position_only_grows() {
-        let (_dir, store) = store().await;
-        let lease = Duration::from_secs(30);
-        assert_eq!(store.claim_relay("a", lease).await.expect("claim"), Some(0));
-        assert_eq!(store.claim_relay("b", lease).await.expect("claim"), None);
-        assert!(store.save_relay_position("a", 7, lease).await.expect("save"));
-        assert!(store.save_relay_position("a", 5, lease).await.expect("save"));
-        assert!(!store.save_relay_position("b", 9, lease).await.expect("save"));
-        assert_eq!(store.relay_position().await.expect("position"), 7);
-        assert_eq!(store.claim_relay("a", lease).await.expect("renew"), Some(7));
-        // An expired lease goes to whoever claims it next, with the saved position.
-        assert!(store.save_relay_position("a", 8, Duration::ZERO).await.expect("save"));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(store.claim_relay("b", lease).await.expect("take over"), Some(8));
-        assert!(!store.save_relay_position("a", 9, lease).await.expect("fenced"));
-    }
-
-    #[tokio::test]
-    async fn append_checks_the_expected_version() {
-        let (_dir, store) = store().await;
-        let first = store.append("T", "a", 0, &[event(1), event(2)]).await.expect("append");
-        assert_eq!(first.version, 2);
-        assert_eq!(first.positions, vec![1, 2]);
-
-        let stale = store.append("T", "a", 1, &[event(3)]).await;
-        assert!(matches!(stale, Err(EventStoreError::Conflict { expected: 1, actual: 2 })));
-        let ahead = store.append("T", "a", 5, &[event(3)]).await;
-        assert!(matches!(ahead, Err(EventStoreError::Conflict { expected: 5, actual: 2 })));
-
-        let next = store.append("T", "a", 2, &[event(3)]).await.expect("append");
-        assert_eq!(next.version, 3);
-        let stream = store.read_stream("T", "a", 0, None).await.expect("read");
-        assert_eq!(stream.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2, 3]);
-        assert_eq!(store.read_stream("T", "a", 1, Some(2)).await.expect("read").len(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_failed_batch_appends_nothing() {
-        let (_dir, store) = store().await;
-        store.append("T", "a", 0, &[event(1)]).await.expect("append");
-        assert!(store.append("T", "a", 0, &[event(2), event(3)]).await.is_err());
-        assert_eq!(store.stream_version("T", "a").await.expect("version"), 1);
-        assert_eq!(store.read_all(0, 100).await.expect("read").len(), 1);
-    }
-
-    #[tokio::test]
-    async fn concurrent_appends_at_one_version_have_one_winner() {
-        let (_dir, store) = store().await;
-        let store = std::sync::Arc::new(store);
-        let tasks: Vec<_> = (0..16)
-            .map(|n| {
-                let store = store.clone();
-                tokio::spawn(async move { store.append("T", "a", 0, &[event(n)]).await })
-            })
-            .collect();
-        let mut winners = 0;
-        for task in tasks {
-            if task.await.expect("join").is_ok() {
-                winners += 1;
-            }
-        }
-        assert_eq!(winners, 1);
-        assert_eq!(store.stream_version("T", "a").await.expect("version"), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -478,15 +414,5 @@ mod tests {
         assert!(matches!(lost, Err(EventStoreError::Conflict { expected: 0, actual: 1 })), "{lost:?}");
         second.append("T", "a", 1, &[event(2)]).await.expect("append at the new version");
         assert_eq!(first.read_stream("T", "a", 0, None).await.expect("read").len(), 2);
-    }
-
-    #[tokio::test]
-    async fn the_global_log_is_in_commit_order_across_streams() {
-        let (_dir, store) = store().await;
-        store.append("T", "a", 0, &[event(1)]).await.expect("append");
-        store.append("U", "b", 0, &[event(2), event(3)]).await.expect("append");
-        let all = store.read_all(0, 10).await.expect("read");
-        assert_eq!(all.iter().map(|e| e.global_position).collect::<Vec<_>>(), vec![1, 2, 3]);
-        assert_eq!(store.read_all(1, 1).await.expect("read")[0].aggregate_id, "b");
     }
 }
