@@ -1206,6 +1206,33 @@ impl Stack {
     }
 }
 
+/// 30 withdrawals of 10 from account `id`, half through each host, all at once; a lost race
+/// (409) decides again on the new state. Answers how many succeeded: every other one must have
+/// been refused (400) for want of funds, never answered anything else.
+pub async fn race_withdrawals(first: &Host, second: &Host, id: &str) -> Result<usize> {
+    let attempts: Vec<_> = (0..30)
+        .map(|n| {
+            let api = if n % 2 == 0 { first.api().clone() } else { second.api().clone() };
+            let path = format!("/api/v1/withdrawFunds/{id}");
+            tokio::spawn(async move {
+                loop {
+                    let reply = api.put_json(&path, &serde_json::json!({ "amount": number("10") })).await?;
+                    if reply.status != 409 {
+                        return anyhow::Ok(reply.status);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for attempt in attempts {
+        let status = attempt.await??;
+        ensure!(status == 200 || status == 400, "withdrawal answered {status}");
+        succeeded += usize::from(status == 200);
+    }
+    Ok(succeeded)
+}
+
 /// Run `sluice ARGS…` to completion (an operator command) and return its stdout.
 pub fn sluice_command(args: &[&str]) -> Result<String> {
     let output = Command::new(sluice_bin()?)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use serde_json::json;
-use sluice_e2e::{Host, HostOptions, Plugin, Server, check_stream, decimal, number};
+use sluice_e2e::{Host, HostOptions, Plugin, Server, check_stream, decimal, number, race_withdrawals};
 
 const BANK: &[Plugin] = &[Plugin::BankAccount, Plugin::AccountsProjection];
 
@@ -88,29 +88,7 @@ async fn two_hosts_on_one_postgres_event_store_never_overdraw() -> Result<()> {
     let (first, second) = (Host::start(options()).await?, Host::start(options()).await?);
     let id = first.open_account("Shared", "100").await?;
     // 30 withdrawals of 10, half through each host, all at once: exactly 10 succeed.
-    let attempts: Vec<_> = (0..30)
-        .map(|n| {
-            let api = if n % 2 == 0 { first.api().clone() } else { second.api().clone() };
-            let id = id.clone();
-            tokio::spawn(async move {
-                loop {
-                    let reply = api
-                        .put_json(&format!("/api/v1/withdrawFunds/{id}"), &json!({ "amount": number("10") }))
-                        .await?;
-                    // A lost race is a 409: decide again on the new state.
-                    if reply.status != 409 {
-                        return anyhow::Ok(reply.status);
-                    }
-                }
-            })
-        })
-        .collect();
-    let mut succeeded = 0;
-    for attempt in attempts {
-        let status = attempt.await??;
-        ensure!(status == 200 || status == 400, "withdrawal answered {status}");
-        succeeded += usize::from(status == 200);
-    }
+    let succeeded = race_withdrawals(&first, &second, &id).await?;
     ensure!(succeeded == 10, "{succeeded} withdrawals of 10 from 100 succeeded");
     for host in [&first, &second] {
         let state = host.state("BankAccount", &id, None).await?.expect_status(200)?;

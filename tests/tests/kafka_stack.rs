@@ -17,7 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use sluice_e2e::{Api, Host, HostOptions, Plugin, Server, Stack, decimal, number, sluice_command};
+use sluice_e2e::{Api, Host, HostOptions, Plugin, Server, Stack, decimal, number, race_withdrawals, sluice_command};
 
 /// The seed's bank domain, which every test here but the two-domain one loads.
 const BANK: &[Plugin] = &[Plugin::BankAccount, Plugin::AccountsProjection];
@@ -360,29 +360,7 @@ async fn two_hosts_on_one_stack_never_overdraw_and_agree() -> Result<()> {
     let second = Host::start(stack.options_with(BANK)).await?;
     let id = first.open_account("Shared", "100").await?;
     // 30 withdrawals of 10, half through each host, all at once: exactly 10 succeed.
-    let attempts: Vec<_> = (0..30)
-        .map(|n| {
-            let api = if n % 2 == 0 { first.api().clone() } else { second.api().clone() };
-            let id = id.clone();
-            tokio::spawn(async move {
-                loop {
-                    let reply = api
-                        .put_json(&format!("/api/v1/withdrawFunds/{id}"), &json!({ "amount": number("10") }))
-                        .await?;
-                    // A lost race is a 409: decide again on the new state.
-                    if reply.status != 409 {
-                        return anyhow::Ok(reply.status);
-                    }
-                }
-            })
-        })
-        .collect();
-    let mut succeeded = 0;
-    for attempt in attempts {
-        let status = attempt.await??;
-        ensure!(status == 200 || status == 400, "withdrawal answered {status}");
-        succeeded += usize::from(status == 200);
-    }
+    let succeeded = race_withdrawals(&first, &second, &id).await?;
     ensure!(succeeded == 10, "{succeeded} withdrawals of 10 from 100 succeeded");
     let state = first.state("BankAccount", &id, None).await?.expect_status(200)?;
     ensure!(decimal(&state.body["state"]["balance"])? == "0", "balance by replay: {state}");
