@@ -74,13 +74,18 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Query(UploadQuery { force }) =
-        query.map_err(|e| ApiError::BadQuery(format!("force must be true or false: {e}")))?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "a plugin is uploaded as Content-Type: application/wasm, got {content_type:?}"
-        )));
+    // A refusal drains the body first: a connection whose request body was left unread is
+    // closed after the answer, and a client that already reused it sees a reset.
+    let force = match query {
+        Ok(Query(UploadQuery { force })) => force,
+        Err(e) => {
+            discard(body).await;
+            return Err(ApiError::BadQuery(format!("force must be true or false: {e}")));
+        }
+    };
+    if let Err(refusal) = wasm_content_type(&headers, "a plugin is uploaded") {
+        discard(body).await;
+        return Err(refusal);
     }
     let bytes = read_bytes(body, state.upload_limit).await?;
     let (installed, status) = state.admin()?.upload(&name, bytes, force).await?;
@@ -165,13 +170,20 @@ pub async fn dry_run(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<DryRunReport>, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if content_type.split(';').next().map(str::trim) != Some("application/wasm") {
+    if let Err(refusal) = wasm_content_type(&headers, "a candidate is sent") {
         discard(body).await;
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "a candidate is sent as Content-Type: application/wasm, got {content_type:?}"
-        )));
+        return Err(refusal);
     }
     let bytes = read_bytes(body, state.upload_limit).await?;
     Ok(Json(state.admin()?.dry_run(&name, bytes).await?))
+}
+
+/// Refuse a component sent as anything but `Content-Type: application/wasm`; `what` starts the
+/// message ("a plugin is uploaded").
+fn wasm_content_type(headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.split(';').next().map(str::trim) == Some("application/wasm") {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(format!("{what} as Content-Type: application/wasm, got {content_type:?}")))
 }
