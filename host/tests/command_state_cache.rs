@@ -1,12 +1,14 @@
 //! The command service's state cache against a real (embedded) event store: two services share
 //! one store, as two hosts share one, and each decides on what the store holds, not on what its
-//! own cache last saw.
+//! own cache last saw; a command on a cached stream reads nothing unless it must.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sluice::command::{CommandError, CommandService};
 use sluice::event_store::sqlite::SqliteEventStore;
-use sluice::event_store::{EventStore, NewEvent, StoredEvent};
+use sluice::event_store::{Appended, EventStore, EventStoreError, NewEvent, SchemaCount, StoredEvent};
 use sluice::plugin::{
     AggregateLogic, AggregateManifest, CommandInput, CommandSpec, Decision, PluginFault, PluginRegistry, Refusal,
 };
@@ -95,8 +97,9 @@ async fn a_cached_state_is_brought_up_to_date_with_another_hosts_appends() {
         Err(CommandError::Refused(Refusal::Rejected(reason))) => assert_eq!(reason, "full at 3"),
         other => panic!("expected a refusal on the up-to-date state, got {other:?}"),
     }
-    // A replayed only what it had not seen: nothing, one event, then the two appended since.
-    assert_eq!(a_logic.evolved(), vec![0, 1, 2]);
+    // A replayed only what it had not seen: nothing; one event; its own second event, without a
+    // read, which the store refused to append after; then the third, read after that refusal.
+    assert_eq!(a_logic.evolved(), vec![0, 1, 1, 2]);
     assert_eq!(b_logic.evolved(), vec![2], "the other host started from the whole stream");
     assert_eq!(store.read_stream("Tally", "t1", 0, None).await.expect("read").len(), 3, "nothing appended");
 }
@@ -112,4 +115,86 @@ async fn without_a_cache_every_command_replays_the_whole_stream() {
     }
     assert!(commands.execute("Tally", "t2", "Add", "{}".into(), None).await.is_err(), "the fourth is refused");
     assert_eq!(logic.evolved(), vec![0, 1, 2, 3]);
+}
+
+/// An event store that counts the stream reads it serves.
+struct CountingReads {
+    inner: Arc<dyn EventStore>,
+    stream_reads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl EventStore for CountingReads {
+    async fn append(
+        &self,
+        kind: &str,
+        id: &str,
+        expected: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, EventStoreError> {
+        self.inner.append(kind, id, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        kind: &str,
+        id: &str,
+        after: u64,
+        to: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        self.stream_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_stream(kind, id, after, to).await
+    }
+    async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn head_position(&self) -> Result<u64, EventStoreError> {
+        self.inner.head_position().await
+    }
+    async fn stream_version(&self, kind: &str, id: &str) -> Result<u64, EventStoreError> {
+        self.inner.stream_version(kind, id).await
+    }
+    async fn claim_relay(&self, owner: &str, lease: Duration) -> Result<Option<u64>, EventStoreError> {
+        self.inner.claim_relay(owner, lease).await
+    }
+    async fn save_relay_position(&self, owner: &str, position: u64, lease: Duration) -> Result<bool, EventStoreError> {
+        self.inner.save_relay_position(owner, position, lease).await
+    }
+    async fn relay_position(&self) -> Result<u64, EventStoreError> {
+        self.inner.relay_position().await
+    }
+    async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError> {
+        self.inner.schema_counts().await
+    }
+}
+
+#[tokio::test]
+async fn a_command_on_a_cached_stream_reads_nothing_until_it_must_answer_from_the_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let counting = Arc::new(CountingReads { inner: shared_store(&dir).await, stream_reads: AtomicUsize::new(0) });
+    let store: Arc<dyn EventStore> = counting.clone();
+    let logic = Tally::new();
+    let commands = service(&store, logic.clone(), 100);
+    let reads = || counting.stream_reads.load(Ordering::SeqCst);
+
+    // The first command reads the (empty) stream; the tally keeps no state for it, so the second
+    // reads again; from then on the cache holds the state and the events just appended.
+    commands.execute("Tally", "t3", "Add", "{}".into(), None).await.expect("first add");
+    commands.execute("Tally", "t3", "Add", "{}".into(), None).await.expect("second add");
+    assert_eq!(reads(), 2);
+    let third = commands.execute("Tally", "t3", "Add", "{}".into(), None).await.expect("third add");
+    assert_eq!((third.version, reads()), (3, 2), "the third command read nothing");
+    assert_eq!(logic.evolved(), vec![0, 1, 1], "it evolved only the event the second appended");
+
+    // A refusal decided on the cache is answered only after the store confirms it.
+    match commands.execute("Tally", "t3", "Add", "{}".into(), None).await {
+        Err(CommandError::Refused(Refusal::Rejected(reason))) => assert_eq!(reason, "full at 3"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(reads(), 3, "one read to confirm the refusal");
+    // An expected version the cache disagrees with is checked against the store too.
+    match commands.execute("Tally", "t3", "Add", "{}".into(), Some(2)).await {
+        Err(CommandError::Conflict { expected: 2, actual: 3, .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(reads(), 4);
 }

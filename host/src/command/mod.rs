@@ -6,6 +6,12 @@
 //! [`CommandService::execute`] serialises commands on one stream inside this process (striped
 //! locks) to avoid wasted work, while the store's version check keeps hosts that share a store
 //! correct; a lost race is retried unless the caller named the version it expects.
+//!
+//! A command on a stream whose state is cached ([`StateCache`]) reads nothing: it decides on the
+//! cached state plus the events this host last appended, and appends at the head it knows. The
+//! store's version check is what makes that safe; a refused append (another host wrote), a
+//! refusal or a version mismatch is decided again after reading the store. So a command costs
+//! the same whatever the size of the log or of its stream.
 
 pub mod state_cache;
 
@@ -127,13 +133,33 @@ impl CommandService {
             fresh_id: uuid::Uuid::new_v4().to_string(),
         };
         let mut attempt = 0;
+        // Whether the next decision must see the store: after a lost race, and before any answer
+        // that a stale cached view could have got wrong.
+        let mut read = false;
         loop {
             attempt += 1;
             let cached = self.states.get(&logic, aggregate_type, aggregate_id);
-            let after = cached.as_ref().map_or(0, |c| c.version);
-            let since =
-                self.store.read_stream(aggregate_type, aggregate_id, after, None).await.map_err(CommandError::Store)?;
-            let version = since.last().map_or(after, |e| e.version);
+            let (base, since, from_store) = match cached {
+                Some(cached) if !read => {
+                    let since = cached.tail.to_vec();
+                    (Some(cached), since, false)
+                }
+                cached => {
+                    let after = cached.as_ref().map_or(0, |c| c.version);
+                    let since = self
+                        .store
+                        .read_stream(aggregate_type, aggregate_id, after, None)
+                        .await
+                        .map_err(CommandError::Store)?;
+                    (cached, since, true)
+                }
+            };
+            let base_version = base.as_ref().map_or(0, |c| c.version);
+            let version = since.last().map_or(base_version, |e| e.version);
+            if !from_store && (expected_version.is_some_and(|expected| expected != version) || version == 0) {
+                read = true;
+                continue;
+            }
             if let Some(expected) = expected_version
                 && expected != version
             {
@@ -145,11 +171,22 @@ impl CommandService {
                     id: aggregate_id.to_owned(),
                 });
             }
-            let decision = run_blocking(logic.clone(), cached.map(|c| c.state), since, input.clone()).await?;
-            if let Some(state) = decision.state {
-                self.states.put(&logic, aggregate_type, aggregate_id, version, state.into());
-            }
-            let events = decision.verdict.map_err(CommandError::Refused)?;
+            let decision = run_blocking(logic.clone(), base.map(|c| c.state), since, input.clone()).await?;
+            let state: Option<Arc<[u8]>> = decision.state.map(Into::into);
+            let events = match decision.verdict {
+                Ok(events) => events,
+                // A refusal is answered only from what the store holds now.
+                Err(_) if !from_store => {
+                    read = true;
+                    continue;
+                }
+                Err(refusal) => {
+                    if let Some(state) = state {
+                        self.states.put(&logic, aggregate_type, aggregate_id, CachedState::at(version, state));
+                    }
+                    return Err(CommandError::Refused(refusal));
+                }
+            };
             check_events(logic.manifest(), &events).map_err(CommandError::Fault)?;
             match self.store.append(aggregate_type, aggregate_id, version, &events).await {
                 Ok(appended) => {
@@ -160,12 +197,17 @@ impl CommandService {
                             newer
                         });
                     }
-                    let events = events
-                        .into_iter()
-                        .zip(appended.positions)
-                        .enumerate()
-                        .map(|(i, (event, position))| (event.event_type, version + i as u64 + 1, position))
-                        .collect();
+                    let stored = stored_events(aggregate_type, aggregate_id, version, events, &appended);
+                    match state {
+                        Some(state) => self.states.put(
+                            &logic,
+                            aggregate_type,
+                            aggregate_id,
+                            CachedState { version, state, tail: Arc::from(stored.as_slice()) },
+                        ),
+                        None => self.states.forget(aggregate_type, aggregate_id),
+                    }
+                    let events = stored.into_iter().map(|e| (e.event_type, e.version, e.global_position)).collect();
                     return Ok(CommandOutcome {
                         aggregate_id: aggregate_id.to_owned(),
                         version: appended.version,
@@ -173,11 +215,15 @@ impl CommandService {
                     });
                 }
                 Err(EventStoreError::Conflict { expected, actual }) => {
+                    // The cached entry stays: what it holds is still true, only incomplete.
                     if expected_version.is_some() || attempt >= MAX_ATTEMPTS {
                         return Err(conflict(aggregate_type, aggregate_id, expected, actual));
                     }
-                    // Another host won the race: back off a little, re-read, decide again.
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
+                    if from_store {
+                        // Another host won the race after our read: back off a little.
+                        tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
+                    }
+                    read = true;
                 }
                 Err(e) => return Err(CommandError::Store(e)),
             }
@@ -235,6 +281,31 @@ impl CommandService {
             .aggregate(aggregate_type)
             .ok_or_else(|| CommandError::UnknownAggregateType(aggregate_type.to_owned()))
     }
+}
+
+/// The events of an append as the store now holds them: what the next command evolves.
+fn stored_events(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    version: u64,
+    events: Vec<NewEvent>,
+    appended: &crate::event_store::Appended,
+) -> Vec<StoredEvent> {
+    events
+        .into_iter()
+        .zip(&appended.positions)
+        .zip(version + 1..)
+        .map(|((event, &global_position), version)| StoredEvent {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            version,
+            global_position,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            data: event.data,
+            recorded_at: appended.recorded_at.clone(),
+        })
+        .collect()
 }
 
 fn conflict(aggregate_type: &str, id: &str, expected: u64, actual: u64) -> CommandError {

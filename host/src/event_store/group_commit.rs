@@ -186,7 +186,7 @@ fn append_one(
         return Ok(Err(EventStoreError::Conflict { expected, actual }));
     }
     if request.events.is_empty() {
-        return Ok(Ok(Appended { version: actual, positions: Vec::new() }));
+        return Ok(Ok(Appended::nothing(actual)));
     }
     conn.execute_batch("SAVEPOINT append")?;
     let mut insert = conn.prepare_cached(
@@ -222,7 +222,7 @@ fn append_one(
         }
     }
     conn.execute_batch("RELEASE append")?;
-    Ok(Ok(Appended { version: expected + request.events.len() as u64, positions }))
+    Ok(Ok(Appended { version: expected + request.events.len() as u64, positions, recorded_at: recorded_at.to_owned() }))
 }
 
 fn stream_version(conn: &Connection, kind: &str, id: &str) -> rusqlite::Result<u64> {

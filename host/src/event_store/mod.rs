@@ -141,6 +141,16 @@ pub struct Appended {
     pub version: u64,
     /// Global positions of the appended events, in order.
     pub positions: Vec<u64>,
+    /// When the events were recorded (RFC 3339, the `recorded_at` every one of them carries);
+    /// empty when there were none.
+    pub recorded_at: String,
+}
+
+impl Appended {
+    /// An append of no events to a stream at `version`.
+    pub fn nothing(version: u64) -> Self {
+        Self { version, positions: Vec::new(), recorded_at: String::new() }
+    }
 }
 
 /// How many stored events share an aggregate type, event type and schema version: what the

@@ -444,11 +444,12 @@ impl EventStore for MongoEventStore {
                 return Err(EventStoreError::Conflict { expected: expected_version, actual });
             }
             if events.is_empty() {
-                return Ok(Appended { version: actual, positions: Vec::new() });
+                return Ok(Appended::nothing(actual));
             }
         }
         let count = events.len() as u64;
         let recorded_at = now();
+        let appended_at = recorded_at.clone();
         let commit = Commit {
             id: String::new(),
             first_position: 0,
@@ -477,7 +478,11 @@ impl EventStore for MongoEventStore {
         match answer.await.map_err(|_| stopped())? {
             Ok(first) => {
                 self.remember(key, expected_version + count);
-                Ok(Appended { version: expected_version + count, positions: (first..first + count).collect() })
+                Ok(Appended {
+                    version: expected_version + count,
+                    positions: (first..first + count).collect(),
+                    recorded_at: appended_at,
+                })
             }
             Err(Refusal::Conflict) => {
                 let actual = self.stream_version(aggregate_type, aggregate_id).await?;

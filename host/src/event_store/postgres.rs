@@ -146,7 +146,7 @@ async fn commit_group(
         if n == 0 {
             let actual = stream_version(&mut tx, kind, id).await?;
             outcomes.push(if actual == expected {
-                Ok(Appended { version: actual, positions: Vec::new() })
+                Ok(Appended::nothing(actual))
             } else {
                 Err(EventStoreError::Conflict { expected, actual })
             });
@@ -179,7 +179,7 @@ async fn commit_group(
         }
         let positions = (0..n as i64).map(|k| to_u64(next + k)).collect();
         next += n as i64;
-        outcomes.push(Ok(Appended { version: expected + n as u64, positions }));
+        outcomes.push(Ok(Appended { version: expected + n as u64, positions, recorded_at: recorded_at.clone() }));
     }
     tx.commit().await?;
     Ok(outcomes)

@@ -151,8 +151,8 @@ impl SqliteEventStore {
         aggregate_id: &str,
         expected_version: u64,
         events: &[NewEvent],
+        recorded_at: &str,
     ) -> Result<Option<Vec<u64>>, sqlx::Error> {
-        let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut positions = Vec::with_capacity(events.len());
         for (offset, event) in events.iter().enumerate() {
             let version = to_i64(expected_version + offset as u64 + 1);
@@ -174,7 +174,7 @@ impl SqliteEventStore {
                 .bind(&event.event_type)
                 .bind(i64::from(event.schema_version))
                 .bind(&event.data)
-                .bind(&recorded_at)
+                .bind(recorded_at)
                 .fetch_optional(&mut *tx)
                 .await?;
             match row {
@@ -201,17 +201,19 @@ impl EventStore for SqliteEventStore {
         if events.is_empty() {
             let actual = self.stream_version(aggregate_type, aggregate_id).await?;
             return if actual == expected_version {
-                Ok(Appended { version: actual, positions: Vec::new() })
+                Ok(Appended::nothing(actual))
             } else {
                 Err(EventStoreError::Conflict { expected: expected_version, actual })
             };
         }
         let mut tx = self.writer.begin().await?;
-        let inserted = Self::insert_batch(&mut tx, aggregate_type, aggregate_id, expected_version, events).await;
+        let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let inserted =
+            Self::insert_batch(&mut tx, aggregate_type, aggregate_id, expected_version, events, &recorded_at).await;
         match inserted {
             Ok(Some(positions)) => {
                 tx.commit().await?;
-                Ok(Appended { version: expected_version + events.len() as u64, positions })
+                Ok(Appended { version: expected_version + events.len() as u64, positions, recorded_at })
             }
             Ok(None) => {
                 tx.rollback().await?;
