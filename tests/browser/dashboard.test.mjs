@@ -2,8 +2,8 @@
 // (no browser download: Debian's chromium, by executablePath).
 //
 // Started by tests/tests/dashboard_browser.rs, which runs the host (the bank account and the
-// brittle `accounts` projection) and parks one withdrawal as a dead letter first. Environment:
-//   SLUICE_URL, SLUICE_ADMIN_TOKEN     the host and its admin token
+// brittle `accounts` projection) and parks two withdrawals as dead letters first. Environment:
+//   SLUICE_URL, SLUICE_ADMIN_TOKEN     the host and its admin token (two withdrawals parked)
 //   SLUICE_CHROMIUM                    the browser binary (default /usr/bin/chromium)
 //   SLUICE_FIXED_COMPONENT             accounts_projection.wasm, uploaded from the page
 //   SLUICE_BRITTLE_COMPONENT           the running brittle version (for its sha256)
@@ -90,11 +90,23 @@ try {
   check((await projection.locator('[data-field="sha256"]').getAttribute("title")) === brittleSha, "the brittle version runs");
   check(await page.evaluate(() => sessionStorage.getItem("sluice-admin-token")) === token, "the token is in sessionStorage");
 
-  step("the parked withdrawal is listed");
-  const letter = page.locator("#letters tbody tr[data-letter]");
-  await letter.first().waitFor();
-  check((await letter.count()) === 1, "one parked letter");
-  check((await letter.locator("td").nth(3).textContent()).startsWith("FundsWithdrawnEvent"), "the withdrawal");
+  step("the parked withdrawals are listed");
+  const letters = page.locator("#letters tbody tr[data-letter]");
+  await page.waitForFunction(() => document.querySelectorAll("#letters tbody tr[data-letter]").length === 2);
+  for (const id of ["dash-1", "dash-2"]) {
+    const row = letters.filter({ hasText: `BankAccount ${id}` });
+    check((await row.count()) === 1, `a letter for ${id}`);
+    check((await row.locator("td").nth(3).textContent()).startsWith("FundsWithdrawnEvent"), `${id}'s withdrawal`);
+    check((await row.locator("td").nth(6).textContent()).includes("cannot apply withdrawals"), `${id}'s reason`);
+  }
+
+  step("one letter is dropped from the page (after saying yes)");
+  page.once("dialog", (dialog) => dialog.accept());
+  await letters.filter({ hasText: "BankAccount dash-2" }).locator('button[data-action="drop"]').click();
+  await page.locator("#message", { hasText: /dropped letter \d+/ }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll("#letters tbody tr[data-letter]").length === 1);
+  const letter = letters.filter({ hasText: "BankAccount dash-1" });
+  await letter.waitFor();
 
   step("a burst of commands, then the lag goes back to 0");
   let last = 0;

@@ -2,10 +2,11 @@
 //! `playwright-core` from `tests/browser/`, no browser download), against a real `sluice serve`.
 //!
 //! This test starts the host (the bank account and the brittle `accounts` projection, which
-//! refuses every withdrawal), parks one dead letter, then runs `tests/browser/dashboard.test.mjs`
+//! refuses every withdrawal), parks two dead letters, then runs `tests/browser/dashboard.test.mjs`
 //! with node. The script types the admin token into the page and checks what an operator sees
 //! and does: no console errors, the plugins listed, lag back to 0 after a burst of commands, the
-//! live events, the fixed projection uploaded from the page, the letter retried from the page,
+//! live events, one letter dropped from the page, the fixed projection uploaded from the page,
+//! the other letter retried from the page,
 //! a rebuild's progress, a rollback and a roll forward through the swap history; it saves a
 //! screenshot under the target folder (`<target>/tmp/dashboard.png`). Afterwards this test
 //! checks through the admin API that the page's actions really happened.
@@ -83,12 +84,13 @@ async fn the_dashboard_shows_the_host_and_retries_a_dead_letter_in_headless_chro
         .admin_token(TOKEN);
     let host = Host::start(options).await?;
     park_a_withdrawal(&host, "dash-1").await?;
-    let letters = wait_until("the withdrawal is parked", SETTLE, || async {
+    park_a_withdrawal(&host, "dash-2").await?;
+    let letters = wait_until("both withdrawals are parked", SETTLE, || async {
         let letters = parked_letters(&host).await?;
-        Ok(if letters.len() == 1 { Check::Done(letters) } else { Check::NotYet(format!("{letters:?}")) })
+        Ok(if letters.len() == 2 { Check::Done(letters) } else { Check::NotYet(format!("{letters:?}")) })
     })
     .await?;
-    ensure!(letters[0]["eventType"] == "FundsWithdrawnEvent", "{letters:?}");
+    ensure!(letters.iter().all(|l| l["eventType"] == "FundsWithdrawnEvent"), "{letters:?}");
 
     let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&screenshot);
@@ -121,12 +123,19 @@ async fn the_dashboard_shows_the_host_and_retries_a_dead_letter_in_headless_chro
     let accounts = host.admin_plugin("accounts").await?.context("accounts is not loaded")?;
     ensure!(accounts["sha256"] == sha256_hex(&std::fs::read(&fixed)?), "the fixed version runs: {accounts}");
     ensure!(accounts["lag"] == 0 && accounts["status"] == "running", "{accounts}");
-    ensure!(parked_letters(&host).await?.is_empty(), "the letter was retried from the page");
+    ensure!(parked_letters(&host).await?.is_empty(), "one letter was retried, the other dropped from the page");
+    let letters = host.admin_get("/admin/dead-letters?consumer=accounts").await?.expect_status(200)?;
+    let dropped = letters.body["dropped"].as_array().cloned().unwrap_or_default();
+    ensure!(dropped.len() == 1, "{letters}");
+    ensure!(dropped[0]["aggregateId"] == "dash-2" && dropped[0]["droppedBy"] == "dashboard", "{letters}");
     let versions = host.admin_get("/admin/plugins/accounts/versions").await?.expect_status(200)?;
     ensure!(versions.body["versions"].as_array().is_some_and(|v| v.len() == 2), "{versions}");
     let head = accounts["head"].as_u64().context("no head")?;
-    let ids = ["dash-1".to_owned()];
+    // The retried withdrawal is in the read model; the dropped one is skipped there for good.
+    let ids = ["dash-1".to_owned(), "dash-2".to_owned()];
     let (truth, model) = (host.balances_by_replay(&ids).await?, host.balances_by_query(head).await?);
     ensure!(model.get("dash-1") == truth.get("dash-1"), "read model {model:?}, replay {truth:?}");
+    ensure!(truth.get("dash-2").map(String::as_str) == Some("90"), "replay {truth:?}");
+    ensure!(model.get("dash-2").map(String::as_str) == Some("100"), "read model {model:?}");
     Ok(())
 }

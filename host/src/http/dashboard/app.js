@@ -16,6 +16,7 @@ const state = {
   busy: new Set(), // actions running, by key, so a button is not pressed twice
   timer: null,
   eventsRunning: false,
+  shown: { plugins: "", letters: "" }, // what the tables show, so an unchanged answer keeps its buttons
 };
 
 const $ = (id) => document.getElementById(id);
@@ -80,6 +81,11 @@ function button(label, onClick, dataName) {
   return b;
 }
 
+// An RFC 3339 time as "YYYY-MM-DD HH:MM:SS" (UTC), the full value on hover.
+function when(time) {
+  return time ? time.replace("T", " ").replace(/\.\d+/, "").replace(/(Z|[+-]\d\d:\d\d)$/, "") : "-";
+}
+
 function short(sha) {
   return sha ? sha.slice(0, 12) : "-";
 }
@@ -109,6 +115,9 @@ async function action(key, what, work) {
 // ---- plugins, lag, rebuild -------------------------------------------------------------------
 
 function renderPlugins(list) {
+  const seen = JSON.stringify(list);
+  if (seen === state.shown.plugins) return;
+  state.shown.plugins = seen;
   const body = $("plugins").tBodies[0];
   body.replaceChildren();
   for (const p of list.plugins) {
@@ -122,7 +131,7 @@ function renderPlugins(list) {
     cell(row, p.position, "num").dataset.field = "position";
     cell(row, p.head, "num").dataset.field = "head";
     cell(row, p.lag, "num").dataset.field = "lag";
-    const actions = cell(row, "");
+    const actions = cell(row, "", "actions");
     actions.textContent = "";
     if (p.kind === "projection") actions.appendChild(button("Rebuild", () => rebuild(p.name), "rebuild"));
     actions.appendChild(button("History", () => showHistory(p.name), "history"));
@@ -165,9 +174,9 @@ function drawLag() {
   chart.replaceChildren();
   chart.appendChild(svg("line", { x1: left, y1: h - bottom, x2: w, y2: h - bottom, class: "axis" }));
   chart.appendChild(svg("line", { x1: left, y1: top, x2: left, y2: h - bottom, class: "axis" }));
-  for (const [value, y] of [[max, top + 8], [0, h - bottom]]) {
-    const label = svg("text", { x: 4, y });
-    label.textContent = String(value);
+  for (const [text, x, y] of [[String(max), 4, top + 8], ["0", 4, h - bottom], ["2 min ago", left + 2, h - 3], ["now", w - 22, h - 3]]) {
+    const label = svg("text", { x, y });
+    label.textContent = text;
     chart.appendChild(label);
   }
   const legend = $("lag-legend");
@@ -256,9 +265,9 @@ async function renderHistory() {
     cell(row, short(v.sha256) + (v.active ? " (running)" : ""), "mono", v.sha256);
     cell(row, v.size, "num");
     cell(row, v.source);
-    cell(row, v.firstSeen);
-    cell(row, v.lastActivated);
-    const actions = cell(row, "");
+    cell(row, when(v.firstSeen), "time", v.firstSeen);
+    cell(row, when(v.lastActivated), "time", v.lastActivated);
+    const actions = cell(row, "", "actions");
     actions.textContent = "";
     if (!v.active) {
       actions.appendChild(
@@ -277,6 +286,9 @@ async function renderHistory() {
 // ---- dead letters -----------------------------------------------------------------------------
 
 function renderLetters(list) {
+  const seen = JSON.stringify(list.letters);
+  if (seen === state.shown.letters) return;
+  state.shown.letters = seen;
   const body = $("letters").tBodies[0];
   body.replaceChildren();
   for (const l of list.letters) {
@@ -290,7 +302,7 @@ function renderLetters(list) {
     cell(row, l.attempts, "num");
     cell(row, l.reason, "", l.reason);
     cell(row, (l.blockedBehind || []).length, "num");
-    const actions = cell(row, "");
+    const actions = cell(row, "", "actions");
     actions.textContent = "";
     actions.appendChild(
       button("Retry", () =>
@@ -326,7 +338,7 @@ function renderEvents() {
     cell(row, `${e.eventType} v${e.schemaVersion}`);
     cell(row, `${e.aggregateType} ${e.aggregateId}`);
     cell(row, e.version, "num");
-    cell(row, e.recordedAt);
+    cell(row, (e.recordedAt || "").replace(/^.*T/, "").replace(/Z$/, ""), "time", e.recordedAt);
     const data = JSON.stringify(e.data);
     cell(row, data, "mono data", data);
     body.appendChild(row);
