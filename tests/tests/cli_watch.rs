@@ -138,6 +138,41 @@ async fn tail_follows_the_events_appended_while_it_runs() -> Result<()> {
 }
 
 #[tokio::test]
+async fn tail_without_after_starts_at_the_head() -> Result<()> {
+    let host = host().await?;
+    let before = *history(&host, "head-0", 3).await?.last().context("no events")?;
+    let url = host.base_url().to_owned();
+    let tail = sluice_command(&["tail", "--url", &url, "--token", TOKEN, "--count", "2"])?.spawn()?;
+    let finished = tail.wait_with_output();
+    tokio::pin!(finished);
+    // When tail has read the head is not visible from outside: append until it has printed two.
+    let mut appended = Vec::new();
+    let output = loop {
+        tokio::select! {
+            output = &mut finished => break output?,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                ensure!(appended.len() < 300, "tail printed fewer than two events in 60 s");
+                let reply = host.command("BankAccount", "head-0", "DepositFunds", &json!({ "amount": 1 }), None).await?;
+                appended.push(reply.expect_status(200)?.u64_field("position")?);
+            }
+        }
+    };
+    ensure!(output.status.success(), "tail exited with {}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let seen: Vec<u64> = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).with_context(|| format!("not JSON: {line}")))
+        .collect::<Result<Vec<_>>>()?
+        .iter()
+        .filter_map(|e| e["position"].as_u64())
+        .collect();
+    ensure!(seen.len() == 2 && seen[1] == seen[0] + 1, "two events in a row: {stdout}");
+    ensure!(seen[0] > before, "nothing from before tail started (head was {before}): {stdout}");
+    ensure!(appended.contains(&seen[0]) && appended.contains(&seen[1]), "{seen:?} among {appended:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn rebuild_over_the_admin_api_shows_its_progress_to_the_head() -> Result<()> {
     let host = host().await?;
     let mut head = 0;
