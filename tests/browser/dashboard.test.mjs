@@ -77,6 +77,17 @@ try {
   check((await page.title()) === "Sluice", "the title");
   await page.locator("#connection", { hasText: "Not connected" }).waitFor();
 
+  step("a wrong token is refused once, and the page stops asking");
+  await page.fill("#token", `${token}-wrong`);
+  await page.click("#token-save");
+  await page.locator("#connection", { hasText: "Not connected: the bearer token is not the admin token" }).waitFor();
+  await page.waitForTimeout(2500);
+  const refusals = problems.filter((p) => p.startsWith("401 for GET"));
+  check(refusals.length === 2, `one poll (plugins and dead letters) with the wrong token, then none:\n${problems.join("\n")}`);
+  // Chromium logs each refused request as a console error too; those two are expected, nothing else.
+  check(problems.every((p) => p.includes("status of 401") || p.startsWith("401 for GET")), `only the refusals:\n${problems.join("\n")}`);
+  problems.length = 0;
+
   step("with the token it lists the plugins");
   await page.fill("#token", token);
   await page.click("#token-save");

@@ -16,6 +16,8 @@ const state = {
   busy: new Set(), // actions running, by key, so a button is not pressed twice
   timer: null,
   eventsRunning: false,
+  refused: false, // the host refused the token: no more polling until another one is typed
+  refreshing: false, // one poll at a time
   shown: { plugins: "", letters: "" }, // what the tables show, so an unchanged answer keeps its buttons
 };
 
@@ -376,6 +378,7 @@ async function followEvents() {
 function disconnect(e) {
   state.connected = false;
   if (e instanceof HostError && (e.status === 401 || e.status === 403)) {
+    state.refused = true;
     connection(`Not connected: ${e.message}`, "bad");
   } else {
     connection(`Lost the host: ${e.message}`, "bad");
@@ -383,7 +386,8 @@ function disconnect(e) {
 }
 
 async function refresh() {
-  if (!state.token) return;
+  if (!state.token || state.refused || state.refreshing) return;
+  state.refreshing = true;
   try {
     const [plugins, letters] = await Promise.all([admin("GET", "/admin/plugins"), admin("GET", "/admin/dead-letters")]);
     const wasConnected = state.connected;
@@ -395,6 +399,8 @@ async function refresh() {
     if (!wasConnected) followEvents();
   } catch (e) {
     disconnect(e);
+  } finally {
+    state.refreshing = false;
   }
 }
 
@@ -403,6 +409,7 @@ function start() {
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.token = $("token").value.trim();
+    state.refused = false;
     sessionStorage.setItem(TOKEN_KEY, state.token);
     say("");
     refresh();
