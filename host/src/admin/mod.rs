@@ -698,7 +698,7 @@ impl Admin {
             progress(position, head);
         };
         let outcome = projection.rebuild(into, &noted).await;
-        running.finish(outcome.as_ref().map(|p| *p).map_err(ToString::to_string));
+        running.finish(outcome.as_ref().copied().map_err(ToString::to_string));
         Ok(outcome?)
     }
 
