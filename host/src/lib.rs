@@ -5,7 +5,7 @@
 //! Where things live (the modules depend on each other one way only; `scripts/test` checks):
 //! - [`config`]: the typed configuration (flags, `SLUICE_*` environment, TOML file).
 //! - [`http`]: the axum edge — generic aggregate API, plugin routes, the admin routes, the one
-//!   error type.
+//!   error type, the operator's dashboard at `/`.
 //! - [`server`]: wiring all of the below into a running host.
 //! - [`admin`]: the one admin service (install, replace, remove, roll back, rebuild, listings)
 //!   that the admin routes, the plugins-directory watcher and the CLI call.

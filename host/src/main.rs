@@ -12,6 +12,9 @@ use sluice::config::{Config, ServeArgs};
 use sluice::read_store::ReadStore;
 use sluice::server::Host;
 
+#[path = "cli/remote.rs"]
+mod remote;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -66,6 +69,24 @@ enum Command {
     /// consumer they paused; on a stopped host's stores, or with `--url` on a running host.
     #[command(args_conflicts_with_subcommands = true)]
     DeadLetters(Box<LetterArgs>),
+    /// A running host at a glance: each plugin with its status, version, position, the log's
+    /// head, the lag and its parked dead letters (needs `--url`).
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Follow a running host's log: print its events as JSON lines as they are appended (needs
+    /// `--url`); from the head on, or after `--after`.
+    Tail {
+        /// Start after this global position [default: the log's head when tail starts].
+        #[arg(long)]
+        after: Option<u64>,
+        /// Stop after printing this many events [default: follow until interrupted].
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Print events of the global log as JSON lines.
     Events {
         #[command(flatten)]
@@ -277,16 +298,11 @@ async fn main() -> anyhow::Result<()> {
             }
         },
         Command::Rebuild { args, projection, into, remote } => match remote.url {
-            Some(_) => {
-                let body = serde_json::json!({ "into": into });
-                let answer = remote
-                    .call(reqwest::Method::POST, &format!("/admin/projections/{projection}/rebuild"), Some(body))
-                    .await?;
-                println!("rebuilt {projection} up to position {}", answer["position"]);
-                Ok(())
-            }
+            Some(_) => remote::rebuild(&remote, &projection, into).await,
             None => rebuild(Config::load(&args, cli.config.as_deref())?, &projection, into.as_deref()).await,
         },
+        Command::Status { remote } => remote::status(&remote).await,
+        Command::Tail { after, count, remote } => remote::tail(&remote, after, count).await,
         Command::DeadLetters(letters) => {
             let LetterArgs { action, args, remote } = *letters;
             let action = action.unwrap_or(LetterAction::List {

@@ -288,6 +288,8 @@ fn admin_calls(component: &[u8]) -> Vec<(Method, String, Body)> {
         (Method::GET, "/admin/plugins/accounts".to_owned(), Body::None),
         (Method::GET, "/admin/plugins/accounts/versions".to_owned(), Body::None),
         (Method::GET, "/admin/consumers".to_owned(), Body::None),
+        (Method::GET, "/admin/events?after=0&limit=10".to_owned(), Body::None),
+        (Method::GET, "/admin/projections/accounts/rebuild".to_owned(), Body::None),
         (Method::PUT, "/admin/plugins/accounts".to_owned(), Body::Wasm(component.to_vec())),
         (Method::POST, format!("/admin/plugins/accounts/versions/{sha}/activate"), Body::None),
         (Method::POST, "/admin/projections/accounts/rebuild".to_owned(), Body::Json(json!({}))),

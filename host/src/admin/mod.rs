@@ -23,6 +23,8 @@
 pub mod dead_letters;
 pub mod deploy_check;
 pub mod dry_run;
+pub mod rebuilds;
+pub mod tail;
 pub mod versions;
 
 use std::collections::HashMap;
@@ -75,6 +77,9 @@ pub enum AdminError {
     Task(String),
     #[error("no dead letter {0}")]
     UnknownLetter(i64),
+    /// A rebuild of the projection already runs (the caller waits for it and tries again).
+    #[error("projection {0} is already being rebuilt; watch its progress and try again when it ends")]
+    RebuildRunning(String),
     /// Only a parked letter can be retried or dropped; a blocked one moves with its head.
     #[error("dead letter {id} is {state:?}, not parked: retry or drop the parked letter of its aggregate")]
     NotParked { id: i64, state: crate::read_store::LetterState },
@@ -125,6 +130,9 @@ pub struct PluginStatus {
     /// Stored events this version cannot read: it was installed with `force` over them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mismatch: Vec<Unreadable>,
+    /// A projection's latest rebuild since the host started (running or ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<rebuilds::RebuildProgress>,
 }
 
 /// A stored version of a plugin, for the versions listing.
@@ -172,6 +180,8 @@ struct Inner {
     deferred: Mutex<Vec<Upgrade>>,
     /// Per plugin installed with `force`, the stored events it cannot read.
     mismatches: Mutex<HashMap<String, Vec<Unreadable>>>,
+    /// Each projection's latest rebuild, for progress.
+    rebuilds: rebuilds::Rebuilds,
 }
 
 /// A projection version with a new schema, to build while the current one serves.
@@ -197,6 +207,7 @@ impl Admin {
                 consumers_enabled: std::sync::atomic::AtomicBool::new(false),
                 deferred: Mutex::new(Vec::new()),
                 mismatches: Mutex::new(HashMap::new()),
+                rebuilds: rebuilds::Rebuilds::default(),
             }),
         }
     }
@@ -295,6 +306,7 @@ impl Admin {
         // The routes first, then the consumer (at a batch boundary) and the runner.
         self.registry().remove(name);
         self.inner.mismatches.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        self.inner.rebuilds.forget(name);
         if let Plugin::Projection(_) = loaded.plugin {
             self.parts().supervisor.remove(&consumer_task(name)).await;
             self.parts().projections.remove(name);
@@ -667,7 +679,9 @@ impl Admin {
         self.plugins().await.into_iter().filter(|p| p.kind != PluginKind::Aggregate).collect()
     }
 
-    /// Rebuild projection `name`, in place or into the read store at `into`.
+    /// Rebuild projection `name`, in place or into the read store at `into`. `progress` hears
+    /// (position, head) as it goes; so does [`Admin::rebuild_progress`], for other callers. A
+    /// second rebuild of the same projection while one runs is refused.
     pub async fn rebuild(
         &self,
         name: &str,
@@ -675,7 +689,23 @@ impl Admin {
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<u64, AdminError> {
         let projection = self.parts().projections.get(name)?;
-        Ok(projection.rebuild(into, progress).await?)
+        let Some(running) = self.inner.rebuilds.start(name) else {
+            return Err(AdminError::RebuildRunning(name.to_owned()));
+        };
+        running.advance(0, self.head().await);
+        let noted = |position: u64, head: u64| {
+            running.advance(position, head);
+            progress(position, head);
+        };
+        let outcome = projection.rebuild(into, &noted).await;
+        running.finish(outcome.as_ref().copied().map_err(ToString::to_string));
+        Ok(outcome?)
+    }
+
+    /// The latest rebuild of projection `name` since the host started, running or ended.
+    pub fn rebuild_progress(&self, name: &str) -> Result<Option<rebuilds::RebuildProgress>, AdminError> {
+        self.parts().projections.get(name)?;
+        Ok(self.inner.rebuilds.get(name))
     }
 
     async fn status(&self, loaded: &Loaded) -> PluginStatus {
@@ -746,6 +776,7 @@ impl Admin {
                 .get(&info.name)
                 .cloned()
                 .unwrap_or_default(),
+            rebuild: self.inner.rebuilds.get(&info.name),
         }
     }
 

@@ -9,16 +9,20 @@
 //! - [`body`]: the bounded JSON body extractor.
 //! - [`dead_letters`]: the `/admin` dead-letter routes.
 //! - [`input`]: text and numbers no read store can hold, refused before anything runs.
+//! - [`dashboard`]: the operator's web page at `/`, from assets compiled into the binary.
+//! - [`watch`]: the `/admin` routes a watcher polls (the log's events, a rebuild's progress).
 
 pub mod admin;
 pub mod admin_auth;
 pub mod aggregates;
 pub mod body;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod error;
 pub mod input;
 pub mod plugin_routes;
 pub mod projections;
+pub mod watch;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -72,7 +76,8 @@ fn admin_router(state: AppState) -> Router<AppState> {
         .route("/plugins/{name}/dry-run", post(admin::dry_run))
         .route("/plugins/{name}/versions", get(admin::versions))
         .route("/plugins/{name}/versions/{sha256}/activate", post(admin::activate))
-        .route("/projections/{name}/rebuild", post(admin::rebuild))
+        .route("/projections/{name}/rebuild", get(watch::rebuild_progress).post(admin::rebuild))
+        .route("/events", get(watch::events))
         .route("/consumers", get(admin::consumers))
         .route("/dead-letters", get(dead_letters::list))
         .route("/dead-letters/{id}", axum::routing::delete(dead_letters::drop_letter))
@@ -91,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/aggregates/{aggregate_type}/{id}/commands/{command}", post(aggregates::command))
         .route("/api/projections/{name}/queries/{query}", get(projections::query))
         .nest("/admin", admin_router(state.clone()))
+        .merge(dashboard::routes())
         .fallback(plugin_routes::dispatch)
         .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             error::ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }

@@ -97,7 +97,7 @@ impl EventSchema {
 
 /// Paths the host serves itself; plugin routes may not shadow them.
 const RESERVED_PREFIXES: &[&str] =
-    &["/api/aggregates", "/api/projections", "/admin", "/healthz", "/readyz", "/metrics"];
+    &["/api/aggregates", "/api/projections", "/admin", "/healthz", "/readyz", "/metrics", "/dashboard"];
 
 impl AggregateManifest {
     pub fn command(&self, name: &str) -> Option<&CommandSpec> {
