@@ -185,3 +185,47 @@ async fn version_1_events_in_mongodb_reach_kafka_projections_in_their_current_sh
     check_unchanged(&written, &positions, &found)?;
     Ok(())
 }
+
+/// An event its aggregate's upcaster cannot read (a version 1 `AccountOpenedEvent` without its
+/// `createdDate`) is parked for the `accounts` projection like an event it keeps refusing: the
+/// consumer moves past it, the other accounts flow, and a retry runs the upcaster again and
+/// fails for the same reason.
+#[tokio::test]
+async fn an_event_the_upcaster_cannot_read_is_parked_and_the_other_accounts_flow() -> Result<()> {
+    const CAROL: &str = "00000000-0000-4000-8000-00000000c004";
+    let mut host = Host::start(HostOptions::with_plugins(BANK).admin_token("upcast-token")).await?;
+    host.stop().await?;
+    let mut written = version_1_history();
+    let unreadable = RawEvent::new("BankAccount", CAROL, 1, "AccountOpenedEvent", 1).data(&format!(
+        r#"{{"id":"{CAROL}","accountHolder":"Carol Shaw","accountType":"SAVINGS","openingBalance":1}}"#
+    ));
+    written.insert(1, unreadable);
+    let positions = stored::sqlite_append(&stored::sqlite_path(&host.data_dir()), &written)?;
+    ensure!(positions == [1, 2, 3, 4], "written at {positions:?}");
+    host.restart().await?;
+
+    // The projection reaches position 4 past the event it cannot be handed.
+    let accounts = lookup(host.api(), 4).await?;
+    let expected = [
+        (ADA.to_owned(), account("Ada Lovelace", ADA_OPENED, "15.5")),
+        (BOB.to_owned(), account("Bob Babbage", BOB_OPENED, "3")),
+    ]
+    .into();
+    ensure!(accounts == expected, "the readable accounts: {accounts:?}");
+
+    let listing = host.admin_get("/admin/dead-letters?consumer=accounts").await?.expect_status(200)?;
+    let letters = listing.body["letters"].as_array().cloned().unwrap_or_default();
+    let [letter] = letters.as_slice() else { bail!("one letter expected: {listing}") };
+    ensure!(letter["position"] == 2 && letter["aggregateId"] == CAROL, "{letter}");
+    ensure!(letter["schemaVersion"] == 1 && letter["eventType"] == "AccountOpenedEvent", "{letter}");
+    let reason = letter["reason"].as_str().unwrap_or_default();
+    ensure!(reason.contains("upcast") && reason.contains("createdDate"), "the reason says why: {letter}");
+
+    let id = letter["id"].as_i64().context("letter id")?;
+    let again =
+        host.api().admin_post(&format!("/admin/dead-letters/{id}/retry"), &json!({})).await?.expect_status(200)?;
+    ensure!(again.body["applied"] == json!([]), "{again}");
+    ensure!(again.body["failed"]["reason"].as_str().is_some_and(|r| r.contains("createdDate")), "{again}");
+    ensure!(lookup(host.api(), 4).await? == expected, "a failed retry changed the read model");
+    Ok(())
+}

@@ -7,6 +7,8 @@
 //! first batch after a start, which may be where the last process died) goes event by event
 //! through [`super::letters`]: attempts counted before each call, parking, holding back.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::letters::Tried;
@@ -103,14 +105,14 @@ impl Projection {
         batch: &[StoredEvent],
         progress: &Progress,
     ) -> Result<(), ProjectionError> {
-        let batch = self.upcast(plugin, batch).await?;
+        let (batch, unreadable) = self.upcast_or_sort_out(plugin, batch).await?;
         let store = rows.letters();
         let subscribed: Vec<StoredEvent> =
             batch.iter().filter(|e| plugin.manifest().subscriptions.contains(&e.event_type)).cloned().collect();
         let tracked = !matches!(progress, Progress::Untracked);
         let careful = tracked && self.careful.load(std::sync::atomic::Ordering::SeqCst);
         let mut held = self.held_for(store).await?;
-        if !careful && !held.holds_any(&subscribed) {
+        if !careful && unreadable.is_empty() && !held.holds_any(&subscribed) {
             match self.handle_in_tx(plugin, rows, generation, &subscribed, &progress.whole(), &[]).await? {
                 Ok(()) => return Ok(()),
                 Err(HandleFailure::Backend(failure)) => return Err(ReadStoreError::Backend(failure).into()),
@@ -131,7 +133,11 @@ impl Projection {
                 held.block(event);
                 continue;
             }
-            let tried = if tracked {
+            let tried = if let Some(reason) = unreadable.get(&event.global_position) {
+                // The owning aggregate cannot bring it to its current shape: the projection
+                // never sees it, as it never sees an event it keeps failing on.
+                Tried::Park { reason: reason.clone(), attempts: 1 }
+            } else if tracked {
                 self.try_event(plugin, rows, generation, event, &step, &sha256).await?
             } else {
                 // A rebuild replays what the live consumer met already: one call, no backoff.
@@ -154,6 +160,35 @@ impl Projection {
             self.careful.store(false, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    /// `batch` in its current shape. When the owning aggregate's upcaster fails on it, each event
+    /// is upcast alone, and those it cannot read come back by position with why: they are parked
+    /// like events the plugin keeps refusing, instead of stopping the consumer on every batch.
+    async fn upcast_or_sort_out<'a>(
+        &self,
+        plugin: &Arc<dyn ProjectionLogic>,
+        batch: &'a [StoredEvent],
+    ) -> Result<(Cow<'a, [StoredEvent]>, HashMap<u64, String>), ProjectionError> {
+        let failure = match self.upcast(plugin, batch).await {
+            Ok(current) => return Ok((current, HashMap::new())),
+            Err(ProjectionError::Fault(fault)) => fault,
+            Err(other) => return Err(other),
+        };
+        tracing::warn!(projection = %self.name(), "upcasting a batch failed, upcasting it event by event: {failure}");
+        let mut current = Vec::with_capacity(batch.len());
+        let mut unreadable = HashMap::new();
+        for event in batch {
+            match self.upcast(plugin, std::slice::from_ref(event)).await {
+                Ok(one) => current.extend(one.iter().cloned()),
+                Err(ProjectionError::Fault(fault)) => {
+                    unreadable.insert(event.global_position, format!("upcasting failed: {fault}"));
+                    current.push(event.clone());
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok((Cow::Owned(current), unreadable))
     }
 
     /// Write `step` in a transaction of its own (nothing else moves with it).

@@ -382,19 +382,18 @@ impl Projection {
             if letter.state == LetterState::Parked {
                 parked_before += 1;
             }
-            let event = self.event_at(letter.position).await?;
+            let stored = self.event_at(letter.position).await?;
             let books = [Book::Clear(letter.position)];
-            match self
-                .handle_in_tx(
-                    &plugin,
-                    Rows::Store(store),
-                    generation,
-                    std::slice::from_ref(&event),
-                    &Step::None,
-                    &books,
-                )
-                .await?
-            {
+            // The plugin gets the event in its current shape, as on every other path; an event
+            // the owning aggregate cannot upcast fails the retry like a refusal.
+            let tried = match self.upcast(&plugin, std::slice::from_ref(&stored)).await {
+                Ok(event) => {
+                    self.handle_in_tx(&plugin, Rows::Store(store), generation, &event, &Step::None, &books).await?
+                }
+                Err(ProjectionError::Fault(fault)) => Err(HandleFailure::Fault(fault)),
+                Err(other) => return Err(other),
+            };
+            match tried {
                 Ok(()) => {
                     tracing::info!(projection = %self.name(), position = letter.position, "dead letter retried: applied");
                     outcome.applied.push(letter.position);
