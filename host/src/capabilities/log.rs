@@ -60,6 +60,17 @@ impl LogSink {
 
     /// Write `message` at `level`, if the bucket allows.
     pub fn write(&self, level: Level, message: &str) {
+        // A line the host's filter would discard costs no token (and is never counted dropped).
+        let enabled = match level {
+            Level::Trace => tracing::enabled!(target: "sluice::plugin", tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(target: "sluice::plugin", tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(target: "sluice::plugin", tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(target: "sluice::plugin", tracing::Level::WARN),
+            Level::Error => tracing::enabled!(target: "sluice::plugin", tracing::Level::ERROR),
+        };
+        if !enabled {
+            return;
+        }
         let Some(dropped) = self.admit() else { return };
         if dropped > 0 {
             tracing::warn!(target: "sluice::plugin", plugin = %self.plugin, dropped, "plugin log lines dropped by the rate limit");
