@@ -47,11 +47,11 @@ pub mod projection {
 
 /// The shared `types` interface (0.1.0).
 pub use aggregate::sluice::plugin::types;
-/// The `types` interface of 0.2.0.
-pub use aggregate_v2::sluice::plugin::types as types_v2;
 /// The `log` interface (0.2.0) every 0.2.0 component may import.
 pub use aggregate_v2::sluice::plugin::log;
-/// The `outbox` interface a reactor imports.
-pub use reactor::sluice::plugin::outbox;
+/// The `types` interface of 0.2.0.
+pub use aggregate_v2::sluice::plugin::types as types_v2;
 /// The `sql` interface a projection imports.
 pub use projection::sluice::plugin::sql;
+/// The `outbox` interface a reactor imports.
+pub use reactor::sluice::plugin::outbox;

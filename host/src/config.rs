@@ -258,10 +258,7 @@ impl Config {
         let delivery = DeliveryPolicy {
             attempts: from_file.delivery.attempts.unwrap_or(delivery_defaults.attempts),
             first_backoff: from_file.delivery.backoff_ms.map_or(delivery_defaults.first_backoff, Duration::from_millis),
-            max_backoff: from_file
-                .delivery
-                .max_backoff_ms
-                .map_or(delivery_defaults.max_backoff, Duration::from_millis),
+            max_backoff: from_file.delivery.max_backoff_ms.map_or(delivery_defaults.max_backoff, Duration::from_millis),
             concurrency: delivery_defaults.concurrency,
         };
         if delivery.attempts == 0 {

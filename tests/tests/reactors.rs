@@ -209,7 +209,10 @@ async fn every_notification_arrives_once_despite_a_crash(options: HostOptions) -
         }
     }
     let duplicates = received.len() - unique.len();
-    ensure!(receiver.failed() > 0 && duplicates > 0, "the receiver never failed after recording: no duplicate was tested");
+    ensure!(
+        receiver.failed() > 0 && duplicates > 0,
+        "the receiver never failed after recording: no duplicate was tested"
+    );
     eprintln!(
         "{} notifications, {} requests, {duplicates} duplicates, {} failed",
         unique.len(),

@@ -60,4 +60,3 @@ pub trait ReactorLogic: Send + Sync + 'static {
     /// nothing when the call fails.
     fn handle(&self, events: &[StoredEvent]) -> Result<Vec<Outgoing>, HandleFailure>;
 }
-

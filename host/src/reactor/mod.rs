@@ -93,7 +93,12 @@ impl ProjectionLogic for ReactorRunner {
         (session, Ok(()))
     }
 
-    fn query(&self, _session: SqlSession, name: &str, _params: &[(String, String)]) -> Result<QueryOutcome, PluginFault> {
+    fn query(
+        &self,
+        _session: SqlSession,
+        name: &str,
+        _params: &[(String, String)],
+    ) -> Result<QueryOutcome, PluginFault> {
         Ok(QueryOutcome::UnknownQuery(format!("reactor {} answers no query ({name})", self.manifest.name)))
     }
 

@@ -162,7 +162,8 @@ impl Outbox {
 
     /// One message by id.
     pub async fn get(&self, id: &str) -> Result<Option<Message>, ReadStoreError> {
-        let sql = format!("SELECT {cols} FROM {t} WHERE id = {p1}", cols = Self::COLUMNS, t = self.table, p1 = self.p(1));
+        let sql =
+            format!("SELECT {cols} FROM {t} WHERE id = {p1}", cols = Self::COLUMNS, t = self.table, p1 = self.p(1));
         let row = sqlx::query(&sql).bind(id).fetch_optional(self.store.pool()).await?;
         Ok(row.map(|r| self.message(&r)).transpose()?)
     }

@@ -38,10 +38,8 @@ impl WasmReactor {
             |e: wasmtime::Error| RuntimeError::Link { origin: origin.to_owned(), reason: format!("{e:#}") };
         let mut linker = Linker::<PluginCtx>::new(runtime.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
-        crate::bindings::types_v2::add_to_linker::<PluginCtx, HasSelf<LogCapability>>(&mut linker, |ctx| {
-            &mut ctx.log
-        })
-        .map_err(link_error)?;
+        crate::bindings::types_v2::add_to_linker::<PluginCtx, HasSelf<LogCapability>>(&mut linker, |ctx| &mut ctx.log)
+            .map_err(link_error)?;
         super::link_log(&mut linker).map_err(link_error)?;
         crate::bindings::outbox::add_to_linker::<PluginCtx, HasSelf<OutboxCapability>>(&mut linker, |ctx| {
             &mut ctx.outbox

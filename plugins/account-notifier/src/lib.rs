@@ -24,7 +24,8 @@ impl Reactor for AccountNotifier {
     }
 
     fn react(event: &StoredEvent, outbox: &mut Outbox) -> Result<(), String> {
-        let data: Value = serde_json::from_str(&event.data).map_err(|e| format!("{} is not JSON: {e}", event.event_type))?;
+        let data: Value =
+            serde_json::from_str(&event.data).map_err(|e| format!("{} is not JSON: {e}", event.event_type))?;
         let Some(amount) = data.get("amount") else {
             return Err(format!("{} at {} has no amount", event.event_type, event.global_position));
         };

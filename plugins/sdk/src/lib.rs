@@ -88,9 +88,9 @@ macro_rules! export_reactor {
     };
 }
 
-pub use reactor::{Outbox, Reactor, ReactorManifest, Start};
 pub use aggregate::{Aggregate, CommandContext, CommandError, DomainEvent, NewEvent, StoredEvent};
 pub use manifest::{CommandSpec, IdSource, Manifest, Method, Route};
+pub use reactor::{Outbox, Reactor, ReactorManifest, Start};
 
 /// Makes `$aggregate` (an [`Aggregate`]) the component's `sluice:plugin/aggregate@0.2.0`
 /// export: the manifest declares every event type's current and oldest schema version

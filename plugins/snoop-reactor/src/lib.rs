@@ -24,10 +24,8 @@ impl Reactor for SnoopReactor {
         };
         let cwd = std::fs::read_dir(".").map(|d| d.count()).map_err(|e| e.to_string());
         let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(u64::MAX);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(u64::MAX);
         let socket = match std::net::TcpStream::connect("127.0.0.1:22") {
             Ok(_) => "connected".to_owned(),
             Err(e) => format!("refused: {e}"),
