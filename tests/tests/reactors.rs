@@ -40,6 +40,8 @@ struct ReceiverState {
     fail_after: f64,
     received: Mutex<Vec<Received>>,
     failed: Mutex<u64>,
+    /// Refuse everything (an outage), whatever the shares say.
+    down: std::sync::atomic::AtomicBool,
 }
 
 /// A webhook receiver on 127.0.0.1:0, in this process.
@@ -56,6 +58,7 @@ impl Receiver {
             fail_after,
             received: Mutex::new(Vec::new()),
             failed: Mutex::new(0),
+            down: std::sync::atomic::AtomicBool::new(false),
         });
         let app = axum::Router::new().route("/notify", axum::routing::post(notify)).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("failed to bind the receiver")?;
@@ -68,16 +71,25 @@ impl Receiver {
         self.state.received.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    fn set_down(&self, down: bool) {
+        self.state.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn failed(&self) -> u64 {
         *self.state.failed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A config file granting channel `notifications` = this receiver, with fast retries.
     fn config(&self, dir: &tempfile::TempDir) -> Result<String> {
+        self.config_with(dir, 40)
+    }
+
+    /// The same, with `attempts` calls per message before it parks.
+    fn config_with(&self, dir: &tempfile::TempDir, attempts: u32) -> Result<String> {
         let path = dir.path().join("sluice.toml");
         let text = format!(
             "[channels.notifications]\nwebhook = \"http://{}/notify\"\ntimeout_ms = 2000\n\
-             headers = {{ X-Test = \"reactors\" }}\n\n[delivery]\nattempts = 40\nbackoff_ms = 5\nmax_backoff_ms = 100\n",
+             headers = {{ X-Test = \"reactors\" }}\n\n[delivery]\nattempts = {attempts}\nbackoff_ms = 5\nmax_backoff_ms = 100\n",
             self.addr
         );
         std::fs::write(&path, text).context("failed to write the config file")?;
@@ -88,7 +100,7 @@ impl Receiver {
 async fn notify(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: String) -> StatusCode {
     let roll = state.rng.lock().unwrap_or_else(PoisonError::into_inner).f64();
     let fail = || *state.failed.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-    if roll < state.fail_before {
+    if roll < state.fail_before || state.down.load(std::sync::atomic::Ordering::SeqCst) {
         fail();
         return StatusCode::SERVICE_UNAVAILABLE;
     }
@@ -292,5 +304,77 @@ async fn a_reactor_gets_no_file_environment_clock_or_socket() -> Result<()> {
     ensure!(refused("socket"), "a socket connected: {seen}");
     ensure!(seen["env"] == json!([]), "the environment leaked: {seen}");
     ensure!(seen["nowSecs"] == 0, "the clock is not frozen at the epoch: {seen}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_parked_delivery_is_retried_a_reactor_never_rebuilds_and_a_reset_resends() -> Result<()> {
+    let receiver = Receiver::start(0.0, 0.0).await?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(
+        HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountNotifier])
+            .arg("--config")
+            .arg(receiver.config_with(&dir, 2)?)
+            .admin_token(ADMIN_TOKEN),
+    )
+    .await?;
+    let id = host.open_account("Ada", "5").await?;
+    // The receiver is down: the first deposit's notification parks after its 2 calls, and holds
+    // back the second one (same key).
+    receiver.set_down(true);
+    let first = host.deposit(&id, "1").await?;
+    let second = host.deposit(&id, "2").await?;
+    let parked = wait_until("the first notification parked", Duration::from_secs(30), || async {
+        let listing =
+            host.admin_get("/admin/reactors/account-notifier/outbox?state=parked").await?.expect_status(200)?;
+        Ok(match listing.body["messages"].as_array() {
+            Some(messages) if !messages.is_empty() => Check::Done(messages.clone()),
+            _ => Check::NotYet(listing.to_string()),
+        })
+    })
+    .await?;
+    let parked_id = format!("account-notifier:{first}:0");
+    ensure!(parked.len() == 1 && parked[0]["id"] == parked_id.as_str(), "parked: {parked:?}");
+    ensure!(parked[0]["attempts"] == 2 && parked[0]["lastError"].is_string(), "parked: {parked:?}");
+    let pending = host.admin_get("/admin/reactors/account-notifier/outbox?state=pending").await?.expect_status(200)?;
+    ensure!(pending.body["messages"][0]["position"] == second, "the second is not held back: {pending}");
+    ensure!(receiver.received().is_empty(), "delivered while down: {:?}", receiver.received());
+
+    // A bad state is a 400; an unknown message a 404.
+    host.admin_get("/admin/reactors/account-notifier/outbox?state=lost").await?.check_error(400, &["bad_query"])?;
+    let path = "/admin/reactors/account-notifier/outbox/nope/retry";
+    host.admin_post(path, &json!({})).await?.check_error(404, &["unknown_message"])?;
+
+    // Up again, the operator retries it: both arrive, in order.
+    receiver.set_down(false);
+    let path = format!("/admin/reactors/account-notifier/outbox/{parked_id}/retry");
+    host.admin_post(&path, &json!({})).await?.expect_status(200)?;
+    let positions =
+        |received: &[Received]| -> Vec<u64> { received.iter().filter_map(|r| r.body["position"].as_u64()).collect() };
+    wait_until("both notifications arrived", Duration::from_secs(30), || async {
+        let got = positions(&receiver.received());
+        Ok(if got.len() >= 2 { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    ensure!(positions(&receiver.received()) == vec![first, second], "order: {:?}", receiver.received());
+
+    // A reactor never replays: its rebuild is refused, and a rebuild of everything passes it by.
+    let rebuild = host.admin_post("/admin/projections/account-notifier/rebuild", &json!({})).await?;
+    rebuild.check_error(409, &["not_replayable"])?;
+    ensure!(receiver.received().len() == 2, "a rebuild re-sent: {:?}", receiver.received());
+
+    // The operator's reset: every notification after position 0 is sent again, same keys.
+    let reset = host.admin_post("/admin/reactors/account-notifier/reset", &json!({ "position": 0 })).await?;
+    ensure!(reset.expect_status(200)?.body["position"] == 0, "reset answered otherwise");
+    wait_until("the reset re-sent both", Duration::from_secs(30), || async {
+        let got = receiver.received();
+        Ok(if got.len() >= 4 { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    let received = receiver.received();
+    ensure!(positions(&received) == vec![first, second, first, second], "after the reset: {received:?}");
+    ensure!(received[0].key == received[2].key && received[1].key == received[3].key, "keys changed: {received:?}");
+    let unknown = host.admin_post("/admin/reactors/BankAccount/reset", &json!({})).await?;
+    unknown.check_error(404, &["unknown_reactor"])?;
     Ok(())
 }
