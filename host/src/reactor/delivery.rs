@@ -1,7 +1,9 @@
 //! The delivery worker of one reactor: drains its outbox ([`super::outbox`]) to the channels.
 //!
 //! - **At least once**: a message is marked delivered only after its channel acknowledged it (a
-//!   2xx answer, a broker ack); a crash in between delivers it again, under the same id.
+//!   2xx answer, a broker ack); a crash in between delivers it again, under the same id. The
+//!   marks of one round commit together, after the round (one commit instead of one per
+//!   message): a crash loses at most a round's marks, which means duplicates, never a loss.
 //! - **In order per key**: a batch's messages are grouped by key; one key's messages go one
 //!   after the other, different keys concurrently. A message that is parked holds back the rest
 //!   of its key (now and in later batches) until an operator retries it.
@@ -117,28 +119,42 @@ async fn deliver_batch(
     let mut tasks = tokio::task::JoinSet::new();
     for key in order {
         let Some(queue) = by_key.remove(&key) else { continue };
-        let (outbox, channels, gate, stop) = (outbox.clone(), channels.clone(), gate.clone(), stop.clone());
+        let (channels, gate, stop) = (channels.clone(), gate.clone(), stop.clone());
+        let outbox = outbox.clone();
         tasks.spawn(async move {
-            let Ok(_permit) = gate.acquire_owned().await else { return };
+            let mut delivered = Vec::new();
+            let Ok(_permit) = gate.acquire_owned().await else { return delivered };
             for message in queue {
-                if !deliver_one(&outbox, &channels, policy, &message, &stop).await {
-                    // Parked, stopped or unrecorded: the key's later messages wait.
-                    return;
+                match deliver_one(&outbox, &channels, policy, &message, &stop).await {
+                    Some(attempts) => delivered.push((message.id, attempts)),
+                    // Parked or stopped: the key's later messages wait.
+                    None => break,
                 }
             }
+            delivered
         });
     }
-    while tasks.join_next().await.is_some() {}
+    let mut delivered = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(mut ids) = done {
+            delivered.append(&mut ids);
+        }
+    }
+    if let Err(e) = outbox.delivered(&delivered).await {
+        // Delivered but not recorded: the next round sends them again, same ids.
+        tracing::warn!("cannot record {} deliveries: {e}", delivered.len());
+    }
 }
 
-/// Deliver `message` with retries; true when it was delivered and recorded as such.
+/// Deliver `message` with retries: `Some(calls)` when it was delivered; `None` when it was
+/// parked (recorded here) or the worker is stopping.
 async fn deliver_one(
     outbox: &Outbox,
     channels: &Channels,
     policy: DeliveryPolicy,
     message: &Message,
     stop: &CancellationToken,
-) -> bool {
+) -> Option<u32> {
     let calls = AtomicU32::new(0);
     let delivery = Delivery { id: &message.id, key: &message.key, payload: &message.payload };
     let attempt = || async {
@@ -152,20 +168,17 @@ async fn deliver_one(
             .notify(|e: &DeliveryError, wait| {
                 tracing::debug!(reactor = %message.reactor, id = %message.id, ?wait, "delivery failed, trying again: {e}");
             }) => outcome,
-        () = stop.cancelled() => return false,
+        () = stop.cancelled() => return None,
     };
     let attempts = calls.load(Ordering::SeqCst);
-    let recorded = match &outcome {
-        Ok(()) => outbox.delivered(&message.id, attempts).await,
+    match outcome {
+        Ok(()) => Some(attempts),
         Err(e) => {
             tracing::error!(reactor = %message.reactor, id = %message.id, attempts, "delivery parked after its retries: {e}");
-            outbox.park(&message.id, attempts, &e.to_string()).await
+            if let Err(e) = outbox.park(&message.id, attempts, &e.to_string()).await {
+                tracing::warn!(reactor = %message.reactor, id = %message.id, "cannot record the parking: {e}");
+            }
+            None
         }
-    };
-    if let Err(e) = recorded {
-        // Delivered (or parked) but not recorded: the next round sends it again, same id.
-        tracing::warn!(reactor = %message.reactor, id = %message.id, "cannot record the delivery: {e}");
-        return false;
     }
-    outcome.is_ok()
 }

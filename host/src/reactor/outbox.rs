@@ -168,17 +168,32 @@ impl Outbox {
         Ok(row.map(|r| self.message(&r)).transpose()?)
     }
 
-    /// Mark `id` delivered after `attempts` calls.
-    pub async fn delivered(&self, id: &str, attempts: u32) -> Result<(), ReadStoreError> {
-        self.set_state(id, DELIVERED, attempts, None).await
+    /// Mark each `(id, attempts)` delivered, in one transaction (one commit for a whole round).
+    pub async fn delivered(&self, delivered: &[(String, u32)]) -> Result<(), ReadStoreError> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE {t} SET state = {p1}, attempts = {p2}, last_error = NULL WHERE id = {p3}",
+            t = self.table,
+            p1 = self.p(1),
+            p2 = self.p(2),
+            p3 = self.p(3),
+        );
+        let mut tx = self.store.pool().begin().await?;
+        for (id, attempts) in delivered {
+            sqlx::query(&sql).bind(DELIVERED).bind(i64::from(*attempts)).bind(id.as_str()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Park `id` after `attempts` calls that failed, the last with `error`.
     pub async fn park(&self, id: &str, attempts: u32, error: &str) -> Result<(), ReadStoreError> {
-        self.set_state(id, PARKED, attempts, Some(error)).await
+        self.set_state(id, PARKED, attempts, error).await
     }
 
-    async fn set_state(&self, id: &str, state: &str, attempts: u32, error: Option<&str>) -> Result<(), ReadStoreError> {
+    async fn set_state(&self, id: &str, state: &str, attempts: u32, error: &str) -> Result<(), ReadStoreError> {
         let sql = format!(
             "UPDATE {t} SET state = {p1}, attempts = {p2}, last_error = {p3} WHERE id = {p4}",
             t = self.table,
@@ -187,13 +202,7 @@ impl Outbox {
             p3 = self.p(3),
             p4 = self.p(4),
         );
-        sqlx::query(&sql)
-            .bind(state)
-            .bind(i64::from(attempts))
-            .bind(error.map(str::to_owned))
-            .bind(id)
-            .execute(self.store.pool())
-            .await?;
+        sqlx::query(&sql).bind(state).bind(i64::from(attempts)).bind(error).bind(id).execute(self.store.pool()).await?;
         Ok(())
     }
 
