@@ -31,6 +31,8 @@ const COMPONENTS: &[&str] = &[
     "hostile_projection_fixed.wasm",
     "accounts_projection_shouting.wasm",
     "accounts_projection_brittle.wasm",
+    "account_notifier.wasm",
+    "snoop_reactor.wasm",
 ];
 
 /// Variables cargo sets for this build script (or a wrapper sets for the outer build) that

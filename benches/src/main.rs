@@ -6,6 +6,7 @@ mod append;
 mod http_load;
 mod native;
 mod projection;
+mod reactor;
 mod relay;
 mod server;
 mod swap;
@@ -60,6 +61,10 @@ struct Args {
     /// when given.
     #[arg(long)]
     projection: Option<PathBuf>,
+    /// The account-notifier reactor component (account_notifier.wasm); the reactor delivery
+    /// benchmark runs beside the projection catch-up when given.
+    #[arg(long)]
+    reactor: Option<PathBuf>,
     /// Events the projection catch-up benchmark replays.
     #[arg(long, default_value_t = 50_000)]
     projection_events: usize,
@@ -263,6 +268,14 @@ async fn swap_bench(args: &Args) -> anyhow::Result<()> {
     swap::bench(&setup, args.rounds).await
 }
 
+/// Drop the reactor's outbox and position, so a round starts from position 0.
+async fn drop_reactor_tables(store: &sluice::read_store::ReadStore) -> anyhow::Result<()> {
+    let schema = sluice::reactor::outbox::schema("account-notifier");
+    store.drop_tables(&schema, sluice::reactor::outbox::GENERATION).await?;
+    sqlx::query("DELETE FROM sluice_projections WHERE name = 'account-notifier'").execute(store.pool()).await?;
+    Ok(())
+}
+
 async fn projection_benches(runtime: &WasmRuntime, path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
     use sluice::read_store::ReadStore;
     let plugin = projection::load(runtime, path)?;
@@ -292,6 +305,15 @@ async fn projection_benches(runtime: &WasmRuntime, path: &std::path::Path, args:
             catch_up.record(round, w, r);
         }
         catch_up.finish();
+        if let Some(reactor) = &args.reactor {
+            let store = ReadStore::open(url).await?;
+            drop_reactor_tables(&store).await?;
+            let rates = reactor::delivery_rate(runtime, reactor, events.clone(), url).await?;
+            println!(
+                "  {name:<8}  reactor account-notifier, {} messages: recorded {:>9.0} messages/s (outbox + position, one transaction per batch), delivered {:>9.0} messages/s (local webhook, Idempotency-Key)",
+                rates.messages, rates.recorded, rates.delivered
+            );
+        }
     }
 
     let dir = tempfile::tempdir().context("failed to create a temp dir")?;

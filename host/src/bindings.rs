@@ -23,6 +23,19 @@ pub mod aggregate_v2 {
     });
 }
 
+/// The 0.2.0 `reactor-plugin` world: imports `log` and `outbox`, exports `reactor`; shares
+/// 0.2.0's `types` and `log` with the aggregate world.
+pub mod reactor {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "reactor-plugin",
+        with: {
+            "sluice:plugin/types": super::aggregate_v2::sluice::plugin::types,
+            "sluice:plugin/log": super::aggregate_v2::sluice::plugin::log,
+        },
+    });
+}
+
 /// The `projection-plugin` world: imports `sql`, exports `projection`.
 pub mod projection {
     wasmtime::component::bindgen!({
@@ -34,7 +47,11 @@ pub mod projection {
 
 /// The shared `types` interface (0.1.0).
 pub use aggregate::sluice::plugin::types;
+/// The `log` interface (0.2.0) every 0.2.0 component may import.
+pub use aggregate_v2::sluice::plugin::log;
 /// The `types` interface of 0.2.0.
 pub use aggregate_v2::sluice::plugin::types as types_v2;
 /// The `sql` interface a projection imports.
 pub use projection::sluice::plugin::sql;
+/// The `outbox` interface a reactor imports.
+pub use reactor::sluice::plugin::outbox;

@@ -10,6 +10,8 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::projection::letters::DeadLetterPolicy;
+use crate::reactor::channels::{ChannelSpec, DEFAULT_WEBHOOK_TIMEOUT};
+use crate::reactor::delivery::DeliveryPolicy;
 use crate::runtime::SandboxLimits;
 
 /// `sluice serve` options; each is also `SLUICE_<NAME>` and a key of the TOML file.
@@ -53,6 +55,40 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     dead_letters: FileDeadLetters,
+    /// `[channels.NAME]`: the channels reactors may send to (none unless granted here).
+    #[serde(default)]
+    channels: std::collections::BTreeMap<String, FileChannel>,
+    #[serde(default)]
+    delivery: FileDelivery,
+}
+
+/// `[channels.NAME]`: exactly one of `webhook` or `kafka_topic`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileChannel {
+    /// URL the payload is POSTed to.
+    webhook: Option<String>,
+    /// Time a webhook has to answer, milliseconds (default 5000).
+    timeout_ms: Option<u64>,
+    /// Extra headers of every webhook request.
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    /// Kafka topic the payload is produced to.
+    kafka_topic: Option<String>,
+    /// Brokers of the topic (default: the bus's).
+    brokers: Option<String>,
+}
+
+/// `[delivery]`: how reactors' messages are retried before they are parked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDelivery {
+    /// Calls per message before it is parked (default 10).
+    attempts: Option<u32>,
+    /// The wait before the second call, doubling after (with jitter), milliseconds (default 50).
+    backoff_ms: Option<u64>,
+    /// The longest wait between two calls, milliseconds (default 5000).
+    max_backoff_ms: Option<u64>,
 }
 
 /// `[dead_letters]`: how consumers treat an event that keeps failing.
@@ -107,6 +143,10 @@ pub struct Config {
     pub cached_states: usize,
     /// Retries, backoff and the pause limit of dead letters.
     pub dead_letters: DeadLetterPolicy,
+    /// The channels granted to reactors, by name.
+    pub channels: std::collections::BTreeMap<String, ChannelSpec>,
+    /// Retries and backoff of reactors' deliveries.
+    pub delivery: DeliveryPolicy,
 }
 
 /// Largest request body unless `limits.body_limit_kib` says otherwise.
@@ -126,6 +166,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{setting}: {message}")]
     Invalid { setting: &'static str, message: String },
+    #[error("channels.{name}: {message}")]
+    Channel { name: String, message: String },
 }
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
@@ -207,6 +249,21 @@ impl Config {
         if dead_letters.attempts == 0 {
             return Err(invalid("dead_letters.attempts", "must be at least 1"));
         }
+        let channels = from_file
+            .channels
+            .into_iter()
+            .map(|(name, channel)| channel_spec(&name, channel).map(|spec| (name, spec)))
+            .collect::<Result<_, _>>()?;
+        let delivery_defaults = DeliveryPolicy::default();
+        let delivery = DeliveryPolicy {
+            attempts: from_file.delivery.attempts.unwrap_or(delivery_defaults.attempts),
+            first_backoff: from_file.delivery.backoff_ms.map_or(delivery_defaults.first_backoff, Duration::from_millis),
+            max_backoff: from_file.delivery.max_backoff_ms.map_or(delivery_defaults.max_backoff, Duration::from_millis),
+            concurrency: delivery_defaults.concurrency,
+        };
+        if delivery.attempts == 0 {
+            return Err(invalid("delivery.attempts", "must be at least 1"));
+        }
         Ok(Self {
             listen,
             data_dir,
@@ -220,7 +277,37 @@ impl Config {
             upload_limit,
             cached_states,
             dead_letters,
+            channels,
+            delivery,
         })
+    }
+}
+
+/// A `[channels.NAME]` table, checked: a channel is a webhook or a Kafka topic, not both.
+fn channel_spec(name: &str, channel: FileChannel) -> Result<ChannelSpec, ConfigError> {
+    let invalid = |message: String| ConfigError::Channel { name: name.to_owned(), message };
+    let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_name {
+        return Err(invalid("a channel name uses letters, digits, '-' and '_'".into()));
+    }
+    match (channel.webhook, channel.kafka_topic) {
+        (Some(url), None) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(format!("webhook {url:?}: expected http://… or https://…")));
+            }
+            if channel.brokers.is_some() {
+                return Err(invalid("`brokers` belongs to a kafka_topic channel".into()));
+            }
+            let timeout = channel.timeout_ms.map_or(DEFAULT_WEBHOOK_TIMEOUT, Duration::from_millis);
+            Ok(ChannelSpec::Webhook { url, timeout, headers: channel.headers.into_iter().collect() })
+        }
+        (None, Some(topic)) if !topic.is_empty() => {
+            if channel.timeout_ms.is_some() || !channel.headers.is_empty() {
+                return Err(invalid("`timeout_ms` and `headers` belong to a webhook channel".into()));
+            }
+            Ok(ChannelSpec::Kafka { topic, brokers: channel.brokers })
+        }
+        _ => Err(invalid("give exactly one of `webhook = \"http://…\"` or `kafka_topic = \"…\"`".into())),
     }
 }
 
@@ -249,6 +336,32 @@ mod tests {
         std::fs::write(&file, "[dead_letters]\nattempts = 0\n").expect("write");
         let message = Config::load(&ServeArgs::default(), Some(&file)).expect_err("invalid").to_string();
         assert!(message.starts_with("dead_letters.attempts"), "{message}");
+    }
+
+    #[test]
+    fn channels_are_webhooks_or_topics_and_a_bad_one_names_itself() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("sluice.toml");
+        assert!(Config::load(&ServeArgs::default(), None).expect("valid").channels.is_empty());
+        std::fs::write(
+            &file,
+            "[channels.notifications]\nwebhook = \"http://127.0.0.1:9000/notify\"\ntimeout_ms = 250\n\
+             headers = { Authorization = \"Bearer x\" }\n[channels.audit]\nkafka_topic = \"audit\"\n",
+        )
+        .expect("write");
+        let channels = Config::load(&ServeArgs::default(), Some(&file)).expect("valid").channels;
+        assert_eq!(
+            channels.get("notifications"),
+            Some(&ChannelSpec::Webhook {
+                url: "http://127.0.0.1:9000/notify".into(),
+                timeout: Duration::from_millis(250),
+                headers: vec![("Authorization".into(), "Bearer x".into())],
+            })
+        );
+        assert_eq!(channels.get("audit"), Some(&ChannelSpec::Kafka { topic: "audit".into(), brokers: None }));
+        std::fs::write(&file, "[channels.both]\nwebhook = \"http://x\"\nkafka_topic = \"t\"\n").expect("write");
+        let message = Config::load(&ServeArgs::default(), Some(&file)).expect_err("invalid").to_string();
+        assert!(message.starts_with("channels.both"), "{message}");
     }
 
     #[test]

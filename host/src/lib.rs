@@ -17,11 +17,13 @@
 //! - [`bus`]: the bus events travel on (embedded, or Kafka topics per aggregate type).
 //! - [`relay`]: publishes the event store's log to Kafka, resuming after a crash.
 //! - [`projection`]: projections following the log, checkpoints, dead letters, rebuilds.
+//! - [`reactor`]: reactors — a projection runner whose batches record messages in an outbox,
+//!   the channels the operator grants, and the delivery worker.
 //! - [`read_store`]: the SQL read store (SQLite, PostgreSQL, MySQL/MariaDB) and its dialects.
-//! - [`capabilities`]: the host side of the interfaces plugins import (`sql`).
+//! - [`capabilities`]: the host side of the interfaces plugins import (`sql`, `log`, `outbox`).
 //! - [`runtime`]: the wasmtime engine, sandbox limits, component cache and loader.
 //! - [`bindings`]: every `bindgen!` of the host, a leaf that `runtime` and `capabilities` use.
-//! - [`plugin`]: the plugin contracts (aggregate, projection), manifests, faults, the registry.
+//! - [`plugin`]: the plugin contracts (aggregate, projection, reactor), manifests, faults, the registry.
 
 pub mod admin;
 pub mod bindings;
@@ -34,6 +36,7 @@ pub mod http;
 pub mod plugin;
 pub mod plugin_dir;
 pub mod projection;
+pub mod reactor;
 pub mod read_store;
 pub mod relay;
 pub mod runtime;

@@ -16,6 +16,7 @@ use crate::http::{self, AppState};
 use crate::plugin::PluginRegistry;
 use crate::plugin_dir::{self, DirChange, PluginDirWatcher};
 use crate::projection::{ProjectionError, Projections};
+use crate::reactor::channels::Channels;
 use crate::read_store::{ReadStore, ReadStoreError};
 use crate::relay::Relay;
 use crate::runtime::{RuntimeError, WasmRuntime};
@@ -78,6 +79,7 @@ impl Host {
         };
         let host_id = host_id(&config.data_dir)?;
         let supervisor = Supervisor::new();
+        let channels = Channels::open(&config.channels, bus.as_ref())?;
         let admin = Admin::new(AdminParts {
             runtime: runtime.clone(),
             registry: registry.clone(),
@@ -91,6 +93,8 @@ impl Host {
             plugins_dir: config.plugins_dir.clone(),
             versions: VersionStore::new(config.data_dir.join("versions")),
             dead_letters: config.dead_letters,
+            channels,
+            delivery: config.delivery,
         });
         for (path, bytes, _) in plugin_dir::scan(&config.plugins_dir)? {
             // A refusal is listed by the admin service; the other plugins load regardless.

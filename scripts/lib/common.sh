@@ -14,7 +14,7 @@ export SLUICE_PLUGINS_TARGET_DIR="$plugins_target"
 
 wasm_target=wasm32-wasip2
 # Components scripts/run installs: the reference domains only (never the test plugins).
-reference_plugins=(bank_account accounts_projection post posts_projection)
+reference_plugins=(bank_account accounts_projection post posts_projection account_notifier)
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() {

@@ -97,6 +97,10 @@ pub enum Plugin {
     AccountsProjectionShouting,
     /// A candidate `accounts` projection (schema 1) that refuses every withdrawal.
     AccountsProjectionBrittle,
+    /// The reference reactor: deposits and withdrawals to channel `notifications`.
+    AccountNotifier,
+    /// A reactor that tries files, environment, clock and network, and sends what it got.
+    SnoopReactor,
 }
 
 impl Plugin {
@@ -115,6 +119,8 @@ impl Plugin {
             Self::ReservedRoute => "reserved_route.wasm",
             Self::AccountsProjectionShouting => "accounts_projection_shouting.wasm",
             Self::AccountsProjectionBrittle => "accounts_projection_brittle.wasm",
+            Self::AccountNotifier => "account_notifier.wasm",
+            Self::SnoopReactor => "snoop_reactor.wasm",
         }
     }
 

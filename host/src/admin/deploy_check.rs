@@ -70,8 +70,12 @@ pub fn unreadable(plugin: &Plugin, registry: &PluginRegistry, counts: &[SchemaCo
                 })
                 .collect()
         }
-        Plugin::Projection(logic) => {
-            let subscriptions = &logic.manifest().subscriptions;
+        Plugin::Projection(_) | Plugin::Reactor(_) => {
+            let subscriptions = match plugin {
+                Plugin::Projection(logic) => &logic.manifest().subscriptions,
+                Plugin::Reactor(logic) => &logic.manifest().subscriptions,
+                Plugin::Aggregate(_) => return Vec::new(),
+            };
             counts
                 .iter()
                 .filter(|c| subscriptions.contains(&c.event_type))

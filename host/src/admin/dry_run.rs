@@ -143,6 +143,13 @@ impl Admin {
                     declared: format!("aggregate {}", logic.manifest().aggregate_type),
                 });
             }
+            // A reactor's dry run would have to send: it has none.
+            Plugin::Reactor(logic) => {
+                return Err(AdminError::WrongName {
+                    expected: format!("projection {name}"),
+                    declared: format!("reactor {}", logic.manifest().name),
+                });
+            }
         };
         let mut notes = Vec::new();
         let (live, position) = self.read_live(name).await?;

@@ -25,6 +25,7 @@ pub mod deploy_check;
 pub mod dry_run;
 pub mod rebuilds;
 pub mod tail;
+pub mod reactors;
 pub mod versions;
 
 use std::collections::HashMap;
@@ -83,6 +84,18 @@ pub enum AdminError {
     /// Only a parked letter can be retried or dropped; a blocked one moves with its head.
     #[error("dead letter {id} is {state:?}, not parked: retry or drop the parked letter of its aggregate")]
     NotParked { id: i64, state: crate::read_store::LetterState },
+    /// A reactor names a channel the operator did not grant (the uploader's or the operator's).
+    #[error("reactor {reactor} sends to channel {channel:?}, which is not granted (configure [channels.{channel}]; granted: {})", if granted.is_empty() { "none".to_owned() } else { granted.join(", ") })]
+    UngrantedChannel { reactor: String, channel: String, granted: Vec<String> },
+    #[error("no reactor {0} is loaded")]
+    NotAReactor(String),
+    #[error("reactor {reactor} has no outbox message {id}")]
+    UnknownMessage { reactor: String, id: String },
+    #[error("outbox message {id} is {state}, not parked")]
+    MessageNotParked { id: String, state: String },
+    /// A reactor's outbox or position could not be read or written.
+    #[error("outbox: {0}")]
+    Outbox(crate::read_store::ReadStoreError),
 }
 
 /// What an install did.
@@ -159,6 +172,10 @@ pub struct AdminParts {
     pub versions: VersionStore,
     /// How consumers treat events that keep failing.
     pub dead_letters: crate::projection::letters::DeadLetterPolicy,
+    /// The channels granted to reactors.
+    pub channels: crate::reactor::channels::Channels,
+    /// How reactors' messages are retried before they park.
+    pub delivery: crate::reactor::delivery::DeliveryPolicy,
 }
 
 /// The admin service; cheap to clone.
@@ -307,8 +324,9 @@ impl Admin {
         self.registry().remove(name);
         self.inner.mismatches.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
         self.inner.rebuilds.forget(name);
-        if let Plugin::Projection(_) = loaded.plugin {
+        if let Plugin::Projection(_) | Plugin::Reactor(_) = loaded.plugin {
             self.parts().supervisor.remove(&consumer_task(name)).await;
+            self.parts().supervisor.remove(&reactors::delivery_task(name)).await;
             self.parts().projections.remove(name);
         }
         if matches!(loaded.plugin, Plugin::Aggregate(_)) {
@@ -380,6 +398,9 @@ impl Admin {
         {
             return Ok((Installed::Unchanged, self.status(existing).await));
         }
+        if let Plugin::Reactor(reactor) = &component.plugin {
+            self.check_channels(reactor.as_ref())?;
+        }
         let counts = self.parts().store.schema_counts().await?;
         let unreadable = deploy_check::unreadable(&component.plugin, self.registry(), &counts);
         if !unreadable.is_empty() && !force {
@@ -421,6 +442,34 @@ impl Admin {
                     return Err(e.into());
                 }
                 Installed::Created
+            }
+            (None, Plugin::Reactor(reactor)) => {
+                self.check_routes(&component.plugin)?;
+                self.start_reactor(reactor, &component.sha256).await?;
+                if let Err(e) = self.registry().add(component.plugin, source.to_owned(), component.sha256.clone()) {
+                    self.parts().supervisor.remove(&consumer_task(&name)).await;
+                    self.parts().supervisor.remove(&reactors::delivery_task(&name)).await;
+                    self.parts().projections.remove(&name);
+                    return Err(e.into());
+                }
+                Installed::Created
+            }
+            (Some(old), Plugin::Reactor(reactor)) => {
+                if old.info.kind != PluginKind::Reactor {
+                    return Err(RegistryError::NameTaken {
+                        kind: old.info.kind,
+                        name,
+                        existing: old.info.source.clone(),
+                    }
+                    .into());
+                }
+                // At a batch boundary, from the old version's position: nothing is handled twice.
+                let runner = self.parts().projections.get(&name)?;
+                let logic: Arc<dyn ProjectionLogic> = Arc::new(crate::reactor::ReactorRunner::new(reactor));
+                runner.know_version(&logic, &component.sha256);
+                self.registry().replace(component.plugin, source.to_owned(), component.sha256.clone())?;
+                runner.replace(logic).await;
+                Installed::Replaced
             }
             (Some(old), Plugin::Aggregate(_)) => {
                 if old.info.kind != PluginKind::Aggregate {
@@ -597,6 +646,7 @@ impl Admin {
         }
         let parts = self.parts();
         let name = consumer_task(projection.name());
+        let projection_for_delivery = projection.clone();
         let commands = parts.commands.clone();
         let bus = parts.bus.clone();
         let registry = parts.registry.clone();
@@ -614,6 +664,7 @@ impl Admin {
         if let Err(e) = spawned {
             tracing::error!(task = %name, "consumer not started: {e}");
         }
+        self.spawn_delivery(&projection_for_delivery);
     }
 
     /// Create the topics of the loaded aggregates (once the host serves: a one-off listing or
@@ -737,7 +788,7 @@ impl Admin {
         });
         let (status, position) = match loaded.plugin {
             Plugin::Aggregate(_) => ("running".to_owned(), None),
-            Plugin::Projection(_) => {
+            Plugin::Projection(_) | Plugin::Reactor(_) => {
                 let position = runner.as_ref().map(|p| p.position());
                 let running = self.parts().supervisor.is_running(&consumer_task(&info.name));
                 let status = if self.is_upgrading(&info.name) {

@@ -88,6 +88,12 @@ impl ApiError {
                 AdminError::Unreadable { .. } => (StatusCode::CONFLICT, "unreadable_events"),
                 AdminError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "event_store_unavailable"),
                 AdminError::Projection(ProjectionError::Unknown(_)) => (StatusCode::NOT_FOUND, "unknown_projection"),
+                AdminError::Projection(ProjectionError::NotReplayable(_)) => (StatusCode::CONFLICT, "not_replayable"),
+                AdminError::UngrantedChannel { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "channel_not_granted"),
+                AdminError::NotAReactor(_) => (StatusCode::NOT_FOUND, "unknown_reactor"),
+                AdminError::UnknownMessage { .. } => (StatusCode::NOT_FOUND, "unknown_message"),
+                AdminError::MessageNotParked { .. } => (StatusCode::CONFLICT, "message_not_parked"),
+                AdminError::Outbox(_) => (StatusCode::SERVICE_UNAVAILABLE, "read_store_unavailable"),
                 AdminError::Versions(_) | AdminError::Projection(_) | AdminError::File { .. } | AdminError::Task(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal")
                 }
@@ -96,6 +102,7 @@ impl ApiError {
                 ProjectionError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_projection"),
                 ProjectionError::Behind { .. } => (StatusCode::SERVICE_UNAVAILABLE, "projection_behind"),
                 ProjectionError::Fault(fault) => fault_code(fault),
+                ProjectionError::NotReplayable(_) => (StatusCode::CONFLICT, "not_replayable"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             Self::Command(e) => match e {
@@ -137,7 +144,9 @@ impl ApiError {
                 }
             }
             Self::QueryFailed(_) => "the query failed".into(),
-            Self::Projection(ProjectionError::Unknown(_) | ProjectionError::Behind { .. }) => self.to_string(),
+            Self::Projection(
+                ProjectionError::Unknown(_) | ProjectionError::Behind { .. } | ProjectionError::NotReplayable(_),
+            ) => self.to_string(),
             Self::Projection(_) => "internal error".into(),
             Self::Command(CommandError::Store(EventStoreError::Conflict { .. }))
             | Self::Command(CommandError::Conflict { .. }) => self.to_string(),
@@ -147,6 +156,7 @@ impl ApiError {
                 | AdminError::Projection(_)
                 | AdminError::File { .. }
                 | AdminError::Task(_)
+                | AdminError::Outbox(_)
                 | AdminError::Store(_),
             ) if self.status_and_code().0.is_server_error() => "internal error".into(),
             other => other.to_string(),

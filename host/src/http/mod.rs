@@ -23,6 +23,7 @@ pub mod input;
 pub mod plugin_routes;
 pub mod projections;
 pub mod watch;
+pub mod reactors;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -84,6 +85,9 @@ fn admin_router(state: AppState) -> Router<AppState> {
         .route("/dead-letters/{id}/retry", post(dead_letters::retry))
         .route("/consumers/{name}/retry", post(dead_letters::retry_consumer))
         .route("/consumers/{name}/resume", post(dead_letters::resume))
+        .route("/reactors/{name}/reset", post(reactors::reset))
+        .route("/reactors/{name}/outbox", get(reactors::list_outbox))
+        .route("/reactors/{name}/outbox/{id}/retry", post(reactors::retry_message))
         .layer(axum::middleware::from_fn_with_state(state.admin_token.clone(), admin_auth::require_admin))
 }
 

@@ -95,7 +95,8 @@ async fn check_position_exists(state: &AppState, wanted: u64) -> Result<(), ApiE
 /// Rebuild every projection in place; the old tables serve until each one switches.
 pub async fn rebuild_all(state: &AppState) -> Result<u64, ApiError> {
     let mut events = 0;
-    for projection in state.projections.all() {
+    // Reactors never replay: their messages left the host already.
+    for projection in state.projections.all().into_iter().filter(|p| p.plugin().replayable()) {
         events += projection.rebuild(None, &|_, _| {}).await?;
         tracing::info!(projection = %projection.name(), "rebuilt");
     }

@@ -1,5 +1,6 @@
 //! The plugin contracts, independent of how plugins run: what the host needs of an aggregate
-//! ([`AggregateLogic`]) and of a projection ([`ProjectionLogic`]), what they declare
+//! ([`AggregateLogic`]), of a projection ([`ProjectionLogic`]) and of a reactor
+//! ([`ReactorLogic`]), what they declare
 //! ([`manifest`]), how their calls fail ([`PluginFault`]), the [`registry`] of loaded plugins
 //! and their routes, and the one point where old events are brought to their current shape
 //! ([`upcast`]). The Wasm implementations live in [`crate::runtime`]; nothing here names a
@@ -13,6 +14,7 @@ pub mod aggregate;
 pub mod fault;
 pub mod manifest;
 pub mod projection;
+pub mod reactor;
 pub mod registry;
 pub mod upcast;
 
@@ -25,6 +27,7 @@ pub use manifest::{
     RebuildRoute,
 };
 pub use projection::{HandleFailure, ProjectionLogic, QueryOutcome};
+pub use reactor::{Outgoing, ReactorLogic, ReactorManifest, StartAt};
 pub use registry::{Loaded, PluginInfo, PluginRegistry, RegistryError, RouteMatch, RouteTarget};
 pub use upcast::Upcaster;
 
@@ -41,16 +44,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub enum PluginKind {
     Aggregate,
     Projection,
+    Reactor,
 }
 
 impl PluginKind {
     /// Every kind, in listing order.
-    pub const ALL: &'static [Self] = &[Self::Aggregate, Self::Projection];
+    pub const ALL: &'static [Self] = &[Self::Aggregate, Self::Projection, Self::Reactor];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Aggregate => "aggregate",
             Self::Projection => "projection",
+            Self::Reactor => "reactor",
         }
     }
 }
@@ -66,6 +71,7 @@ impl std::fmt::Display for PluginKind {
 pub enum Plugin {
     Aggregate(Arc<dyn AggregateLogic>),
     Projection(Arc<dyn ProjectionLogic>),
+    Reactor(Arc<dyn ReactorLogic>),
 }
 
 impl Plugin {
@@ -74,6 +80,7 @@ impl Plugin {
         match self {
             Self::Aggregate(logic) => &logic.manifest().aggregate_type,
             Self::Projection(logic) => &logic.manifest().name,
+            Self::Reactor(logic) => &logic.manifest().name,
         }
     }
 
@@ -81,6 +88,7 @@ impl Plugin {
         match self {
             Self::Aggregate(_) => PluginKind::Aggregate,
             Self::Projection(_) => PluginKind::Projection,
+            Self::Reactor(_) => PluginKind::Reactor,
         }
     }
 }

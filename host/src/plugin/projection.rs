@@ -40,4 +40,10 @@ pub trait ProjectionLogic: Send + Sync + 'static {
 
     /// Answer the query `name` through `session` (read-only).
     fn query(&self, session: SqlSession, name: &str, params: &[(String, String)]) -> Result<QueryOutcome, PluginFault>;
+
+    /// May its events be applied again (a rebuild, a new schema version)? Not when handling has
+    /// effects outside the read store (a reactor's messages): those never replay.
+    fn replayable(&self) -> bool {
+        true
+    }
 }

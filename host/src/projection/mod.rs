@@ -60,6 +60,9 @@ pub enum ProjectionError {
     /// The consumer holds more dead letters than its limit: it waits for an operator.
     #[error("projection {0} is paused by its dead letters until an operator resumes it")]
     Paused(String),
+    /// A rebuild of a consumer whose effects leave the host (a reactor): the operator's fault.
+    #[error("{0} is a reactor: it never replays (reset its position to send again)")]
+    NotReplayable(String),
 }
 
 /// The plugin version that serves a projection and the generation of tables it serves from:

@@ -50,6 +50,10 @@ impl Projection {
         takes_over: Option<Box<dyn FnOnce() + Send + '_>>,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<u64, ProjectionError> {
+        if !plugin.replayable() {
+            // A reactor's effects left the host: replaying would send them again.
+            return Err(ProjectionError::NotReplayable(self.name().to_owned()));
+        }
         let in_place = target.is_none();
         let store = target.unwrap_or(&self.read_store);
         let schema = &plugin.manifest().schema;

@@ -23,6 +23,8 @@ pub struct WasmAggregate {
     runtime: WasmRuntime,
     pre: Pre,
     manifest: AggregateManifest,
+    /// Where its `log` lines go (0.2.0 components that import it).
+    log: std::sync::Arc<crate::capabilities::log::LogSink>,
 }
 
 /// The pre-linked component, by the WIT version it exports.
@@ -61,6 +63,8 @@ impl WasmAggregate {
             |e: wasmtime::Error| RuntimeError::Link { origin: origin.to_owned(), reason: format!("{e:#}") };
         let mut linker = Linker::<PluginCtx>::new(runtime.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
+        // Every component gets `log`; one that does not import it (all of 0.1.0) never sees it.
+        super::link_log(&mut linker).map_err(link_error)?;
         let instance_pre = linker.instantiate_pre(component).map_err(link_error)?;
         let pre = match version {
             Version::V0_1 => Pre::V1(AggregatePluginPre::new(instance_pre).map_err(link_error)?),
@@ -88,7 +92,8 @@ impl WasmAggregate {
         manifest
             .validate()
             .map_err(|reason| RuntimeError::Contract { plugin: name, reason: format!("invalid manifest: {reason}") })?;
-        Ok(Self { runtime: runtime.clone(), pre, manifest })
+        let log = crate::capabilities::log::LogSink::new(manifest.aggregate_type.clone());
+        Ok(Self { runtime: runtime.clone(), pre, manifest, log })
     }
 
     /// The WIT version the component exports.
@@ -101,6 +106,7 @@ impl WasmAggregate {
 
     fn instantiate(&self) -> Result<(Store<PluginCtx>, Instance), PluginFault> {
         let mut store = self.runtime.new_store();
+        store.data_mut().log.grant(self.log.clone());
         let instance = match &self.pre {
             Pre::V1(pre) => pre.instantiate(&mut store).map(Instance::V1),
             Pre::V2(pre) => pre.instantiate(&mut store).map(Instance::V2),
@@ -272,7 +278,7 @@ pub(crate) fn to_envelope(event: &StoredEvent) -> types::EventEnvelope {
     }
 }
 
-fn to_envelope_v2(event: &StoredEvent) -> types_v2::EventEnvelope {
+pub(crate) fn to_envelope_v2(event: &StoredEvent) -> types_v2::EventEnvelope {
     types_v2::EventEnvelope {
         aggregate_type: event.aggregate_type.clone(),
         aggregate_id: event.aggregate_id.clone(),

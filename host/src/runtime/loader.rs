@@ -12,6 +12,7 @@ use wasmtime::component::Component;
 
 use super::aggregate::{self, WasmAggregate};
 use super::projection::WasmProjection;
+use super::reactor::{self, WasmReactor};
 use super::{RuntimeError, WasmRuntime};
 use crate::plugin::{Plugin, PluginKind, sha256_hex};
 
@@ -45,6 +46,13 @@ pub const KINDS: &[KindLoader] = &[
         export: "sluice:plugin/projection@0.1.0",
         load: |runtime, origin, component| {
             Ok(Plugin::Projection(Arc::new(WasmProjection::load(runtime, origin, component)?)))
+        },
+    },
+    KindLoader {
+        kind: PluginKind::Reactor,
+        export: reactor::EXPORT,
+        load: |runtime, origin, component| {
+            Ok(Plugin::Reactor(Arc::new(WasmReactor::load(runtime, origin, component)?)))
         },
     },
 ];

@@ -6,18 +6,21 @@
 //! imports a `wasm32-wasip2` guest's standard library carries, and grants nothing.
 //!
 //! - [`loader`]: one load path (files and uploaded bytes) for every plugin kind.
-//! - [`aggregate`], [`projection`]: the Wasm implementations of the plugin contracts
-//!   ([`crate::plugin`]).
+//! - [`aggregate`], [`projection`], [`reactor`]: the Wasm implementations of the plugin
+//!   contracts ([`crate::plugin`]).
 
 pub mod aggregate;
 pub mod loader;
 pub mod projection;
+pub mod reactor;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::capabilities::log::LogCapability;
+use crate::capabilities::outbox::OutboxCapability;
 use crate::capabilities::sql::SqlCapability;
 use crate::plugin::PluginFault;
 use wasmtime::component::{Component, ResourceTable};
@@ -132,15 +135,33 @@ impl WasmRuntime {
 
     /// A fresh store whose calls may take up to `timeout` of wall-clock time.
     pub fn new_store_with_timeout(&self, timeout: Duration) -> Store<PluginCtx> {
+        self.store_with(timeout, false)
+    }
+
+    /// A fresh store for a reactor's call: as [`Self::new_store_with_timeout`], and its clocks
+    /// stand still at the Unix epoch — its world grants no clock (what it reacts to carries
+    /// its own time, `recorded-at`).
+    pub fn new_frozen_store(&self, timeout: Duration) -> Store<PluginCtx> {
+        self.store_with(timeout, true)
+    }
+
+    fn store_with(&self, timeout: Duration, frozen: bool) -> Store<PluginCtx> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No preopens, env, args or network: the guest's WASI imports resolve to nothing useful.
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let mut builder = WasiCtx::builder();
+        builder.stderr(stderr.clone());
+        if frozen {
+            builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
+        let wasi = builder.build();
         let ctx = PluginCtx {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, denied: false },
             stderr,
             sql: SqlCapability::default(),
+            log: LogCapability::default(),
+            outbox: OutboxCapability::default(),
         };
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
@@ -194,6 +215,33 @@ pub struct PluginCtx {
     stderr: MemoryOutputPipe,
     /// The projection's `sql` capability for this call (none for aggregates).
     pub(crate) sql: SqlCapability,
+    /// The plugin's `log` (0.2.0 components).
+    pub(crate) log: LogCapability,
+    /// A reactor's `outbox` for this call.
+    pub(crate) outbox: OutboxCapability,
+}
+
+/// A clock that always reads the Unix epoch: what a reactor's WASI clocks give.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
 }
 
 impl WasiView for PluginCtx {
@@ -219,6 +267,12 @@ impl ResourceLimiter for MemoryLimiter {
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
+}
+
+/// Link the `log` interface (and the 0.2.0 `types` it shares a package with) into `linker`.
+pub(crate) fn link_log(linker: &mut wasmtime::component::Linker<PluginCtx>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    crate::bindings::log::add_to_linker::<PluginCtx, HasSelf<LogCapability>>(linker, |ctx| &mut ctx.log)
 }
 
 /// Classify a failed guest call.

@@ -11,10 +11,13 @@
 //! - [`manifest`]: what a plugin declares (commands, events, routes, topic).
 //! - [`runtime`]: the JSON glue between envelopes and typed commands/events, shared by the
 //!   component exports and native callers (tests, benchmarks).
-//! - [`testing`]: given/when/then for aggregates.
+//! - [`reactor`]: the trait a reactor implements ([`Reactor`]), exported by
+//!   [`export_reactor!`] (WIT 0.2.0 `reactor-plugin`).
+//! - [`testing`]: given/when/then for aggregates and reactors.
 
 pub mod aggregate;
 pub mod manifest;
+pub mod reactor;
 pub mod runtime;
 pub mod testing;
 
@@ -46,8 +49,48 @@ pub mod bindings_v2 {
     });
 }
 
+/// The generated bindings of the 0.2.0 `reactor-plugin` world; plugin code should not need them.
+#[doc(hidden)]
+pub mod bindings_reactor {
+    wit_bindgen::generate!({
+        world: "reactor-plugin",
+        path: "../../wit/v0.2",
+        pub_export_macro: true,
+        export_macro_name: "export_bindings_reactor",
+        default_bindings_module: "::sluice_sdk::bindings_reactor",
+    });
+}
+
+/// Makes `$reactor` (a [`Reactor`]) the component's `sluice:plugin/reactor@0.2.0` export.
+/// Only on wasm32: natively (domain tests) the crate is a plain library.
+#[macro_export]
+macro_rules! export_reactor {
+    ($reactor:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[doc(hidden)]
+        pub struct SluiceReactorExport;
+
+        #[cfg(target_arch = "wasm32")]
+        impl $crate::bindings_reactor::exports::sluice::plugin::reactor::Guest for SluiceReactorExport {
+            fn describe() -> $crate::bindings_reactor::exports::sluice::plugin::reactor::Manifest {
+                $crate::reactor::wasm::manifest::<$reactor>()
+            }
+
+            fn handle(
+                events: Vec<$crate::bindings_reactor::sluice::plugin::types::EventEnvelope>,
+            ) -> Result<(), String> {
+                $crate::reactor::wasm::handle::<$reactor>(events)
+            }
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings_reactor::export_bindings_reactor!(SluiceReactorExport with_types_in $crate::bindings_reactor);
+    };
+}
+
 pub use aggregate::{Aggregate, CommandContext, CommandError, DomainEvent, NewEvent, StoredEvent};
 pub use manifest::{CommandSpec, IdSource, Manifest, Method, Route};
+pub use reactor::{Outbox, Reactor, ReactorManifest, Start};
 
 /// Makes `$aggregate` (an [`Aggregate`]) the component's `sluice:plugin/aggregate@0.2.0`
 /// export: the manifest declares every event type's current and oldest schema version

@@ -234,3 +234,75 @@ where
         self.result
     }
 }
+
+/// A given/when/then test of a reactor: given the event it meets, then these messages.
+///
+/// ```ignore
+/// ReactorTest::<Notifier>::given_event("BankAccount", "acc-1", 7, "FundsDepositedEvent", r#"{"amount":10}"#)
+///     .then_sends(&[("notifications", "acc-1", json!({"amount": 10}))]);
+/// ```
+pub struct ReactorTest<R: crate::reactor::Reactor> {
+    event: StoredEvent,
+    reactor: PhantomData<R>,
+}
+
+impl<R: crate::reactor::Reactor> ReactorTest<R> {
+    /// The event at global position `position` of stream `aggregate_type`/`aggregate_id`.
+    pub fn given_event(aggregate_type: &str, aggregate_id: &str, position: u64, event_type: &str, data: &str) -> Self {
+        let event = StoredEvent {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            version: 1,
+            global_position: position,
+            event_type: event_type.to_owned(),
+            schema_version: 1,
+            data: data.to_owned(),
+            recorded_at: test_context().issued_at,
+        };
+        Self { event, reactor: PhantomData }
+    }
+
+    /// What the reactor sends for the event (the host hands it only subscribed event types).
+    fn sent(&self) -> Result<Vec<crate::reactor::Message>, String> {
+        if !R::manifest().subscriptions.contains(&self.event.event_type) {
+            return Ok(Vec::new());
+        }
+        let mut outbox = crate::reactor::Outbox::default();
+        R::react(&self.event, &mut outbox)?;
+        Ok(outbox.into_sent())
+    }
+
+    /// Then exactly these messages: (channel, key, payload), in order; each channel declared.
+    #[track_caller]
+    pub fn then_sends(self, expected: &[(&str, &str, serde_json::Value)]) {
+        let sent = self.sent().unwrap_or_else(|e| panic!("the reactor refused the event: {e}"));
+        let channels = R::manifest().channels;
+        let sent: Vec<(String, String, serde_json::Value)> = sent
+            .into_iter()
+            .map(|m| {
+                assert!(channels.contains(&m.channel), "sent to undeclared channel {:?}", m.channel);
+                let payload = serde_json::from_str(&m.payload)
+                    .unwrap_or_else(|e| panic!("payload is not JSON ({e}): {}", m.payload));
+                (m.channel, m.key, payload)
+            })
+            .collect();
+        let expected: Vec<(String, String, serde_json::Value)> =
+            expected.iter().map(|(c, k, p)| ((*c).to_owned(), (*k).to_owned(), p.clone())).collect();
+        assert_eq!(sent, expected);
+    }
+
+    /// Then nothing is sent.
+    #[track_caller]
+    pub fn then_sends_nothing(self) {
+        self.then_sends(&[]);
+    }
+
+    /// Then the reactor refuses the event with a message containing `fragment`.
+    #[track_caller]
+    pub fn then_refuses(self, fragment: &str) {
+        match self.sent() {
+            Ok(sent) => panic!("expected a refusal containing {fragment:?}, got {sent:?}"),
+            Err(message) => assert!(message.contains(fragment), "refusal {message:?} lacks {fragment:?}"),
+        }
+    }
+}

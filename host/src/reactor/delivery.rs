@@ -1,0 +1,184 @@
+//! The delivery worker of one reactor: drains its outbox ([`super::outbox`]) to the channels.
+//!
+//! - **At least once**: a message is marked delivered only after its channel acknowledged it (a
+//!   2xx answer, a broker ack); a crash in between delivers it again, under the same id. The
+//!   marks of one round commit together, after the round (one commit instead of one per
+//!   message): a crash loses at most a round's marks, which means duplicates, never a loss.
+//! - **In order per key**: a batch's messages are grouped by key; one key's messages go one
+//!   after the other, different keys concurrently. A message that is parked holds back the rest
+//!   of its key (now and in later batches) until an operator retries it.
+//! - **Backoff, then parking**: each message gets [`DeliveryPolicy::attempts`] calls, the waits
+//!   doubling with jitter from [`DeliveryPolicy::first_backoff`] (`backon`); after the last
+//!   failure it is parked and listed (`GET /admin/reactors/{name}/outbox?state=parked`).
+//!
+//! The worker wakes when its reactor's position moves (new messages may have been recorded),
+//! and polls besides, for parked messages an operator sent back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::channels::{Channels, Delivery, DeliveryError};
+use super::outbox::{Message, Outbox};
+
+/// Messages read from the outbox per round.
+const BATCH: u32 = 500;
+/// How often an idle worker looks at its outbox anyway.
+const POLL: Duration = Duration::from_millis(500);
+
+/// How hard the worker tries one message, and how many keys it serves at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryPolicy {
+    /// Calls before a message is parked.
+    pub attempts: u32,
+    /// The wait before the second call; doubling (with jitter) after.
+    pub first_backoff: Duration,
+    /// The longest wait between two calls.
+    pub max_backoff: Duration,
+    /// Keys delivered concurrently.
+    pub concurrency: usize,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 10,
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+            concurrency: 32,
+        }
+    }
+}
+
+impl DeliveryPolicy {
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.first_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(self.attempts.saturating_sub(1) as usize)
+    }
+}
+
+/// Deliver `outbox` to `channels` until `stop` fires; `moved` ticks when the reactor commits.
+pub async fn run(
+    outbox: Outbox,
+    channels: Channels,
+    policy: DeliveryPolicy,
+    mut moved: watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
+    let gate = Arc::new(Semaphore::new(policy.concurrency.max(1)));
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        match outbox.pending(BATCH).await {
+            Ok(messages) if messages.is_empty() => {
+                tokio::select! {
+                    changed = moved.changed() => if changed.is_err() {
+                        // The runner is gone (removed): keep polling until stopped.
+                        tokio::select! { () = tokio::time::sleep(POLL) => {}, () = stop.cancelled() => return }
+                    },
+                    () = tokio::time::sleep(POLL) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+            Ok(messages) => deliver_batch(&outbox, &channels, policy, &gate, messages, &stop).await,
+            Err(e) => {
+                tracing::warn!("cannot read the outbox, trying again: {e}");
+                tokio::select! { () = tokio::time::sleep(Duration::from_secs(1)) => {}, () = stop.cancelled() => return }
+            }
+        }
+    }
+}
+
+/// Deliver one batch: per key in order, keys concurrently.
+async fn deliver_batch(
+    outbox: &Outbox,
+    channels: &Channels,
+    policy: DeliveryPolicy,
+    gate: &Arc<Semaphore>,
+    messages: Vec<Message>,
+    stop: &CancellationToken,
+) {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_key: HashMap<String, Vec<Message>> = HashMap::new();
+    for message in messages {
+        if !by_key.contains_key(&message.key) {
+            order.push(message.key.clone());
+        }
+        by_key.entry(message.key.clone()).or_default().push(message);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in order {
+        let Some(queue) = by_key.remove(&key) else { continue };
+        let (channels, gate, stop) = (channels.clone(), gate.clone(), stop.clone());
+        let outbox = outbox.clone();
+        tasks.spawn(async move {
+            let mut delivered = Vec::new();
+            let Ok(_permit) = gate.acquire_owned().await else { return delivered };
+            for message in queue {
+                match deliver_one(&outbox, &channels, policy, &message, &stop).await {
+                    Some(attempts) => delivered.push((message.id, attempts)),
+                    // Parked or stopped: the key's later messages wait.
+                    None => break,
+                }
+            }
+            delivered
+        });
+    }
+    let mut delivered = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(mut ids) = done {
+            delivered.append(&mut ids);
+        }
+    }
+    if let Err(e) = outbox.delivered(&delivered).await {
+        // Delivered but not recorded: the next round sends them again, same ids.
+        tracing::warn!("cannot record {} deliveries: {e}", delivered.len());
+    }
+}
+
+/// Deliver `message` with retries: `Some(calls)` when it was delivered; `None` when it was
+/// parked (recorded here) or the worker is stopping.
+async fn deliver_one(
+    outbox: &Outbox,
+    channels: &Channels,
+    policy: DeliveryPolicy,
+    message: &Message,
+    stop: &CancellationToken,
+) -> Option<u32> {
+    let calls = AtomicU32::new(0);
+    let delivery = Delivery { id: &message.id, key: &message.key, payload: &message.payload };
+    let attempt = || async {
+        calls.fetch_add(1, Ordering::SeqCst);
+        channels.deliver(&message.channel, &delivery).await
+    };
+    let outcome = tokio::select! {
+        outcome = attempt
+            .retry(policy.backoff())
+            .sleep(tokio::time::sleep)
+            .notify(|e: &DeliveryError, wait| {
+                tracing::debug!(reactor = %message.reactor, id = %message.id, ?wait, "delivery failed, trying again: {e}");
+            }) => outcome,
+        () = stop.cancelled() => return None,
+    };
+    let attempts = calls.load(Ordering::SeqCst);
+    match outcome {
+        Ok(()) => Some(attempts),
+        Err(e) => {
+            tracing::error!(reactor = %message.reactor, id = %message.id, attempts, "delivery parked after its retries: {e}");
+            if let Err(e) = outbox.park(&message.id, attempts, &e.to_string()).await {
+                tracing::warn!(reactor = %message.reactor, id = %message.id, "cannot record the parking: {e}");
+            }
+            None
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The outbox of one reactor: a table the host declares for it in the read store (so the read
+//! store creates it in every dialect and the batch's write session writes it), one row per
+//! message, and the statements the delivery worker runs on it.
+//!
+//! A row is `pending` until delivered (`delivered`, kept as the record of what was sent) or
+//! until its retries ran out (`parked`, listed for an operator, who retries it). A parked
+//! message holds back the later messages of its key, so a key's order holds across parking.
+
+use sqlx::Row;
+
+use crate::plugin::Outgoing;
+use crate::read_store::schema::ColumnSchema;
+use crate::read_store::statement::Value;
+use crate::read_store::{ColumnType, ProjectionSchema, ReadStore, ReadStoreError, TableSchema};
+
+/// The outbox's table name within the reactor's tables.
+pub const TABLE: &str = "outbox";
+/// The outbox's shape; a change would need a migration (never a rebuild: a reactor does not replay).
+pub const SCHEMA_VERSION: u32 = 1;
+/// Generation of the outbox table (a reactor's tables are never rebuilt).
+pub const GENERATION: i64 = 1;
+
+/// A message's state.
+pub const PENDING: &str = "pending";
+pub const DELIVERED: &str = "delivered";
+pub const PARKED: &str = "parked";
+
+/// The read-store name of a reactor's tables: `rx_` and its name as an identifier.
+fn tables_owner(reactor: &str) -> String {
+    format!("rx_{}", reactor.to_ascii_lowercase().replace('-', "_"))
+}
+
+/// The reactor's tables: the outbox.
+pub fn schema(reactor: &str) -> ProjectionSchema {
+    let column = |name: &str, column_type, nullable| ColumnSchema { name: name.into(), column_type, nullable };
+    ProjectionSchema {
+        projection: tables_owner(reactor),
+        tables: vec![TableSchema {
+            name: TABLE.into(),
+            columns: vec![
+                column("id", ColumnType::Text, false),
+                column("position", ColumnType::Integer, false),
+                column("idx", ColumnType::Integer, false),
+                column("channel", ColumnType::Text, false),
+                column("message_key", ColumnType::Text, false),
+                column("payload", ColumnType::Text, false),
+                column("state", ColumnType::Text, false),
+                column("attempts", ColumnType::Integer, false),
+                column("last_error", ColumnType::Text, true),
+            ],
+            primary_key: vec!["id".into()],
+            indexes: vec![vec!["state".into()], vec!["position".into(), "idx".into()]],
+        }],
+    }
+}
+
+/// The stable id of a message: the reactor, the event's global position, the message's index.
+pub fn message_id(reactor: &str, position: u64, index: u32) -> String {
+    format!("{reactor}:{position}:{index}")
+}
+
+/// The outbox row of `message`, pending.
+pub fn row(reactor: &str, message: &Outgoing) -> (Vec<String>, Vec<Value>) {
+    let columns = ["id", "position", "idx", "channel", "message_key", "payload", "state", "attempts", "last_error"];
+    let values = vec![
+        Value::Text(message_id(reactor, message.position, message.index)),
+        Value::Integer(i64::try_from(message.position).unwrap_or(i64::MAX)),
+        Value::Integer(i64::from(message.index)),
+        Value::Text(message.sent.channel.clone()),
+        Value::Text(message.sent.key.clone()),
+        Value::Text(message.sent.payload.clone()),
+        Value::Text(PENDING.into()),
+        Value::Integer(0),
+        Value::Null,
+    ];
+    (columns.iter().map(|c| (*c).to_owned()).collect(), values)
+}
+
+/// One message as the outbox holds it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: String,
+    pub reactor: String,
+    pub position: u64,
+    pub channel: String,
+    pub key: String,
+    pub payload: String,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Counts by state, for the admin listing.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Counts {
+    pub pending: u64,
+    pub delivered: u64,
+    pub parked: u64,
+}
+
+/// A reactor's outbox in a read store.
+#[derive(Clone)]
+pub struct Outbox {
+    store: ReadStore,
+    reactor: String,
+    table: String,
+}
+
+impl Outbox {
+    pub fn new(store: ReadStore, reactor: &str) -> Self {
+        let schema = schema(reactor);
+        let table = store.dialect().quote(&schema.physical_name(TABLE, GENERATION));
+        Self { store, reactor: reactor.to_owned(), table }
+    }
+
+    fn p(&self, n: usize) -> String {
+        self.store.dialect().placeholder(n)
+    }
+
+    const COLUMNS: &'static str = "id, position, channel, message_key, payload, state, attempts, last_error";
+
+    fn message(&self, row: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error> {
+        Ok(Message {
+            id: row.try_get("id")?,
+            reactor: self.reactor.clone(),
+            position: u64::try_from(row.try_get::<i64, _>("position")?).unwrap_or(0),
+            channel: row.try_get("channel")?,
+            key: row.try_get("message_key")?,
+            payload: row.try_get("payload")?,
+            state: row.try_get("state")?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            last_error: row.try_get("last_error")?,
+        })
+    }
+
+    /// Up to `limit` pending messages, oldest first, leaving out keys held back by a parked one.
+    pub async fn pending(&self, limit: u32) -> Result<Vec<Message>, ReadStoreError> {
+        let sql = format!(
+            "SELECT {cols} FROM {t} WHERE state = {p1} AND message_key NOT IN \
+             (SELECT message_key FROM {t} WHERE state = {p2}) ORDER BY position, idx LIMIT {limit}",
+            cols = Self::COLUMNS,
+            t = self.table,
+            p1 = self.p(1),
+            p2 = self.p(2),
+        );
+        let rows = sqlx::query(&sql).bind(PENDING).bind(PARKED).fetch_all(self.store.pool()).await?;
+        Ok(rows.iter().map(|r| self.message(r)).collect::<Result<_, _>>()?)
+    }
+
+    /// The messages in `state`, oldest first.
+    pub async fn in_state(&self, state: &str, limit: u32) -> Result<Vec<Message>, ReadStoreError> {
+        let sql = format!(
+            "SELECT {cols} FROM {t} WHERE state = {p1} ORDER BY position, idx LIMIT {limit}",
+            cols = Self::COLUMNS,
+            t = self.table,
+            p1 = self.p(1),
+        );
+        let rows = sqlx::query(&sql).bind(state).fetch_all(self.store.pool()).await?;
+        Ok(rows.iter().map(|r| self.message(r)).collect::<Result<_, _>>()?)
+    }
+
+    /// One message by id.
+    pub async fn get(&self, id: &str) -> Result<Option<Message>, ReadStoreError> {
+        let sql =
+            format!("SELECT {cols} FROM {t} WHERE id = {p1}", cols = Self::COLUMNS, t = self.table, p1 = self.p(1));
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.store.pool()).await?;
+        Ok(row.map(|r| self.message(&r)).transpose()?)
+    }
+
+    /// Mark each `(id, attempts)` delivered, in one transaction (one commit for a whole round).
+    pub async fn delivered(&self, delivered: &[(String, u32)]) -> Result<(), ReadStoreError> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE {t} SET state = {p1}, attempts = {p2}, last_error = NULL WHERE id = {p3}",
+            t = self.table,
+            p1 = self.p(1),
+            p2 = self.p(2),
+            p3 = self.p(3),
+        );
+        let mut tx = self.store.pool().begin().await?;
+        for (id, attempts) in delivered {
+            sqlx::query(&sql).bind(DELIVERED).bind(i64::from(*attempts)).bind(id.as_str()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Park `id` after `attempts` calls that failed, the last with `error`.
+    pub async fn park(&self, id: &str, attempts: u32, error: &str) -> Result<(), ReadStoreError> {
+        self.set_state(id, PARKED, attempts, error).await
+    }
+
+    async fn set_state(&self, id: &str, state: &str, attempts: u32, error: &str) -> Result<(), ReadStoreError> {
+        let sql = format!(
+            "UPDATE {t} SET state = {p1}, attempts = {p2}, last_error = {p3} WHERE id = {p4}",
+            t = self.table,
+            p1 = self.p(1),
+            p2 = self.p(2),
+            p3 = self.p(3),
+            p4 = self.p(4),
+        );
+        sqlx::query(&sql).bind(state).bind(i64::from(attempts)).bind(error).bind(id).execute(self.store.pool()).await?;
+        Ok(())
+    }
+
+    /// A parked message goes back to pending (an operator's retry); false when `id` is not parked.
+    pub async fn retry(&self, id: &str) -> Result<bool, ReadStoreError> {
+        let sql = format!(
+            "UPDATE {t} SET state = {p1}, attempts = 0 WHERE id = {p2} AND state = {p3}",
+            t = self.table,
+            p1 = self.p(1),
+            p2 = self.p(2),
+            p3 = self.p(3),
+        );
+        let done = sqlx::query(&sql).bind(PENDING).bind(id).bind(PARKED).execute(self.store.pool()).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// How many messages are in each state.
+    pub async fn counts(&self) -> Result<Counts, ReadStoreError> {
+        let sql = format!("SELECT state, COUNT(*) AS n FROM {t} GROUP BY state", t = self.table);
+        let rows = sqlx::query(&sql).fetch_all(self.store.pool()).await?;
+        let mut counts = Counts::default();
+        for row in rows {
+            let state: String = row.try_get("state")?;
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+            match state.as_str() {
+                PENDING => counts.pending = n,
+                DELIVERED => counts.delivered = n,
+                PARKED => counts.parked = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,380 @@
+//! Reactors end to end: the reference `account-notifier` sends one notification per deposit and
+//! withdrawal to a webhook receiver served by the test (an axum server on 127.0.0.1:0) — on the
+//! embedded default and on the Kafka stack. The receiver fails 30% of requests (half of them
+//! after it has recorded the notification, so duplicates reach it) and the host is killed with
+//! SIGKILL in the middle of a burst of commands; after deduplication by `Idempotency-Key` every
+//! notification arrived exactly once, every duplicate carries the same key and body, and each
+//! account's notifications arrived in the order of its events.
+//!
+//! Also: a reactor naming a channel the operator did not grant is refused at load with the
+//! channel's name (the host runs on); and a reactor gets no file, directory, environment,
+//! clock or socket.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use sluice_e2e::{Check, Host, HostOptions, Plugin, Stack, decimal, number, wait_until};
+
+const ADMIN_TOKEN: &str = "reactors-admin";
+
+const NOTIFIED: [&str; 2] = ["FundsDepositedEvent", "FundsWithdrawnEvent"];
+
+/// One request the receiver recorded.
+#[derive(Debug, Clone)]
+struct Received {
+    key: String,
+    body: Value,
+}
+
+struct ReceiverState {
+    rng: Mutex<fastrand::Rng>,
+    /// Share of requests refused before they are recorded.
+    fail_before: f64,
+    /// Share of requests recorded, then answered with an error (the sender must send again).
+    fail_after: f64,
+    received: Mutex<Vec<Received>>,
+    failed: Mutex<u64>,
+    /// Refuse everything (an outage), whatever the shares say.
+    down: std::sync::atomic::AtomicBool,
+}
+
+/// A webhook receiver on 127.0.0.1:0, in this process.
+struct Receiver {
+    addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    async fn start(fail_before: f64, fail_after: f64) -> Result<Self> {
+        let state = Arc::new(ReceiverState {
+            rng: Mutex::new(fastrand::Rng::with_seed(0x5e_ed)),
+            fail_before,
+            fail_after,
+            received: Mutex::new(Vec::new()),
+            failed: Mutex::new(0),
+            down: std::sync::atomic::AtomicBool::new(false),
+        });
+        let app = axum::Router::new().route("/notify", axum::routing::post(notify)).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("failed to bind the receiver")?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { addr, state })
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_down(&self, down: bool) {
+        self.state.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn failed(&self) -> u64 {
+        *self.state.failed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A config file granting channel `notifications` = this receiver, with fast retries.
+    fn config(&self, dir: &tempfile::TempDir) -> Result<String> {
+        self.config_with(dir, 40)
+    }
+
+    /// The same, with `attempts` calls per message before it parks.
+    fn config_with(&self, dir: &tempfile::TempDir, attempts: u32) -> Result<String> {
+        let path = dir.path().join("sluice.toml");
+        let text = format!(
+            "[channels.notifications]\nwebhook = \"http://{}/notify\"\ntimeout_ms = 2000\n\
+             headers = {{ X-Test = \"reactors\" }}\n\n[delivery]\nattempts = {attempts}\nbackoff_ms = 5\nmax_backoff_ms = 100\n",
+            self.addr
+        );
+        std::fs::write(&path, text).context("failed to write the config file")?;
+        Ok(path.display().to_string())
+    }
+}
+
+async fn notify(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: String) -> StatusCode {
+    let roll = state.rng.lock().unwrap_or_else(PoisonError::into_inner).f64();
+    let fail = || *state.failed.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    if roll < state.fail_before || state.down.load(std::sync::atomic::Ordering::SeqCst) {
+        fail();
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let extra = headers.get("x-test").and_then(|v| v.to_str().ok()) == Some("reactors");
+    let Ok(body) = serde_json::from_str::<Value>(&body) else { return StatusCode::BAD_REQUEST };
+    if !extra {
+        // The configured headers must travel with every request.
+        return StatusCode::BAD_REQUEST;
+    }
+    state.received.lock().unwrap_or_else(PoisonError::into_inner).push(Received { key, body });
+    if roll < state.fail_before + state.fail_after {
+        fail();
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    StatusCode::OK
+}
+
+/// Every deposit and withdrawal in the accounts' streams, by global position: (account, event
+/// type, amount as decimal text).
+async fn notifiable_events(host: &Host, ids: &[String]) -> Result<BTreeMap<u64, (String, String, String)>> {
+    let mut expected = BTreeMap::new();
+    for id in ids {
+        for event in host.events("BankAccount", id).await? {
+            let event_type = event["eventType"].as_str().unwrap_or_default().to_owned();
+            if NOTIFIED.contains(&event_type.as_str()) {
+                let position = sluice_e2e::u64_field(&event, "position")?;
+                expected.insert(position, (id.clone(), event_type, decimal(&event["data"]["amount"])?));
+            }
+        }
+    }
+    Ok(expected)
+}
+
+/// The notifications as delivered: checks keys and duplicates, and answers the first arrival of
+/// each key, in arrival order.
+fn deduplicated(received: &[Received]) -> Result<Vec<Received>> {
+    let mut first: HashMap<&str, &Value> = HashMap::new();
+    let mut unique = Vec::new();
+    for r in received {
+        ensure!(!r.key.is_empty(), "a notification arrived without an Idempotency-Key: {}", r.body);
+        match first.get(r.key.as_str()) {
+            Some(body) => ensure!(*body == &r.body, "key {} carried two bodies: {body} and {}", r.key, r.body),
+            None => {
+                first.insert(&r.key, &r.body);
+                unique.push(r.clone());
+            }
+        }
+    }
+    Ok(unique)
+}
+
+async fn every_notification_arrives_once_despite_a_crash(options: HostOptions) -> Result<()> {
+    let receiver = Receiver::start(0.15, 0.15).await?;
+    let dir = tempfile::tempdir()?;
+    let mut host = Host::start(options.arg("--config").arg(receiver.config(&dir)?).admin_token(ADMIN_TOKEN)).await?;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(host.open_account(&format!("holder {n}"), "1000").await?);
+    }
+    // One client per account, deposits and withdrawals alternating, until the host dies.
+    let api = host.api().clone();
+    let clients: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (api, id) = (api.clone(), id.clone());
+            tokio::spawn(async move {
+                for n in 0u32.. {
+                    let (path, amount) = if n % 2 == 0 { ("depositFunds", "2.50") } else { ("withdrawFunds", "1.25") };
+                    let body = json!({ "amount": number(amount) });
+                    match api.put_json(&format!("/api/v1/{path}/{id}"), &body).await {
+                        Ok(reply) if reply.status == 200 => {}
+                        _ => return n,
+                    }
+                }
+                u32::MAX
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    host.kill()?;
+    let mut sent = 0;
+    for client in clients {
+        sent += client.await?;
+    }
+    ensure!(sent > 20, "only {sent} commands were answered before the kill");
+    host.restart().await?;
+    for id in &ids {
+        host.deposit(id, "0.01").await?;
+    }
+    let expected = notifiable_events(&host, &ids).await?;
+    let unique = wait_until("every deposit and withdrawal was notified", Duration::from_secs(120), || async {
+        let unique = deduplicated(&receiver.received())?;
+        Ok(if unique.len() >= expected.len() {
+            Check::Done(unique)
+        } else {
+            Check::NotYet(format!("{} of {} notified", unique.len(), expected.len()))
+        })
+    })
+    .await?;
+    // Late duplicates (a redelivery in flight) must still agree: look once more after a pause.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.received();
+    let unique_again = deduplicated(&received)?;
+    ensure!(unique_again.len() == unique.len(), "a new key arrived after all were in: {}", unique_again.len());
+    ensure!(unique.len() == expected.len(), "{} notifications for {} events", unique.len(), expected.len());
+    let mut last_by_account: HashMap<String, u64> = HashMap::new();
+    for r in &unique {
+        let position = sluice_e2e::u64_field(&r.body, "position")?;
+        let (account, event_type, amount) =
+            expected.get(&position).with_context(|| format!("a notification for no such event: {}", r.body))?;
+        ensure!(r.key == format!("account-notifier:{position}:0"), "key {} for position {position}", r.key);
+        ensure!(r.body["accountId"] == account.as_str(), "wrong account: {}", r.body);
+        ensure!(r.body["event"] == event_type.as_str(), "wrong event: {}", r.body);
+        ensure!(decimal(&r.body["amount"])? == *amount, "wrong amount: {} (expected {amount})", r.body);
+        if let Some(previous) = last_by_account.insert(account.clone(), position) {
+            ensure!(previous < position, "account {account}: position {position} arrived after {previous}");
+        }
+    }
+    let duplicates = received.len() - unique.len();
+    ensure!(
+        receiver.failed() > 0 && duplicates > 0,
+        "the receiver never failed after recording: no duplicate was tested"
+    );
+    eprintln!(
+        "{} notifications, {} requests, {duplicates} duplicates, {} failed",
+        unique.len(),
+        received.len(),
+        receiver.failed()
+    );
+    // The reactor's listing: a consumer with a position, nothing parked.
+    let outbox = host.admin_get("/admin/reactors/account-notifier/outbox").await?.expect_status(200)?;
+    ensure!(outbox.body["counts"]["parked"] == 0, "parked deliveries: {outbox}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn notifications_survive_a_crash_on_the_embedded_default() -> Result<()> {
+    every_notification_arrives_once_despite_a_crash(HostOptions::with_plugins(&[
+        Plugin::BankAccount,
+        Plugin::AccountNotifier,
+    ]))
+    .await
+}
+
+#[tokio::test]
+async fn notifications_survive_a_crash_on_kafka() -> Result<()> {
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    every_notification_arrives_once_despite_a_crash(stack.options_with(&[Plugin::BankAccount, Plugin::AccountNotifier]))
+        .await
+}
+
+#[tokio::test]
+async fn a_reactor_naming_an_ungranted_channel_is_refused_and_the_host_runs_on() -> Result<()> {
+    let host = Host::start(
+        HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountNotifier]).admin_token(ADMIN_TOKEN),
+    )
+    .await?;
+    let (plugins, refused) = host.admin_plugins().await?;
+    ensure!(plugins.iter().all(|p| p["name"] != "account-notifier"), "the reactor was loaded: {plugins:?}");
+    let refusal = refused
+        .iter()
+        .find(|r| r["source"] == "account_notifier.wasm")
+        .with_context(|| format!("no refusal listed: {refused:?}"))?;
+    let reason = refusal["reason"].as_str().unwrap_or_default();
+    ensure!(reason.contains("\"notifications\"") && reason.contains("not granted"), "reason: {reason}");
+    // The host runs on: commands work.
+    let id = host.open_account("Ada", "5").await?;
+    host.deposit(&id, "1").await?;
+    // An upload is refused the same way, naming the channel.
+    let upload = host.admin_put_wasm("account-notifier", Plugin::AccountNotifier.bytes()?).await?;
+    upload.check_error(422, &["channel_not_granted"])?;
+    ensure!(upload.body.to_string().contains("notifications"), "upload refusal: {upload}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reactor_gets_no_file_environment_clock_or_socket() -> Result<()> {
+    let receiver = Receiver::start(0.0, 0.0).await?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(
+        HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::SnoopReactor])
+            .arg("--config")
+            .arg(receiver.config(&dir)?)
+            .env("SLUICE_SECRET_FOR_SNOOPS", "do not leak"),
+    )
+    .await?;
+    let id = host.open_account("Ada", "5").await?;
+    host.deposit(&id, "1").await?;
+    let seen = wait_until("the snoop reported", Duration::from_secs(30), || async {
+        let received = receiver.received();
+        Ok(match received.first() {
+            Some(r) => Check::Done(r.body.clone()),
+            None => Check::NotYet("nothing yet".into()),
+        })
+    })
+    .await?;
+    let refused = |field: &str| seen[field].as_str().is_some_and(|s| s.starts_with("refused"));
+    ensure!(refused("file"), "a file was read: {seen}");
+    ensure!(refused("dir"), "a directory was listed: {seen}");
+    ensure!(refused("socket"), "a socket connected: {seen}");
+    ensure!(seen["env"] == json!([]), "the environment leaked: {seen}");
+    ensure!(seen["nowSecs"] == 0, "the clock is not frozen at the epoch: {seen}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_parked_delivery_is_retried_a_reactor_never_rebuilds_and_a_reset_resends() -> Result<()> {
+    let receiver = Receiver::start(0.0, 0.0).await?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(
+        HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountNotifier])
+            .arg("--config")
+            .arg(receiver.config_with(&dir, 2)?)
+            .admin_token(ADMIN_TOKEN),
+    )
+    .await?;
+    let id = host.open_account("Ada", "5").await?;
+    // The receiver is down: the first deposit's notification parks after its 2 calls, and holds
+    // back the second one (same key).
+    receiver.set_down(true);
+    let first = host.deposit(&id, "1").await?;
+    let second = host.deposit(&id, "2").await?;
+    let parked = wait_until("the first notification parked", Duration::from_secs(30), || async {
+        let listing =
+            host.admin_get("/admin/reactors/account-notifier/outbox?state=parked").await?.expect_status(200)?;
+        Ok(match listing.body["messages"].as_array() {
+            Some(messages) if !messages.is_empty() => Check::Done(messages.clone()),
+            _ => Check::NotYet(listing.to_string()),
+        })
+    })
+    .await?;
+    let parked_id = format!("account-notifier:{first}:0");
+    ensure!(parked.len() == 1 && parked[0]["id"] == parked_id.as_str(), "parked: {parked:?}");
+    ensure!(parked[0]["attempts"] == 2 && parked[0]["lastError"].is_string(), "parked: {parked:?}");
+    let pending = host.admin_get("/admin/reactors/account-notifier/outbox?state=pending").await?.expect_status(200)?;
+    ensure!(pending.body["messages"][0]["position"] == second, "the second is not held back: {pending}");
+    ensure!(receiver.received().is_empty(), "delivered while down: {:?}", receiver.received());
+
+    // A bad state is a 400; an unknown message a 404.
+    host.admin_get("/admin/reactors/account-notifier/outbox?state=lost").await?.check_error(400, &["bad_query"])?;
+    let path = "/admin/reactors/account-notifier/outbox/nope/retry";
+    host.admin_post(path, &json!({})).await?.check_error(404, &["unknown_message"])?;
+
+    // Up again, the operator retries it: both arrive, in order.
+    receiver.set_down(false);
+    let path = format!("/admin/reactors/account-notifier/outbox/{parked_id}/retry");
+    host.admin_post(&path, &json!({})).await?.expect_status(200)?;
+    let positions =
+        |received: &[Received]| -> Vec<u64> { received.iter().filter_map(|r| r.body["position"].as_u64()).collect() };
+    wait_until("both notifications arrived", Duration::from_secs(30), || async {
+        let got = positions(&receiver.received());
+        Ok(if got.len() >= 2 { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    ensure!(positions(&receiver.received()) == vec![first, second], "order: {:?}", receiver.received());
+
+    // A reactor never replays: its rebuild is refused, and a rebuild of everything passes it by.
+    let rebuild = host.admin_post("/admin/projections/account-notifier/rebuild", &json!({})).await?;
+    rebuild.check_error(409, &["not_replayable"])?;
+    ensure!(receiver.received().len() == 2, "a rebuild re-sent: {:?}", receiver.received());
+
+    // The operator's reset: every notification after position 0 is sent again, same keys.
+    let reset = host.admin_post("/admin/reactors/account-notifier/reset", &json!({ "position": 0 })).await?;
+    ensure!(reset.expect_status(200)?.body["position"] == 0, "reset answered otherwise");
+    wait_until("the reset re-sent both", Duration::from_secs(30), || async {
+        let got = receiver.received();
+        Ok(if got.len() >= 4 { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    let received = receiver.received();
+    ensure!(positions(&received) == vec![first, second, first, second], "after the reset: {received:?}");
+    ensure!(received[0].key == received[2].key && received[1].key == received[3].key, "keys changed: {received:?}");
+    let unknown = host.admin_post("/admin/reactors/BankAccount/reset", &json!({})).await?;
+    unknown.check_error(404, &["unknown_reactor"])?;
+    Ok(())
+}
