@@ -1,0 +1,76 @@
+# shellcheck shell=bash
+# The JavaScript and Python plugin toolchains and builds; sourced after common.sh by
+# scripts/polyglot and scripts/test. Runs nothing by itself.
+#
+# JavaScript: componentize-js (SpiderMonkey) from npm, pinned by plugins/js/package-lock.json and
+# installed with `npm ci` into plugins/js/node_modules (npm's download cache in
+# ~/.cache/sluice/npm); skipped while node_modules matches the lock file.
+# Python: componentize-py from PyPI, pinned by plugins/python/requirements.txt, in a venv under
+# ~/.cache/sluice/ named by the requirements' hash (pip's cache beside it).
+
+cache_root="$HOME/.cache/sluice"
+js_dir="$repo/plugins/js"
+py_dir="$repo/plugins/python"
+polyglot_out="$plugins_target/polyglot"
+
+# elapsed STARTED: seconds since STARTED (a $SECONDS value), for the timing lines.
+elapsed() { printf '%ss' "$((SECONDS - $1))"; }
+
+ensure_js_toolchain() {
+  local started=$SECONDS
+  command -v node >/dev/null 2>&1 || die "node (20 or later) is needed for the JavaScript plugins"
+  # node_modules/.sluice-lock holds the hash of the lock file it was installed from.
+  if [[ "$(cat "$js_dir/node_modules/.sluice-lock" 2>/dev/null)" == "$(sha256sum <"$js_dir/package-lock.json")" ]]; then
+    return 0
+  fi
+  say "installing the JavaScript plugin toolchain (npm ci in plugins/js)"
+  (cd "$js_dir" && npm ci --cache "$cache_root/npm" --prefer-offline --no-audit --no-fund) || return 1
+  sha256sum <"$js_dir/package-lock.json" >"$js_dir/node_modules/.sluice-lock"
+  say "JavaScript toolchain installed in $(elapsed "$started")"
+}
+
+py_venv() { printf '%s/py-%s\n' "$cache_root" "$(sha256sum <"$py_dir/requirements.txt" | cut -c1-12)"; }
+
+ensure_py_toolchain() {
+  local started=$SECONDS venv
+  venv="$(py_venv)"
+  [[ -x "$venv/bin/componentize-py" ]] && return 0
+  command -v python3 >/dev/null 2>&1 || die "python3 (3.10 or later) is needed for the Python plugins"
+  say "installing the Python plugin toolchain into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv" || return 1
+  "$venv/bin/pip" install --quiet --cache-dir "$cache_root/pip" -r "$py_dir/requirements.txt" || return 1
+  say "Python toolchain installed in $(elapsed "$started")"
+}
+
+# The plugins: every folder of plugins/js and plugins/python holding a component entry.
+js_plugins() { find "$js_dir" -mindepth 2 -maxdepth 2 -name component.js -not -path '*/node_modules/*' -printf '%h\n' | sort; }
+py_plugins() { find "$py_dir" -mindepth 2 -maxdepth 2 -name app.py -printf '%h\n' | sort; }
+
+test_polyglot() {
+  local started=$SECONDS plugin venv
+  venv="$(py_venv)"
+  (cd "$js_dir" && node --test) || return 1
+  while read -r plugin; do
+    COMPONENTIZE_PY="$venv/bin/componentize-py" PYTHON="$venv/bin/python" "$py_dir/build.sh" test "$plugin" || return 1
+  done < <(py_plugins)
+  say "JavaScript and Python plugin tests ran in $(elapsed "$started")"
+}
+
+build_polyglot() {
+  local out="$1" plugin name started venv
+  venv="$(py_venv)"
+  mkdir -p "$out"
+  while read -r plugin; do
+    name="$(basename "$plugin" | tr - _)"
+    started=$SECONDS
+    (cd "$js_dir" && node build.mjs "$plugin/component.js" "$out/$name.wasm") || return 1
+    say "built $name.wasm (JavaScript) in $(elapsed "$started")"
+  done < <(js_plugins)
+  while read -r plugin; do
+    name="$(basename "$plugin" | tr - _)"
+    started=$SECONDS
+    COMPONENTIZE_PY="$venv/bin/componentize-py" "$py_dir/build.sh" build "$plugin" "$out/$name.wasm" || return 1
+    say "built $name.wasm (Python) in $(elapsed "$started")"
+  done < <(py_plugins)
+}
