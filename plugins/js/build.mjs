@@ -4,12 +4,15 @@
 // plugin does not need are left out: the host grants no network, and only the empty WASI context.
 import { componentize } from '@bytecodealliance/componentize-js';
 import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const [source, out, world = 'projection-plugin', wit = join(dirname(fileURLToPath(import.meta.url)), '../../wit/v0.1')] =
-  process.argv.slice(2);
+// The WIT: a `wit/` folder beside this script (a `sluice new` project), else the repository's.
+const here = dirname(fileURLToPath(import.meta.url));
+const defaultWit = existsSync(join(here, 'wit')) ? join(here, 'wit') : join(here, '../../wit/v0.1');
+const [source, out, world = 'projection-plugin', wit = defaultWit] = process.argv.slice(2);
 if (!source || !out) {
   console.error('usage: node build.mjs SOURCE.js OUT.wasm [WORLD] [WIT_DIR]');
   process.exit(2);

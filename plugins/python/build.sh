@@ -5,7 +5,10 @@
 # run natively against the WIT bindings componentize-py generates (their imports are stubs).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-wit="${SLUICE_WIT:-$here/../../wit/v0.1}"
+# The WIT: a wit/ folder beside this script (a `sluice new` project), else the repository's.
+wit="$here/../../wit/v0.1"
+[[ -d "$here/wit" ]] && wit="$here/wit"
+wit="${SLUICE_WIT:-$wit}"
 world="${SLUICE_WORLD:-projection-plugin}"
 componentize_py="${COMPONENTIZE_PY:-componentize-py}"
 python="${PYTHON:-python3}"

@@ -74,3 +74,48 @@ build_polyglot() {
     say "built $name.wasm (Python) in $(elapsed "$started")"
   done < <(py_plugins)
 }
+
+# `sluice new` for every template (kind and language) into a fresh folder; each skeleton must
+# pass its own tests, build into a component, and load in the host (`sluice plugins` lists it).
+# Rust skeletons build in a target folder of their own under ~/.cache/sluice.
+templates=("aggregate rust" "projection rust" "projection js" "projection python")
+
+test_templates() {
+  local sluice work spec kind lang dir started venv wasm
+  sluice="$(sluice_bin)"
+  venv="$(py_venv)"
+  work="$(mktemp -d)"
+  mkdir -p "$work/plugins"
+  for spec in "${templates[@]}"; do
+    read -r kind lang <<<"$spec"
+    dir="$work/$kind-$lang"
+    started=$SECONDS
+    "$sluice" new "$kind" "tide-gauge-$kind" --lang "$lang" --dir "$dir" --sdk "$repo/plugins" || return 1
+    wasm="$work/plugins/tide_gauge_${kind}.wasm"
+    case "$lang" in
+      rust)
+        (cd "$dir" && CARGO_TARGET_DIR="$cache_root/new-target" cargo test --quiet \
+          && CARGO_TARGET_DIR="$cache_root/new-target" cargo component-build --quiet) || return 1
+        cp "$cache_root/new-target/wasm32-wasip2/release/tide_gauge_${kind}.wasm" "$wasm" || return 1
+        ;;
+      js)
+        (cd "$dir" && npm ci --cache "$cache_root/npm" --prefer-offline --no-audit --no-fund --loglevel=error \
+          && node --test && node build.mjs component.js "$wasm") || return 1
+        ;;
+      python)
+        (cd "$dir" && COMPONENTIZE_PY="$venv/bin/componentize-py" PYTHON="$venv/bin/python" ./build.sh test . \
+          && COMPONENTIZE_PY="$venv/bin/componentize-py" ./build.sh build . "$wasm") || return 1
+        ;;
+    esac
+    # The host loads it: its manifest is listed.
+    rm -rf "$work/plugins-one" && mkdir -p "$work/plugins-one" && cp "$wasm" "$work/plugins-one/"
+    "$sluice" plugins --plugins "$work/plugins-one" --data-dir "$work/data-$kind-$lang" | grep -q "tide_gauge_${kind}\|TideGauge" || {
+      say "the host did not load the $lang $kind skeleton"
+      return 1
+    }
+    say "sluice new $kind --lang $lang: tested, built and loaded in $(elapsed "$started")"
+  done
+  rm -rf "$work"
+}
+
+ensure_js_toolchain_and_py() { ensure_js_toolchain && ensure_py_toolchain; }
