@@ -21,7 +21,7 @@ use sluice_e2e::{Api, Host, HostOptions, Plugin, cents, cents_text, decimal, dis
 
 /// A bound on compiling a component that embeds a language runtime (SpiderMonkey, CPython) and
 /// catching up: tens of seconds on a loaded two-core machine.
-const LOAD: Duration = Duration::from_secs(300);
+const LOAD: Duration = Duration::from_secs(600);
 
 /// Start a host with the bank account or the post aggregate only.
 async fn start(aggregate: Plugin) -> Result<Host> {
