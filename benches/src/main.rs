@@ -68,6 +68,10 @@ struct Args {
     /// load time and catch-up rate are measured against the Rust accounts projection's.
     #[arg(long)]
     polyglot: Option<PathBuf>,
+    /// The component cache of the polyglot benchmark's loads [default: a fresh folder, so the
+    /// first load compiles].
+    #[arg(long)]
+    polyglot_cache: Option<PathBuf>,
     /// Events of the polyglot catch-up benchmark.
     #[arg(long, default_value_t = 10_000)]
     polyglot_events: usize,
@@ -138,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
         return http_bench(&args).await;
     }
     if let (Some(rust), Some(dir)) = (&args.projection, &args.polyglot) {
-        polyglot::bench(rust, dir, args.polyglot_events, args.rounds).await?;
+        polyglot::bench(rust, dir, args.polyglot_cache.as_deref(), args.polyglot_events, args.rounds).await?;
         if args.polyglot_only {
             return Ok(());
         }

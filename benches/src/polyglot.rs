@@ -55,8 +55,10 @@ fn load_time(cache: &Path, path: &Path) -> Result<(f64, Arc<dyn ProjectionLogic>
 }
 
 /// Load and catch-up figures of the Rust projection at `rust` and of the JavaScript and Python
-/// ones in `polyglot_dir`, `events` events, median of `rounds`.
-pub async fn bench(rust: &Path, polyglot_dir: &Path, events: usize, rounds: usize) -> Result<()> {
+/// ones in `polyglot_dir`, `events` events, median of `rounds`. The first load compiles into
+/// `cache` (default: a fresh folder, so it measures a first start; an existing component cache
+/// makes both loads cached ones).
+pub async fn bench(rust: &Path, polyglot_dir: &Path, cache: Option<&Path>, events: usize, rounds: usize) -> Result<()> {
     let dir = tempfile::tempdir().context("failed to create a temp dir")?;
     let bank = projection::bank_history(dir.path(), events / 20, events).await?;
     let posts = post_history(dir.path(), events).await?;
@@ -75,7 +77,8 @@ pub async fn bench(rust: &Path, polyglot_dir: &Path, events: usize, rounds: usiz
             continue;
         }
         let size = std::fs::metadata(&path)?.len() as f64 / (1 << 20) as f64;
-        let cache = dir.path().join(format!("cache-{}", label.replace(' ', "-")));
+        let cache =
+            cache.map_or_else(|| dir.path().join(format!("cache-{}", label.replace(' ', "-"))), Path::to_path_buf);
         let (cold, _) = load_time(&cache, &path)?;
         let (cached, plugin) = load_time(&cache, &path)?;
         let mut rates = Vec::new();

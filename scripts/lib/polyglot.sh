@@ -18,7 +18,10 @@ elapsed() { printf '%ss' "$((SECONDS - $1))"; }
 
 ensure_js_toolchain() {
   local started=$SECONDS
-  command -v node >/dev/null 2>&1 || die "node (20 or later) is needed for the JavaScript plugins"
+  if ! command -v node >/dev/null 2>&1; then
+    say "node (20 or later) is needed for the JavaScript plugins"
+    return 1
+  fi
   # node_modules/.sluice-lock holds the hash of the lock file it was installed from.
   if [[ "$(cat "$js_dir/node_modules/.sluice-lock" 2>/dev/null)" == "$(sha256sum <"$js_dir/package-lock.json")" ]]; then
     return 0
@@ -35,7 +38,10 @@ ensure_py_toolchain() {
   local started=$SECONDS venv
   venv="$(py_venv)"
   [[ -x "$venv/bin/componentize-py" ]] && return 0
-  command -v python3 >/dev/null 2>&1 || die "python3 (3.10 or later) is needed for the Python plugins"
+  if ! command -v python3 >/dev/null 2>&1; then
+    say "python3 (3.10 or later) is needed for the Python plugins"
+    return 1
+  fi
   say "installing the Python plugin toolchain into $venv"
   rm -rf "$venv"
   python3 -m venv "$venv" || return 1
@@ -81,7 +87,7 @@ build_polyglot() {
 templates=("aggregate rust" "projection rust" "projection js" "projection python")
 
 test_templates() {
-  local sluice work spec kind lang dir started venv wasm
+  local sluice work spec kind lang dir started venv wasm listed
   sluice="$(sluice_bin)"
   venv="$(py_venv)"
   work="$(mktemp -d)"
@@ -109,10 +115,11 @@ test_templates() {
     esac
     # The host loads it: its manifest is listed.
     rm -rf "$work/plugins-one" && mkdir -p "$work/plugins-one" && cp "$wasm" "$work/plugins-one/"
-    "$sluice" plugins --plugins "$work/plugins-one" --data-dir "$work/data-$kind-$lang" | grep -q "tide_gauge_${kind}\|TideGauge" || {
-      say "the host did not load the $lang $kind skeleton"
+    listed="$("$sluice" plugins --plugins "$work/plugins-one" --data-dir "$work/data-$kind-$lang")" || return 1
+    if ! grep -q "tide_gauge_${kind}\|TideGauge" <<<"$listed"; then
+      say "the host did not load the $lang $kind skeleton: $listed"
       return 1
-    }
+    fi
     say "sluice new $kind --lang $lang: tested, built and loaded in $(elapsed "$started")"
   done
   rm -rf "$work"
