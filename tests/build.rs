@@ -72,6 +72,12 @@ fn main() -> ExitCode {
     match build_plugins() {
         Ok(dir) => {
             println!("cargo:rustc-env=SLUICE_TEST_PLUGINS={}", dir.display());
+            // The JavaScript and Python components: `scripts/polyglot build` (a step of
+            // `scripts/test`) writes them to `polyglot/` of the same target folder; the tests that
+            // load them say so if they are missing.
+            if let Some(target_dir) = dir.ancestors().nth(2) {
+                println!("cargo:rustc-env=SLUICE_TEST_POLYGLOT_PLUGINS={}", target_dir.join("polyglot").display());
+            }
             ExitCode::SUCCESS
         }
         Err(message) => {

@@ -5,6 +5,7 @@
 mod append;
 mod http_load;
 mod native;
+mod polyglot;
 mod projection;
 mod reactor;
 mod relay;
@@ -68,6 +69,20 @@ struct Args {
     /// Events the projection catch-up benchmark replays.
     #[arg(long, default_value_t = 50_000)]
     projection_events: usize,
+    /// The folder of the JavaScript and Python components (`scripts/polyglot build`): their
+    /// load time and catch-up rate are measured against the Rust accounts projection's.
+    #[arg(long)]
+    polyglot: Option<PathBuf>,
+    /// The component cache of the polyglot benchmark's loads [default: a fresh folder, so the
+    /// first load compiles].
+    #[arg(long)]
+    polyglot_cache: Option<PathBuf>,
+    /// Events of the polyglot catch-up benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    polyglot_events: usize,
+    /// Run only the polyglot benchmark (needs --projection and --polyglot).
+    #[arg(long)]
+    polyglot_only: bool,
     /// Events of the rebuild benchmark.
     #[arg(long, default_value_t = 1_000_000)]
     rebuild_events: usize,
@@ -130,6 +145,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.http_bench {
         return http_bench(&args).await;
+    }
+    if let (Some(rust), Some(dir)) = (&args.projection, &args.polyglot) {
+        polyglot::bench(rust, dir, args.polyglot_cache.as_deref(), args.polyglot_events, args.rounds).await?;
+        if args.polyglot_only {
+            return Ok(());
+        }
     }
     let runtime = WasmRuntime::new(None, SandboxLimits::default()).context("failed to start the runtime")?;
     let bytes = std::fs::read(&args.plugin).with_context(|| format!("failed to read {}", args.plugin.display()))?;

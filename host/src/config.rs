@@ -110,6 +110,9 @@ struct FileLimits {
     plugin_memory_mib: Option<usize>,
     /// Time budget of one plugin call, milliseconds.
     plugin_timeout_ms: Option<u64>,
+    /// Time budget of a plugin's `describe` at load (its first start), milliseconds (default
+    /// 10 000: enough for a JavaScript or Python component's engine to start).
+    describe_timeout_ms: Option<u64>,
     /// Largest request body, KiB.
     body_limit_kib: Option<usize>,
     /// Largest plugin upload through the admin API, MiB.
@@ -227,12 +230,19 @@ impl Config {
         let limits = SandboxLimits {
             memory_bytes: from_file.limits.plugin_memory_mib.map_or(defaults.memory_bytes, |mib| mib << 20),
             call_timeout: from_file.limits.plugin_timeout_ms.map_or(defaults.call_timeout, Duration::from_millis),
+            describe_timeout: from_file
+                .limits
+                .describe_timeout_ms
+                .map_or(defaults.describe_timeout, Duration::from_millis),
         };
         if limits.memory_bytes < (1 << 20) {
             return Err(invalid("limits.plugin_memory_mib", "must be at least 1"));
         }
         if limits.call_timeout < Duration::from_millis(10) {
             return Err(invalid("limits.plugin_timeout_ms", "must be at least 10"));
+        }
+        if limits.describe_timeout < Duration::from_millis(10) {
+            return Err(invalid("limits.describe_timeout_ms", "must be at least 10"));
         }
         let body_limit = from_file.limits.body_limit_kib.map_or(DEFAULT_BODY_LIMIT, |kib| kib << 10);
         let cached_states = from_file.limits.cached_states.unwrap_or(DEFAULT_CACHED_STATES);
@@ -387,5 +397,23 @@ mod tests {
 
         std::fs::write(&file, "lisen = \"x\"\n").expect("write");
         assert!(matches!(Config::load(&ServeArgs::default(), Some(&file)), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn describe_has_its_own_budget_default_generous() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("sluice.toml");
+        let limits = Config::load(&ServeArgs::default(), None).expect("valid").limits;
+        assert_eq!(limits.describe_timeout, crate::runtime::DEFAULT_DESCRIBE_TIMEOUT);
+        assert!(limits.describe_timeout >= Duration::from_secs(10), "{limits:?}");
+        std::fs::write(&file, "[limits]\nplugin_timeout_ms = 500\ndescribe_timeout_ms = 30000\n").expect("write");
+        let limits = Config::load(&ServeArgs::default(), Some(&file)).expect("valid").limits;
+        assert_eq!(
+            (limits.call_timeout, limits.describe_timeout),
+            (Duration::from_millis(500), Duration::from_secs(30))
+        );
+        std::fs::write(&file, "[limits]\ndescribe_timeout_ms = 1\n").expect("write");
+        let message = Config::load(&ServeArgs::default(), Some(&file)).expect_err("invalid").to_string();
+        assert!(message.starts_with("limits.describe_timeout_ms"), "{message}");
     }
 }

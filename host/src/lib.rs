@@ -24,6 +24,7 @@
 //! - [`runtime`]: the wasmtime engine, sandbox limits, component cache and loader.
 //! - [`bindings`]: every `bindgen!` of the host, a leaf that `runtime` and `capabilities` use.
 //! - [`plugin`]: the plugin contracts (aggregate, projection, reactor), manifests, faults, the registry.
+//! - [`scaffold`]: `sluice new`, the plugin skeletons embedded in the binary.
 
 pub mod admin;
 pub mod bindings;
@@ -40,5 +41,6 @@ pub mod reactor;
 pub mod read_store;
 pub mod relay;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod supervisor;

@@ -87,6 +87,24 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Write a plugin skeleton that builds and passes its own given/when/then tests:
+    /// `sluice new aggregate|projection NAME [--lang rust|js|python]`.
+    New {
+        /// The kind of plugin.
+        kind: sluice::scaffold::Kind,
+        /// Its name: lower case, `-` or `_` between words (e.g. `order-lines`).
+        name: String,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value_t = sluice::scaffold::Lang::Rust)]
+        lang: sluice::scaffold::Lang,
+        /// Where to write it [default: ./NAME]; must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// For Rust: the `plugins/` folder of a Sluice checkout, which holds the guest SDKs
+        /// [default: $SLUICE_SDK_DIR, else the checkout this binary was built from].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Print events of the global log as JSON lines.
     Events {
         #[command(flatten)]
@@ -311,6 +329,18 @@ async fn main() -> anyhow::Result<()> {
                 filter: LetterFilter { consumer: None, aggregate: None },
             });
             dead_letters(action, cli.config.as_deref()).await
+        }
+        Command::New { kind, name, lang, dir, sdk } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let (files, next_steps) = sluice::scaffold::create(kind, lang, &name, &dir, sdk.as_deref())?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "wrote a {lang} {kind} skeleton, {} files, into {}", files.len(), dir.display())?;
+            writeln!(out, "next, in {}:", dir.display())?;
+            for line in next_steps.lines() {
+                writeln!(out, "  {}", line.trim())?;
+            }
+            writeln!(out, "then drop the .wasm into the host's plugins directory (docs/plugins.md)")?;
+            Ok(())
         }
         Command::Events { args, after, follow } => {
             print_events(Config::load(&args, cli.config.as_deref())?, after, follow).await

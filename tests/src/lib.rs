@@ -50,6 +50,10 @@ pub mod stored;
 /// Where `tests/build.rs` left the freshly built components.
 pub const PLUGINS_DIR: &str = env!("SLUICE_TEST_PLUGINS");
 
+/// Where `scripts/polyglot build` leaves the JavaScript and Python components (`polyglot/` of the
+/// plugins' target folder).
+pub const POLYGLOT_PLUGINS_DIR: &str = env!("SLUICE_TEST_POLYGLOT_PLUGINS");
+
 /// The media type of a component upload.
 pub const WASM: &str = "application/wasm";
 
@@ -101,6 +105,12 @@ pub enum Plugin {
     AccountNotifier,
     /// A reactor that tries files, environment, clock and network, and sends what it got.
     SnoopReactor,
+    /// `holder_stats`, written in JavaScript (plugins/js/holder-stats): per-holder statistics
+    /// over the bank account events. Built by `scripts/polyglot build`, not by tests/build.rs.
+    HolderStatsJs,
+    /// `audit_feed`, written in Python (plugins/python/audit-feed): a feed of every post event.
+    /// Built by `scripts/polyglot build`, not by tests/build.rs.
+    AuditFeedPython,
 }
 
 impl Plugin {
@@ -121,12 +131,39 @@ impl Plugin {
             Self::AccountsProjectionBrittle => "accounts_projection_brittle.wasm",
             Self::AccountNotifier => "account_notifier.wasm",
             Self::SnoopReactor => "snoop_reactor.wasm",
+            Self::HolderStatsJs => "holder_stats.wasm",
+            Self::AuditFeedPython => "audit_feed.wasm",
         }
+    }
+
+    /// Whether `scripts/polyglot build` builds it (JavaScript, Python) rather than tests/build.rs.
+    pub fn is_polyglot(self) -> bool {
+        matches!(self, Self::HolderStatsJs | Self::AuditFeedPython)
     }
 
     /// The built component.
     pub fn path(self) -> PathBuf {
-        Path::new(PLUGINS_DIR).join(self.file_name())
+        let dir = if self.is_polyglot() { POLYGLOT_PLUGINS_DIR } else { PLUGINS_DIR };
+        Path::new(dir).join(self.file_name())
+    }
+
+    /// Whether a JavaScript or Python component was built: `Ok(true)` when it is there;
+    /// `Ok(false)` (the test says so and passes) when it is not; an error naming the command that
+    /// builds it when it is not there and `SLUICE_REQUIRE_SERVERS=1` (as in `scripts/test`).
+    pub fn built(self) -> Result<bool> {
+        let path = self.path();
+        if path.is_file() {
+            return Ok(true);
+        }
+        let how = format!(
+            "{} was not built: run `scripts/polyglot build` (it installs the JavaScript and Python toolchains)",
+            path.display()
+        );
+        if std::env::var("SLUICE_REQUIRE_SERVERS").is_ok_and(|v| v == "1") {
+            bail!("{how}; SLUICE_REQUIRE_SERVERS=1 makes this a failure");
+        }
+        eprintln!("skipped: {how}");
+        Ok(false)
     }
 
     /// The built component's bytes.

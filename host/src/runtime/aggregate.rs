@@ -71,7 +71,7 @@ impl WasmAggregate {
             Version::V0_2 => Pre::V2(v2::UpcastingAggregatePluginPre::new(instance_pre).map_err(link_error)?),
         };
         let name = origin.to_owned();
-        let mut store = runtime.new_store();
+        let mut store = runtime.new_describe_store();
         let contract = |store: &Store<PluginCtx>, e: wasmtime::Error| RuntimeError::Contract {
             plugin: name.clone(),
             reason: classify_fault(&name, store, &e).to_string(),

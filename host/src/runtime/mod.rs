@@ -41,11 +41,22 @@ pub struct SandboxLimits {
     pub memory_bytes: usize,
     /// Wall-clock budget of one call (a command's replay and decision together).
     pub call_timeout: Duration,
+    /// Wall-clock budget of a plugin's first instantiation and `describe` at load. Apart from
+    /// `call_timeout`, and more generous: a component that embeds a language runtime
+    /// (JavaScript's SpiderMonkey, CPython) starts far slower than a Rust one, and only once.
+    pub describe_timeout: Duration,
 }
+
+/// [`SandboxLimits::describe_timeout`] unless `limits.describe_timeout_ms` says otherwise.
+pub const DEFAULT_DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for SandboxLimits {
     fn default() -> Self {
-        Self { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(2) }
+        Self {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(2),
+            describe_timeout: DEFAULT_DESCRIBE_TIMEOUT,
+        }
     }
 }
 
@@ -131,6 +142,11 @@ impl WasmRuntime {
     /// A fresh store for one unit of work, bounded in memory and time.
     pub fn new_store(&self) -> Store<PluginCtx> {
         self.new_store_with_timeout(self.limits.call_timeout)
+    }
+
+    /// A fresh store for a plugin's `describe` at load, bounded by the describe budget.
+    pub fn new_describe_store(&self) -> Store<PluginCtx> {
+        self.new_store_with_timeout(self.limits.describe_timeout)
     }
 
     /// A fresh store whose calls may take up to `timeout` of wall-clock time.

@@ -53,7 +53,7 @@ impl WasmProjection {
         let pre =
             ProjectionPluginPre::new(linker.instantiate_pre(component).map_err(link_error)?).map_err(link_error)?;
         let name = origin.to_owned();
-        let mut store = runtime.new_store();
+        let mut store = runtime.new_describe_store();
         let described = pre
             .instantiate(&mut store)
             .and_then(|plugin| plugin.sluice_plugin_projection().call_describe(&mut store))

@@ -66,7 +66,7 @@ impl Projection for AccountsBrittle {
             return Ok(Answer::no_content());
         }
         let accounts = rows.records().map(lookup::account_json).collect::<Result<Vec<_>, _>>()?;
-        Ok(Answer::ok(&lookup::body(accounts)))
+        Ok(Answer::ok(&lookup::body(name, accounts)))
     }
 }
 

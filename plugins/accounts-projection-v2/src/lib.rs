@@ -80,7 +80,7 @@ impl Projection for AccountsV2 {
                 Ok(account)
             })
             .collect::<Result<Vec<_>, QueryError>>()?;
-        let mut body = lookup::body(accounts);
+        let mut body = lookup::body(name, accounts);
         body["schemaVersion"] = json!(SCHEMA_VERSION);
         Ok(Answer::ok(&body))
     }

@@ -56,6 +56,6 @@ impl Projection for Accounts {
             return Ok(Answer::no_content());
         }
         let accounts = rows.records().map(lookup::account_json).collect::<Result<Vec<_>, _>>()?;
-        Ok(Answer::ok(&lookup::body(accounts)))
+        Ok(Answer::ok(&lookup::body(name, accounts)))
     }
 }

@@ -91,10 +91,20 @@ pub fn account_json(row: Record<'_>) -> Result<serde_json::Value, QueryError> {
     }))
 }
 
-/// The seed's answer for a list of accounts (the seed answers 204, without a body, for none).
-pub fn body(accounts: Vec<serde_json::Value>) -> serde_json::Value {
+/// The seed's message for `count` accounts found by `query`: the lookups of one account (`byId`,
+/// `byHolder`) say so without a count, the lists count what they found.
+pub fn message(query: &str, count: usize) -> String {
+    match query {
+        "byId" | "byHolder" => "Successfully returned bank account!".to_owned(),
+        _ => format!("Successfully returned {count} bank account(s)!"),
+    }
+}
+
+/// The seed's answer to `query` for a list of accounts (the seed answers 204, without a body,
+/// for none).
+pub fn body(query: &str, accounts: Vec<serde_json::Value>) -> serde_json::Value {
     json!({
-        "message": format!("Successfully returned {} bank account(s)!", accounts.len()),
+        "message": message(query, accounts.len()),
         "accounts": accounts,
     })
 }

@@ -58,7 +58,7 @@ impl Aggregate for BankAccount {
                 Route::new(Method::Put, "/api/v1/withdrawFunds/{id}", "WithdrawFunds")
                     .message("Withdraw funds request completed successfully!"),
                 Route::new(Method::Delete, "/api/v1/closeBankAccount/{id}", "CloseAccount")
-                    .message("Bank account closure request completed successfully!"),
+                    .message("Bank account closure request successfully completed!"),
             ],
             topic: "BankAccountEvents".to_owned(),
         }

@@ -625,7 +625,7 @@ fn the_manifest_mounts_the_seeds_routes() {
                 "CloseAccount".to_owned(),
                 path_id(),
                 200,
-                "Bank account closure request completed successfully!".to_owned(),
+                "Bank account closure request successfully completed!".to_owned(),
                 false
             ),
         ]

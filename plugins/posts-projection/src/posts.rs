@@ -125,10 +125,13 @@ impl Projection for Posts {
         if posts.is_empty() {
             return Ok(Answer::no_content());
         }
-        Ok(Answer::ok(&json!({
-            "message": format!("Successfully returned {} post(s)!", posts.len()),
-            "posts": posts,
-        })))
+        // The seed's words: the lookup of one post says so, a list counts "1 post", "2 posts".
+        let message = match (name, posts.len()) {
+            ("byId", _) => "Successfully returned post!".to_owned(),
+            (_, 1) => "Successfully returned 1 post!".to_owned(),
+            (_, n) => format!("Successfully returned {n} posts!"),
+        };
+        Ok(Answer::ok(&json!({ "message": message, "posts": posts })))
     }
 }
 

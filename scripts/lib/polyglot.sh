@@ -1,0 +1,128 @@
+# shellcheck shell=bash
+# The JavaScript and Python plugin toolchains and builds; sourced after common.sh by
+# scripts/polyglot and scripts/test. Runs nothing by itself.
+#
+# JavaScript: componentize-js (SpiderMonkey) from npm, pinned by plugins/js/package-lock.json and
+# installed with `npm ci` into plugins/js/node_modules (npm's download cache in
+# ~/.cache/sluice/npm); skipped while node_modules matches the lock file.
+# Python: componentize-py from PyPI, pinned by plugins/python/requirements.txt, in a venv under
+# ~/.cache/sluice/ named by the requirements' hash (pip's cache beside it).
+
+cache_root="$HOME/.cache/sluice"
+js_dir="$repo/plugins/js"
+py_dir="$repo/plugins/python"
+polyglot_out="$plugins_target/polyglot"
+
+# elapsed STARTED: seconds since STARTED (a $SECONDS value), for the timing lines.
+elapsed() { printf '%ss' "$((SECONDS - $1))"; }
+
+ensure_js_toolchain() {
+  local started=$SECONDS
+  if ! command -v node >/dev/null 2>&1; then
+    say "node (20 or later) is needed for the JavaScript plugins"
+    return 1
+  fi
+  # node_modules/.sluice-lock holds the hash of the lock file it was installed from.
+  if [[ "$(cat "$js_dir/node_modules/.sluice-lock" 2>/dev/null)" == "$(sha256sum <"$js_dir/package-lock.json")" ]]; then
+    return 0
+  fi
+  say "installing the JavaScript plugin toolchain (npm ci in plugins/js)"
+  (cd "$js_dir" && npm ci --cache "$cache_root/npm" --prefer-offline --no-audit --no-fund) || return 1
+  sha256sum <"$js_dir/package-lock.json" >"$js_dir/node_modules/.sluice-lock"
+  say "JavaScript toolchain installed in $(elapsed "$started")"
+}
+
+py_venv() { printf '%s/py-%s\n' "$cache_root" "$(sha256sum <"$py_dir/requirements.txt" | cut -c1-12)"; }
+
+ensure_py_toolchain() {
+  local started=$SECONDS venv
+  venv="$(py_venv)"
+  [[ -x "$venv/bin/componentize-py" ]] && return 0
+  if ! command -v python3 >/dev/null 2>&1; then
+    say "python3 (3.10 or later) is needed for the Python plugins"
+    return 1
+  fi
+  say "installing the Python plugin toolchain into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv" || return 1
+  "$venv/bin/pip" install --quiet --cache-dir "$cache_root/pip" -r "$py_dir/requirements.txt" || return 1
+  say "Python toolchain installed in $(elapsed "$started")"
+}
+
+# The plugins: every folder of plugins/js and plugins/python holding a component entry.
+js_plugins() { find "$js_dir" -mindepth 2 -maxdepth 2 -name component.js -not -path '*/node_modules/*' -printf '%h\n' | sort; }
+py_plugins() { find "$py_dir" -mindepth 2 -maxdepth 2 -name app.py -printf '%h\n' | sort; }
+
+test_polyglot() {
+  local started=$SECONDS plugin venv
+  venv="$(py_venv)"
+  (cd "$js_dir" && node --test) || return 1
+  while read -r plugin; do
+    COMPONENTIZE_PY="$venv/bin/componentize-py" PYTHON="$venv/bin/python" "$py_dir/build.sh" test "$plugin" || return 1
+  done < <(py_plugins)
+  say "JavaScript and Python plugin tests ran in $(elapsed "$started")"
+}
+
+build_polyglot() {
+  local out="$1" plugin name started venv
+  venv="$(py_venv)"
+  mkdir -p "$out"
+  while read -r plugin; do
+    name="$(basename "$plugin" | tr - _)"
+    started=$SECONDS
+    (cd "$js_dir" && node build.mjs "$plugin/component.js" "$out/$name.wasm") || return 1
+    say "built $name.wasm (JavaScript) in $(elapsed "$started")"
+  done < <(js_plugins)
+  while read -r plugin; do
+    name="$(basename "$plugin" | tr - _)"
+    started=$SECONDS
+    COMPONENTIZE_PY="$venv/bin/componentize-py" "$py_dir/build.sh" build "$plugin" "$out/$name.wasm" || return 1
+    say "built $name.wasm (Python) in $(elapsed "$started")"
+  done < <(py_plugins)
+}
+
+# `sluice new` for every template (kind and language) into a fresh folder; each skeleton must
+# pass its own tests, build into a component, and load in the host (`sluice plugins` lists it).
+# Rust skeletons build in a target folder of their own under ~/.cache/sluice.
+templates=("aggregate rust" "projection rust" "projection js" "projection python")
+
+test_templates() {
+  local sluice work spec kind lang dir started venv wasm listed
+  sluice="$(sluice_bin)"
+  venv="$(py_venv)"
+  work="$(mktemp -d)"
+  mkdir -p "$work/plugins"
+  for spec in "${templates[@]}"; do
+    read -r kind lang <<<"$spec"
+    dir="$work/$kind-$lang"
+    started=$SECONDS
+    "$sluice" new "$kind" "tide-gauge-$kind" --lang "$lang" --dir "$dir" --sdk "$repo/plugins" || return 1
+    wasm="$work/plugins/tide_gauge_${kind}.wasm"
+    case "$lang" in
+      rust)
+        (cd "$dir" && CARGO_TARGET_DIR="$cache_root/new-target" cargo test --quiet \
+          && CARGO_TARGET_DIR="$cache_root/new-target" cargo component-build --quiet) || return 1
+        cp "$cache_root/new-target/wasm32-wasip2/release/tide_gauge_${kind}.wasm" "$wasm" || return 1
+        ;;
+      js)
+        (cd "$dir" && npm ci --cache "$cache_root/npm" --prefer-offline --no-audit --no-fund --loglevel=error \
+          && node --test && node build.mjs component.js "$wasm") || return 1
+        ;;
+      python)
+        (cd "$dir" && COMPONENTIZE_PY="$venv/bin/componentize-py" PYTHON="$venv/bin/python" ./build.sh test . \
+          && COMPONENTIZE_PY="$venv/bin/componentize-py" ./build.sh build . "$wasm") || return 1
+        ;;
+    esac
+    # The host loads it: its manifest is listed.
+    rm -rf "$work/plugins-one" && mkdir -p "$work/plugins-one" && cp "$wasm" "$work/plugins-one/"
+    listed="$("$sluice" plugins --plugins "$work/plugins-one" --data-dir "$work/data-$kind-$lang")" || return 1
+    if ! grep -q "tide_gauge_${kind}\|TideGauge" <<<"$listed"; then
+      say "the host did not load the $lang $kind skeleton: $listed"
+      return 1
+    fi
+    say "sluice new $kind --lang $lang: tested, built and loaded in $(elapsed "$started")"
+  done
+  rm -rf "$work"
+}
+
+ensure_js_toolchain_and_py() { ensure_js_toolchain && ensure_py_toolchain; }
