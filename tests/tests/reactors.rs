@@ -7,8 +7,10 @@
 //! account's notifications arrived in the order of its events.
 //!
 //! Also: a reactor naming a channel the operator did not grant is refused at load with the
-//! channel's name (the host runs on); and a reactor gets no file, directory, environment,
-//! clock or socket.
+//! channel's name (the host runs on); a reactor gets no file, directory, environment, clock or
+//! socket; a delivery that keeps failing parks, holds back its key and is retried by an
+//! operator; a reactor is never rebuilt, hot reloads re-send nothing, and only an operator's
+//! reset sends again (under the same keys).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ use anyhow::{Context, Result, ensure};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use sluice_e2e::{Check, Host, HostOptions, Plugin, Stack, decimal, number, wait_until};
+use sluice_e2e::{Check, Host, HostOptions, Plugin, Stack, decimal, distinct_build, number, wait_until};
 
 const ADMIN_TOKEN: &str = "reactors-admin";
 
@@ -308,7 +310,7 @@ async fn a_reactor_gets_no_file_environment_clock_or_socket() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_parked_delivery_is_retried_a_reactor_never_rebuilds_and_a_reset_resends() -> Result<()> {
+async fn a_parked_delivery_is_retried_and_only_a_reset_resends() -> Result<()> {
     let receiver = Receiver::start(0.0, 0.0).await?;
     let dir = tempfile::tempdir()?;
     let host = Host::start(
@@ -376,5 +378,21 @@ async fn a_parked_delivery_is_retried_a_reactor_never_rebuilds_and_a_reset_resen
     ensure!(received[0].key == received[2].key && received[1].key == received[3].key, "keys changed: {received:?}");
     let unknown = host.admin_post("/admin/reactors/BankAccount/reset", &json!({})).await?;
     unknown.check_error(404, &["unknown_reactor"])?;
+
+    // Hot reloads re-send nothing: a new build of the aggregate, then of the reactor itself,
+    // and the next deposit is the only new notification.
+    let aggregate = distinct_build(&Plugin::BankAccount.bytes()?, "reactors-reload");
+    host.admin_put_wasm("BankAccount", aggregate).await?.expect_status(200)?;
+    let reactor = distinct_build(&Plugin::AccountNotifier.bytes()?, "reactors-reload");
+    host.admin_put_wasm("account-notifier", reactor).await?.expect_status(200)?;
+    let third = host.deposit(&id, "3").await?;
+    wait_until("the third deposit was notified", Duration::from_secs(30), || async {
+        let got = positions(&receiver.received());
+        Ok(if got.contains(&third) { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = positions(&receiver.received());
+    ensure!(received == vec![first, second, first, second, third], "after the reloads: {received:?}");
     Ok(())
 }
