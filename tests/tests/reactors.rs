@@ -396,3 +396,84 @@ async fn a_parked_delivery_is_retried_and_only_a_reset_resends() -> Result<()> {
     ensure!(received == vec![first, second, first, second, third], "after the reloads: {received:?}");
     Ok(())
 }
+
+/// The messages of `topic` from its beginning, until `expected` arrived and it is quiet:
+/// (key, `idempotency-key` header, payload).
+async fn read_channel_topic(bootstrap: &str, topic: &str, expected: usize) -> Result<Vec<(String, String, Value)>> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{Offset, TopicPartitionList};
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", format!("check-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("failed to create a consumer")?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let mut assignment = TopicPartitionList::new();
+        for found in metadata.topics() {
+            for partition in found.partitions() {
+                assignment.add_partition_offset(&topic, partition.id(), Offset::Beginning)?;
+            }
+        }
+        ensure!(assignment.count() > 0, "topic {topic} has no partitions");
+        consumer.assign(&assignment)?;
+        let mut messages = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut quiet_since = std::time::Instant::now();
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(message) => {
+                    let message = message?;
+                    let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                    let id = message
+                        .headers()
+                        .and_then(|h| h.iter().find(|h| h.key == "idempotency-key"))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    messages.push((key, id, serde_json::from_slice(message.payload().unwrap_or_default())?));
+                    quiet_since = std::time::Instant::now();
+                }
+                None if messages.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) => break,
+                None => {}
+            }
+        }
+        Ok(messages)
+    })
+    .await?
+}
+
+#[tokio::test]
+async fn a_kafka_topic_channel_carries_the_key_and_the_idempotency_key() -> Result<()> {
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "[channels.notifications]\nkafka_topic = \"notifications\"\n")?;
+    let host = Host::start(
+        stack
+            .options_with(&[Plugin::BankAccount, Plugin::AccountNotifier])
+            .arg("--config")
+            .arg(config.display().to_string()),
+    )
+    .await?;
+    let id = host.open_account("Ada", "5").await?;
+    let first = host.deposit(&id, "1.50").await?;
+    let second = host.deposit(&id, "2").await?;
+    // On the host's bus the channel's topic takes the bus's prefix.
+    let messages = read_channel_topic(&stack.kafka, &stack.topic("notifications"), 2).await?;
+    let unique: BTreeMap<String, (String, Value)> =
+        messages.into_iter().map(|(key, id, payload)| (id, (key, payload))).collect();
+    ensure!(unique.len() == 2, "messages: {unique:?}");
+    for (position, amount) in [(first, "1.5"), (second, "2")] {
+        let (key, payload) = unique
+            .get(&format!("account-notifier:{position}:0"))
+            .with_context(|| format!("no message for position {position}: {unique:?}"))?;
+        ensure!(key == &id && payload["accountId"] == id.as_str(), "key {key}, payload {payload}");
+        ensure!(decimal(&payload["amount"])? == amount, "amount in {payload}");
+    }
+    Ok(())
+}
