@@ -7,8 +7,10 @@
 //! account's notifications arrived in the order of its events.
 //!
 //! Also: a reactor naming a channel the operator did not grant is refused at load with the
-//! channel's name (the host runs on); and a reactor gets no file, directory, environment,
-//! clock or socket.
+//! channel's name (the host runs on); a reactor gets no file, directory, environment, clock or
+//! socket; a delivery that keeps failing parks, holds back its key and is retried by an
+//! operator; a reactor is never rebuilt, hot reloads re-send nothing, and only an operator's
+//! reset sends again (under the same keys).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ use anyhow::{Context, Result, ensure};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use sluice_e2e::{Check, Host, HostOptions, Plugin, Stack, decimal, number, wait_until};
+use sluice_e2e::{Check, Host, HostOptions, Plugin, Stack, decimal, distinct_build, number, wait_until};
 
 const ADMIN_TOKEN: &str = "reactors-admin";
 
@@ -308,7 +310,7 @@ async fn a_reactor_gets_no_file_environment_clock_or_socket() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_parked_delivery_is_retried_a_reactor_never_rebuilds_and_a_reset_resends() -> Result<()> {
+async fn a_parked_delivery_is_retried_and_only_a_reset_resends() -> Result<()> {
     let receiver = Receiver::start(0.0, 0.0).await?;
     let dir = tempfile::tempdir()?;
     let host = Host::start(
@@ -376,5 +378,102 @@ async fn a_parked_delivery_is_retried_a_reactor_never_rebuilds_and_a_reset_resen
     ensure!(received[0].key == received[2].key && received[1].key == received[3].key, "keys changed: {received:?}");
     let unknown = host.admin_post("/admin/reactors/BankAccount/reset", &json!({})).await?;
     unknown.check_error(404, &["unknown_reactor"])?;
+
+    // Hot reloads re-send nothing: a new build of the aggregate, then of the reactor itself,
+    // and the next deposit is the only new notification.
+    let aggregate = distinct_build(&Plugin::BankAccount.bytes()?, "reactors-reload");
+    host.admin_put_wasm("BankAccount", aggregate).await?.expect_status(200)?;
+    let reactor = distinct_build(&Plugin::AccountNotifier.bytes()?, "reactors-reload");
+    host.admin_put_wasm("account-notifier", reactor).await?.expect_status(200)?;
+    let third = host.deposit(&id, "3").await?;
+    wait_until("the third deposit was notified", Duration::from_secs(30), || async {
+        let got = positions(&receiver.received());
+        Ok(if got.contains(&third) { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = positions(&receiver.received());
+    ensure!(received == vec![first, second, first, second, third], "after the reloads: {received:?}");
+    Ok(())
+}
+
+/// The messages of `topic` from its beginning, until `expected` arrived and it is quiet:
+/// (key, `idempotency-key` header, payload).
+async fn read_channel_topic(bootstrap: &str, topic: &str, expected: usize) -> Result<Vec<(String, String, Value)>> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{Offset, TopicPartitionList};
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", format!("check-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("failed to create a consumer")?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let mut assignment = TopicPartitionList::new();
+        for found in metadata.topics() {
+            for partition in found.partitions() {
+                assignment.add_partition_offset(&topic, partition.id(), Offset::Beginning)?;
+            }
+        }
+        ensure!(assignment.count() > 0, "topic {topic} has no partitions");
+        consumer.assign(&assignment)?;
+        let mut messages = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut quiet_since = std::time::Instant::now();
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(message) => {
+                    let message = message?;
+                    let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                    let id = message
+                        .headers()
+                        .and_then(|h| h.iter().find(|h| h.key == "idempotency-key"))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    messages.push((key, id, serde_json::from_slice(message.payload().unwrap_or_default())?));
+                    quiet_since = std::time::Instant::now();
+                }
+                None if messages.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) => break,
+                None => {}
+            }
+        }
+        Ok(messages)
+    })
+    .await?
+}
+
+#[tokio::test]
+async fn a_kafka_topic_channel_carries_the_key_and_the_idempotency_key() -> Result<()> {
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "[channels.notifications]\nkafka_topic = \"notifications\"\n")?;
+    let host = Host::start(
+        stack
+            .options_with(&[Plugin::BankAccount, Plugin::AccountNotifier])
+            .arg("--config")
+            .arg(config.display().to_string()),
+    )
+    .await?;
+    let id = host.open_account("Ada", "5").await?;
+    let first = host.deposit(&id, "1.50").await?;
+    let second = host.deposit(&id, "2").await?;
+    // On the host's bus the channel's topic takes the bus's prefix.
+    let messages = read_channel_topic(&stack.kafka, &stack.topic("notifications"), 2).await?;
+    let unique: BTreeMap<String, (String, Value)> =
+        messages.into_iter().map(|(key, id, payload)| (id, (key, payload))).collect();
+    ensure!(unique.len() == 2, "messages: {unique:?}");
+    for (position, amount) in [(first, "1.5"), (second, "2")] {
+        let (key, payload) = unique
+            .get(&format!("account-notifier:{position}:0"))
+            .with_context(|| format!("no message for position {position}: {unique:?}"))?;
+        ensure!(key == &id && payload["accountId"] == id.as_str(), "key {key}, payload {payload}");
+        ensure!(decimal(&payload["amount"])? == amount, "amount in {payload}");
+    }
     Ok(())
 }

@@ -623,6 +623,7 @@ impl Admin {
     pub async fn start_consumers(&self) {
         self.inner.consumers_enabled.store(true, std::sync::atomic::Ordering::SeqCst);
         self.ensure_topics().await;
+        self.ensure_channel_topics().await;
         for projection in self.parts().projections.all() {
             if self.parts().bus.is_some() {
                 // A projection without bus offsets first catches up from the log; doing it here,

@@ -49,6 +49,15 @@ impl Admin {
         }
     }
 
+    /// Create the topics of the Kafka channels on the host's bus, once the host serves.
+    pub(super) async fn ensure_channel_topics(&self) {
+        let parts = self.parts();
+        let (Some(bus), topics) = (&parts.bus, parts.channels.bus_topics()) else { return };
+        if let Err(e) = bus.ensure_topics(topics).await {
+            tracing::error!("cannot create the topics of the Kafka channels: {e}");
+        }
+    }
+
     /// Place a reactor met for the first time where its manifest says (`now`: the log's head),
     /// then open its runner and start its consumer and delivery worker.
     pub(super) async fn start_reactor(&self, reactor: Arc<dyn ReactorLogic>, sha256: &str) -> Result<(), AdminError> {

@@ -49,6 +49,8 @@ pub enum DeliveryError {
 #[derive(Clone, Default)]
 pub struct Channels {
     inner: Arc<BTreeMap<String, Channel>>,
+    /// Topics of Kafka channels on the host's own bus, created with the aggregates' topics.
+    bus_topics: Arc<Vec<String>>,
 }
 
 enum Channel {
@@ -61,6 +63,7 @@ impl Channels {
     /// brokers of their own).
     pub fn open(specs: &BTreeMap<String, ChannelSpec>, bus: Option<&KafkaBus>) -> Result<Self, BusError> {
         let mut channels = BTreeMap::new();
+        let mut bus_topics = Vec::new();
         for (name, spec) in specs {
             let channel = match spec {
                 ChannelSpec::Webhook { url, timeout, headers } => {
@@ -74,7 +77,10 @@ impl Channels {
                     let (producer, topic) = match (brokers, bus) {
                         (Some(brokers), _) => (KafkaBus::new(brokers)?.producer()?, topic.clone()),
                         // On the host's bus the topic takes the bus's prefix, like every topic.
-                        (None, Some(bus)) => (bus.producer()?, bus.topic(topic)),
+                        (None, Some(bus)) => {
+                            bus_topics.push(bus.topic(topic));
+                            (bus.producer()?, bus.topic(topic))
+                        }
                         (None, None) => {
                             return Err(BusError::Config(
                                 format!("channels.{name}"),
@@ -87,7 +93,12 @@ impl Channels {
             };
             channels.insert(name.clone(), channel);
         }
-        Ok(Self { inner: Arc::new(channels) })
+        Ok(Self { inner: Arc::new(channels), bus_topics: Arc::new(bus_topics) })
+    }
+
+    /// The topics of Kafka channels on the host's bus (the host creates them when missing).
+    pub fn bus_topics(&self) -> &[String] {
+        &self.bus_topics
     }
 
     /// Is `name` granted?
