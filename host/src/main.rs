@@ -88,7 +88,7 @@ enum Command {
         remote: Remote,
     },
     /// Write a plugin skeleton that builds and passes its own given/when/then tests:
-    /// `sluice new aggregate|projection NAME [--lang rust|js|python]`.
+    /// `sluice new aggregate|projection|reactor NAME [--lang rust|js|python]`.
     New {
         /// The kind of plugin.
         kind: sluice::scaffold::Kind,

@@ -9,7 +9,8 @@
 //! the in-memory `sql` their tests run on and the WIT package, all taken from `plugins/` and
 //! `wit/` at compile time, so they stay the same as the repository's own plugins.
 //!
-//! A new plugin kind (the reactor) is one more [`Kind`] variant and its entries in [`TEMPLATES`].
+//! A new plugin kind or language is one more [`Kind`] or [`Lang`] variant and its entries in
+//! [`TEMPLATES`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ pub enum Kind {
     Aggregate,
     /// Turns events into rows and answers queries (world `projection-plugin`, WIT 0.1).
     Projection,
+    /// Sends messages through channels the operator grants (world `reactor-plugin`, WIT 0.2).
+    Reactor,
 }
 
 /// The language the plugin is written in.
@@ -36,6 +39,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Self::Aggregate => "aggregate",
             Self::Projection => "projection",
+            Self::Reactor => "reactor",
         })
     }
 }
@@ -104,6 +108,13 @@ const RUST_PROJECTION: &[File] = &[
     ("tests/{{snake}}.rs", include_str!("../templates/rust-projection/tests/{{snake}}.rs")),
 ];
 
+const RUST_REACTOR: &[File] = &[
+    ("Cargo.toml", include_str!("../templates/rust-reactor/Cargo.toml")),
+    (".cargo/config.toml", include_str!("../templates/rust-reactor/.cargo/config.toml")),
+    ("src/lib.rs", include_str!("../templates/rust-reactor/src/lib.rs")),
+    ("tests/{{snake}}.rs", include_str!("../templates/rust-reactor/tests/{{snake}}.rs")),
+];
+
 const JS_PROJECTION: &[File] = &[
     ("package.json", include_str!("../../plugins/js/package.json")),
     ("package-lock.json", include_str!("../../plugins/js/package-lock.json")),
@@ -140,6 +151,14 @@ pub const TEMPLATES: &[Template] = &[
         files: RUST_PROJECTION,
         next_steps: "cargo test                  # the given/when/then tests, natively\n\
                      cargo component-build       # target/wasm32-wasip2/release/{{snake}}.wasm",
+    },
+    Template {
+        kind: Kind::Reactor,
+        lang: Lang::Rust,
+        files: RUST_REACTOR,
+        next_steps: "cargo test                  # the given/when/then tests, natively\n\
+                     cargo component-build       # target/wasm32-wasip2/release/{{snake}}.wasm\n\
+                     # grant its channel in the host's config: [channels.{{snake}}] webhook = \"http://…\"",
     },
     Template {
         kind: Kind::Projection,

@@ -84,7 +84,7 @@ build_polyglot() {
 # `sluice new` for every template (kind and language) into a fresh folder; each skeleton must
 # pass its own tests, build into a component, and load in the host (`sluice plugins` lists it).
 # Rust skeletons build in a target folder of their own under ~/.cache/sluice.
-templates=("aggregate rust" "projection rust" "projection js" "projection python")
+templates=("aggregate rust" "projection rust" "reactor rust" "projection js" "projection python")
 
 test_templates() {
   local sluice work spec kind lang dir started venv wasm listed
@@ -119,7 +119,10 @@ test_templates() {
     esac
     # The host loads it: its manifest is listed.
     rm -rf "$work/plugins-one" && mkdir -p "$work/plugins-one" && cp "$wasm" "$work/plugins-one/"
-    listed="$("$sluice" plugins --plugins "$work/plugins-one" --data-dir "$work/data-$kind-$lang")" || return 1
+    # A reactor loads only with its channel granted.
+    printf '[channels.tide_gauge_%s]\nwebhook = "http://127.0.0.1:9/unused"\n' "$kind" >"$work/granted.toml"
+    listed="$("$sluice" --config "$work/granted.toml" plugins --plugins "$work/plugins-one" \
+      --data-dir "$work/data-$kind-$lang")" || return 1
     if ! grep -q "tide_gauge_${kind}\|TideGauge" <<<"$listed"; then
       say "the host did not load the $lang $kind skeleton: $listed"
       return 1

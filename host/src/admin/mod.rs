@@ -23,9 +23,9 @@
 pub mod dead_letters;
 pub mod deploy_check;
 pub mod dry_run;
+pub mod reactors;
 pub mod rebuilds;
 pub mod tail;
-pub mod reactors;
 pub mod versions;
 
 use std::collections::HashMap;

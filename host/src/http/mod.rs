@@ -22,8 +22,8 @@ pub mod error;
 pub mod input;
 pub mod plugin_routes;
 pub mod projections;
-pub mod watch;
 pub mod reactors;
+pub mod watch;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
