@@ -24,18 +24,21 @@
 //! key (position).
 
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row};
 use tokio::sync::mpsc;
 
 use super::group_commit::{AppendQueue, Request};
-use super::{Appended, EventStore, EventStoreError, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
+use super::{Appended, EventStore, EventStoreError, LogHead, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
 
 /// The advisory lock key every append takes: positions are assigned under it.
 const LOG_LOCK: i64 = 0x736c_7569_6365; // "sluice"
+/// The channel every group commit notifies (per database), with the log's new head as payload.
+const LOG_CHANNEL: &str = "sluice_log";
 /// Most appends one transaction takes.
 const MAX_GROUP: usize = 256;
 
@@ -65,6 +68,8 @@ const COLUMNS: &str = "position, aggregate_type, aggregate_id, version, event_ty
 pub struct PostgresEventStore {
     pool: PgPool,
     appends: AppendQueue,
+    /// Published by the writer after each group, and by the listener for other hosts' groups.
+    head: Arc<LogHead>,
 }
 
 impl PostgresEventStore {
@@ -86,10 +91,74 @@ impl PostgresEventStore {
         for statement in SCHEMA {
             create(&pool, statement).await?;
         }
+        let head = Arc::new(LogHead::default());
+        // Listening before the first read of the head: no commit falls between the two.
+        let listener = listen(&pool).await?;
+        head.advanced(read_head(&pool).await?);
+        tokio::spawn(follow_notifications(listener, pool.clone(), Arc::downgrade(&head)));
         let writer = PgConnection::connect_with(&options).await?;
         let (appends, requests) = AppendQueue::new();
-        tokio::spawn(write_groups(writer, options, requests));
-        Ok(Self { pool, appends })
+        tokio::spawn(write_groups(writer, options, requests, head.clone()));
+        Ok(Self { pool, appends, head })
+    }
+}
+
+/// A connection listening on [`LOG_CHANNEL`].
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(LOG_CHANNEL).await?;
+    Ok(listener)
+}
+
+async fn read_head(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM sluice_events").fetch_one(pool).await?;
+    Ok(to_u64(head))
+}
+
+/// The listener task: every group commit of any host on this database notifies [`LOG_CHANNEL`]
+/// with the log's new head. A lost connection may have lost notifications, so after listening
+/// again the head is read once. Ends when the store is dropped.
+async fn follow_notifications(mut listener: PgListener, pool: PgPool, weak: Weak<LogHead>) {
+    let Some(stopped) = weak.upgrade().map(|h| h.stopped()) else { return };
+    loop {
+        let received = tokio::select! {
+            received = listener.try_recv() => received,
+            () = stopped.cancelled() => return,
+        };
+        let Some(head) = weak.upgrade() else { return };
+        match received {
+            Ok(Some(notification)) => match notification.payload().parse::<u64>() {
+                Ok(position) => head.advanced(position),
+                Err(_) => tracing::debug!(payload = notification.payload(), "ignored a foreign notification"),
+            },
+            // The connection was lost (sqlx reconnects on the next call) or failed: listen
+            // afresh, then read what may have been missed meanwhile.
+            lost => {
+                if let Err(e) = lost {
+                    tracing::warn!("the event store's listener failed, listening again: {e}");
+                }
+                // Not held while waiting: dropping the store ends the wait.
+                drop(head);
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        () = stopped.cancelled() => return,
+                    }
+                    match listen(&pool).await {
+                        Ok(fresh) => {
+                            listener = fresh;
+                            break;
+                        }
+                        Err(e) => tracing::debug!("cannot listen for the event store's commits yet: {e}"),
+                    }
+                }
+                let Some(head) = weak.upgrade() else { return };
+                match read_head(&pool).await {
+                    Ok(position) => head.advanced(position),
+                    Err(e) => tracing::debug!("cannot read the event store's head (the poll will): {e}"),
+                }
+            }
+        }
     }
 }
 
@@ -109,11 +178,19 @@ async fn write_groups(
     mut conn: PgConnection,
     options: PgConnectOptions,
     mut requests: mpsc::UnboundedReceiver<Request>,
+    head: Arc<LogHead>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
         let outcomes = match commit_group(&mut conn, &group).await {
-            Ok(outcomes) => outcomes,
+            Ok(outcomes) => {
+                // This host's followers need not wait for the notification's round trip.
+                let last = outcomes.iter().filter_map(|o| o.as_ref().ok()?.positions.last()).max();
+                if let Some(&last) = last {
+                    head.advanced(last);
+                }
+                outcomes
+            }
             Err(e) => {
                 let message = e.to_string();
                 if let Ok(fresh) = PgConnection::connect_with(&options).await {
@@ -180,6 +257,14 @@ async fn commit_group(
         let positions = (0..n as i64).map(|k| to_u64(next + k)).collect();
         next += n as i64;
         outcomes.push(Ok(Appended { version: expected + n as u64, positions, recorded_at: recorded_at.clone() }));
+    }
+    if next > head + 1 {
+        // Delivered at the commit, to every listening host: one notification per group.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(LOG_CHANNEL)
+            .bind((next - 1).to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -256,9 +341,11 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {
-        let head: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM sluice_events").fetch_one(&self.pool).await?;
-        Ok(to_u64(head))
+        Ok(read_head(&self.pool).await?)
+    }
+
+    fn log_head(&self) -> &LogHead {
+        &self.head
     }
 
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError> {
