@@ -6,18 +6,35 @@
 //! MAX(version) = expected`), so a lost race appends nothing and answers
 //! [`EventStoreError::Conflict`].
 //!
-//! **Global order without gaps (the sequence-gap problem).** With a sequence, two transactions
-//! can take positions 7 and 8 and commit 8 first: a follower that has read up to 8 then never
-//! sees 7. Here every append takes the transaction-scoped advisory lock [`LOG_LOCK`] before it
-//! assigns positions, and positions are `MAX(position) + 1` read under that lock, so positions are
-//! assigned and committed in the same order, across processes and hosts: a follower reading
-//! `position > checkpoint` never skips a commit that lands late. The price is that appends of all
-//! hosts serialise on one lock; group commit pays it once per group, not once per append.
+//! **Global order without gaps (the sequence-gap problem, decided).** With a sequence, two
+//! transactions can take positions 7 and 8 and commit 8 first: a follower that has read up to 8
+//! then never sees 7. Here positions are not taken from a sequence: every append's transaction
+//! first takes the transaction-scoped advisory lock [`LOG_LOCK`], then reads `MAX(position)` and
+//! numbers its events after it. So:
+//! - positions are assigned in commit order, across processes and hosts. The lock is released
+//!   only when its transaction ends, and PostgreSQL makes a commit visible before it releases
+//!   the transaction's locks; the next holder's `MAX(position)` runs in a snapshot taken after it
+//!   got the lock (READ COMMITTED: one snapshot per statement), so it sees every earlier commit.
+//! - a follower cannot skip a late commit: a snapshot that shows position p shows every position
+//!   below it, because those committed before p's transaction could take the lock. Reading
+//!   `position > checkpoint ORDER BY position` always returns a prefix of what is still to come.
+//! - a rolled-back transaction leaves no hole: its positions were never committed, and the next
+//!   holder numbers from the committed `MAX` again.
+//!
+//! The price is that appends of all hosts serialise on one lock; group commit pays it once per
+//! group, not once per append. `tests/tests/postgres_log.rs` races two `sluice serve` processes
+//! while a third follows the log.
 //!
 //! **Group commit.** One writer task per process owns a connection; it takes the appends waiting
 //! at that moment (up to [`MAX_GROUP`]) and runs them in one transaction: the lock, the log's end,
 //! then each append's guarded insert (each decides alone: a stale one inserts nothing and is
 //! refused, the others commit), then one commit — one WAL flush for the group.
+//!
+//! **The log-advanced signal.** A group that appended anything also runs `pg_notify` on
+//! [`LOG_CHANNEL`] with the log's new head, so every host listening on the database (one
+//! listener connection per store) hears of it when, and only if, the group commits: one
+//! notification per group. The writer also publishes the head to this host's followers itself.
+//! After its connection is lost, the listener listens again and then reads the head once.
 //!
 //! Queries and their indexes: appends and `stream_version` filter by (type, id) on the unique
 //! index; `read_stream` adds a version range on it; `read_all` and `head_position` use the primary
