@@ -3,7 +3,7 @@
 //!
 //! **Optimistic concurrency.** A unique index on (aggregate type, aggregate id, version) backs
 //! every append; the append's own statement checks the stream's version (`INSERT … SELECT … WHERE
-//! MAX(version) = expected`), so a lost race appends nothing and answers
+//! newest version = expected`), so a lost race appends nothing and answers
 //! [`EventStoreError::Conflict`].
 //!
 //! **Global order without gaps (the sequence-gap problem, decided).** With a sequence, two
@@ -38,7 +38,12 @@
 //!
 //! Queries and their indexes: appends and `stream_version` filter by (type, id) on the unique
 //! index; `read_stream` adds a version range on it; `read_all` and `head_position` use the primary
-//! key (position).
+//! key (position). A stream's version and the log's head are read as "the newest entry of the
+//! index" (`ORDER BY … DESC LIMIT 1`), not `MAX(…)`: sqlx prepares each statement once per
+//! connection, and PostgreSQL's generic plan for `MAX(version) … WHERE type = $1 AND id = $2`,
+//! made while the table was small, aggregates every entry of the stream (EXPLAIN ANALYZE at
+//! 200,000 events: 71 ms for a stream of 6,249, against 0.05 ms for the newest-entry form, which
+//! every plan reads as one backward index step). So a stream's version stays O(1) in its length.
 
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
@@ -78,6 +83,9 @@ const SCHEMA: [&str; 2] = [
         position    BIGINT  NOT NULL
     )",
 ];
+
+/// The log's last position: the newest entry of the primary key (no row: an empty log).
+const HEAD: &str = "SELECT position FROM sluice_events ORDER BY position DESC LIMIT 1";
 
 const COLUMNS: &str = "position, aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at";
 
@@ -128,8 +136,8 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 }
 
 async fn read_head(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM sluice_events").fetch_one(pool).await?;
-    Ok(to_u64(head))
+    let head: Option<i64> = sqlx::query_scalar(HEAD).fetch_optional(pool).await?;
+    Ok(head.map_or(0, to_u64))
 }
 
 /// The listener task: every group commit of any host on this database notifies [`LOG_CHANNEL`]
@@ -229,8 +237,7 @@ async fn commit_group(
 ) -> Result<Vec<Result<Appended, EventStoreError>>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOG_LOCK).execute(&mut *tx).await?;
-    let head: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM sluice_events").fetch_one(&mut *tx).await?;
+    let head: i64 = sqlx::query_scalar(HEAD).fetch_optional(&mut *tx).await?.unwrap_or(0);
     let mut next = head + 1;
     let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut outcomes = Vec::with_capacity(group.len());
@@ -254,7 +261,8 @@ async fn commit_group(
             "INSERT INTO sluice_events (position, aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at)
              SELECT $1 + e.n - 1, $2, $3, $4 + e.n, e.event_type, e.schema_version, e.data, $8
              FROM UNNEST($5::text[], $6::int[], $7::text[]) WITH ORDINALITY AS e(event_type, schema_version, data, n)
-             WHERE (SELECT COALESCE(MAX(version), 0) FROM sluice_events WHERE aggregate_type = $2 AND aggregate_id = $3) = $4",
+             WHERE COALESCE((SELECT version FROM sluice_events WHERE aggregate_type = $2 AND aggregate_id = $3
+                             ORDER BY version DESC LIMIT 1), 0) = $4",
         )
         .bind(next)
         .bind(kind)
@@ -288,14 +296,15 @@ async fn commit_group(
 }
 
 async fn stream_version(conn: &mut PgConnection, kind: &str, id: &str) -> Result<u64, sqlx::Error> {
-    let version: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(version), 0) FROM sluice_events WHERE aggregate_type = $1 AND aggregate_id = $2",
+    let version: Option<i64> = sqlx::query_scalar(
+        "SELECT version FROM sluice_events WHERE aggregate_type = $1 AND aggregate_id = $2
+         ORDER BY version DESC LIMIT 1",
     )
     .bind(kind)
     .bind(id)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(to_u64(version))
+    Ok(version.map_or(0, to_u64))
 }
 
 #[async_trait::async_trait]
