@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Bearer token for the admin API.
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// How often to read the event store's head for other hosts' appends, milliseconds
+    /// (PostgreSQL also tells of them at once) [default: 500].
+    #[arg(long, env = "SLUICE_LOG_POLL_MS")]
+    pub log_poll_ms: Option<u64>,
 }
 
 /// The optional TOML file: the same keys as the flags (snake_case), plus `[limits]`.
@@ -51,6 +55,7 @@ struct FileConfig {
     bus: Option<String>,
     read_store: Option<String>,
     admin_token: Option<String>,
+    log_poll_ms: Option<u64>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -150,6 +155,8 @@ pub struct Config {
     pub channels: std::collections::BTreeMap<String, ChannelSpec>,
     /// Retries and backoff of reactors' deliveries.
     pub delivery: DeliveryPolicy,
+    /// How often the event store's head is read for other hosts' appends.
+    pub log_poll: Duration,
 }
 
 /// Largest request body unless `limits.body_limit_kib` says otherwise.
@@ -274,6 +281,11 @@ impl Config {
         if delivery.attempts == 0 {
             return Err(invalid("delivery.attempts", "must be at least 1"));
         }
+        let log_poll =
+            args.log_poll_ms.or(from_file.log_poll_ms).map_or(crate::event_store::DEFAULT_POLL, Duration::from_millis);
+        if log_poll.is_zero() {
+            return Err(invalid("--log-poll-ms", "must be at least 1"));
+        }
         Ok(Self {
             listen,
             data_dir,
@@ -289,6 +301,7 @@ impl Config {
             dead_letters,
             channels,
             delivery,
+            log_poll,
         })
     }
 }

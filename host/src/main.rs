@@ -582,7 +582,10 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
 }
 
 async fn print_events(config: Config, mut after: u64, follow: bool) -> anyhow::Result<()> {
-    let store = sluice::event_store::open(&config.event_store).await.context("failed to open the event store")?;
+    let store = sluice::event_store::open_polling(&config.event_store, config.log_poll)
+        .await
+        .context("failed to open the event store")?;
+    let mut head = store.subscribe();
     loop {
         let batch = store.read_all(after, 1000).await.context("failed to read events")?;
         for event in &batch {
@@ -596,7 +599,9 @@ async fn print_events(config: Config, mut after: u64, follow: bool) -> anyhow::R
             if !follow {
                 return Ok(());
             }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            // Until the store says its log grew (this process appends nothing: another host's
+            // append, notified or polled).
+            head.changed().await.context("the event store stopped")?;
         }
     }
 }

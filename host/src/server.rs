@@ -69,7 +69,7 @@ impl Host {
         }
         let runtime = WasmRuntime::new(Some(config.data_dir.join("cache")), config.limits)?;
         let registry = PluginRegistry::new();
-        let store = event_store::open(&config.event_store).await?;
+        let store = event_store::open_polling(&config.event_store, config.log_poll).await?;
         let read_store = ReadStore::open(&config.read_store).await?;
         let projections = Projections::new();
         let commands = CommandService::new(registry.clone(), store.clone(), config.cached_states);

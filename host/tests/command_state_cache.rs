@@ -165,6 +165,9 @@ impl EventStore for CountingReads {
     async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError> {
         self.inner.schema_counts().await
     }
+    fn log_head(&self) -> &sluice::event_store::LogHead {
+        self.inner.log_head()
+    }
 }
 
 #[tokio::test]

@@ -212,3 +212,36 @@ async fn a_follower_never_skips_a_commit_while_writers_race() {
         eprintln!("{name}: {} events from 8 racing writers, followed in {:.1?}", log.len(), started.elapsed());
     }
 }
+
+/// The log's head is the store's to publish: a store instance's subscribers hear of its own
+/// appends as soon as they are acknowledged, and of another instance's (another host's) — by
+/// polling on SQLite and MongoDB, and on PostgreSQL by notification: there both instances poll
+/// once an hour, so nothing else could wake them within the wait below.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_is_published_for_every_hosts_appends() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("events.db").display());
+    let mut urls = vec![("sqlite", Some(sqlite), Duration::from_millis(50))];
+    urls.push(("mongodb", common::fresh_database("SLUICE_TEST_MONGODB_URL", "contract"), Duration::from_millis(50)));
+    urls.push(("postgres", common::fresh_database("SLUICE_TEST_POSTGRES_URL", "contract"), HOUR));
+    for (name, url, poll) in urls {
+        let Some(url) = url else { continue };
+        let notified = poll == HOUR;
+        let first = sluice::event_store::open_polling(&url, HOUR).await.expect("open");
+        let second = sluice::event_store::open_polling(&url, poll).await.expect("open again");
+        let (mut own, mut other) = (first.subscribe(), second.subscribe());
+        let done = first.append("T", "a", 0, &[event(1), event(2)]).await.expect("append");
+        assert_eq!(done.positions, vec![1, 2], "{name}");
+        assert!(own.has_changed().expect("the store lives"), "{name}: its own append was not published");
+        assert_eq!(*own.borrow_and_update(), 2, "{name}");
+        let heard = tokio::time::timeout(Duration::from_secs(30), other.wait_for(|head| *head >= 2)).await;
+        assert!(heard.is_ok_and(|h| h.is_ok()), "{name}: the other instance never heard of position 2");
+        if notified {
+            // And the other way round, with neither instance polling.
+            second.append("T", "b", 0, &[event(3)]).await.expect("append");
+            let heard = tokio::time::timeout(Duration::from_secs(30), own.wait_for(|head| *head >= 3)).await;
+            assert!(heard.is_ok_and(|h| h.is_ok()), "{name}: the first instance never heard of position 3");
+        }
+    }
+}

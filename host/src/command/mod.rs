@@ -75,26 +75,18 @@ pub struct CommandService {
     store: Arc<dyn EventStore>,
     locks: Arc<StreamLocks>,
     states: Arc<StateCache>,
-    /// The last global position this host appended: wakes the projections.
-    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl CommandService {
     /// A service that keeps the latest state of up to `cached_states` streams in memory.
     pub fn new(registry: PluginRegistry, store: Arc<dyn EventStore>, cached_states: usize) -> Self {
-        let (appended, _) = tokio::sync::watch::channel(0);
-        Self {
-            registry,
-            store,
-            locks: Arc::new(StreamLocks::new()),
-            states: Arc::new(StateCache::new(cached_states)),
-            appended: Arc::new(appended),
-        }
+        Self { registry, store, locks: Arc::new(StreamLocks::new()), states: Arc::new(StateCache::new(cached_states)) }
     }
 
-    /// Follow the positions this host appends.
+    /// Follow the head of the log, as the event store publishes it (this host's appends and,
+    /// as the store hears of them, other hosts').
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.appended.subscribe()
+        self.store.subscribe()
     }
 
     pub fn registry(&self) -> &PluginRegistry {
@@ -190,13 +182,6 @@ impl CommandService {
             check_events(logic.manifest(), &events).map_err(CommandError::Fault)?;
             match self.store.append(aggregate_type, aggregate_id, version, &events).await {
                 Ok(appended) => {
-                    if let Some(last) = appended.positions.last() {
-                        self.appended.send_if_modified(|head| {
-                            let newer = *last > *head;
-                            *head = (*head).max(*last);
-                            newer
-                        });
-                    }
                     let stored = stored_events(aggregate_type, aggregate_id, version, events, &appended);
                     match state {
                         Some(state) => self.states.put(

@@ -5,9 +5,12 @@
 //! global log in commit order for replays, projections and the relay. Backends: [`sqlite`] (the
 //! embedded default), [`mongodb`] (scale-out; keeps the same contract without multi-document
 //! transactions, so it also runs on FerretDB) and [`postgres`]. Each groups the appends that
-//! arrive together into one commit. `host/tests/event_store_contract.rs` runs one suite against all.
+//! arrive together into one commit, and publishes the head of its log ([`head`]): what wakes the
+//! followers, whichever host appended. `host/tests/event_store_contract.rs` runs one suite
+//! against all.
 
 mod group_commit;
+pub mod head;
 pub mod mongodb;
 pub mod postgres;
 pub mod sqlite;
@@ -15,6 +18,7 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use head::{DEFAULT_POLL, LogHead};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -231,6 +235,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// The number of stored events per (aggregate type, event type, schema version), sorted by
     /// those three. A whole-store scan: it runs when a plugin is deployed, not per request.
     async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError>;
+
+    /// The head of the log as this store instance knows it (see [`head`]).
+    fn log_head(&self) -> &LogHead;
+
+    /// Follow the log's head: the receiver changes once events past what it last saw are
+    /// committed, by this host or (as the backend hears of them) by another.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.log_head().subscribe()
+    }
 }
 
 /// Milliseconds since the Unix epoch, `lease` from now: when a relay lease taken now expires.
@@ -239,19 +252,27 @@ pub(crate) fn lease_expiry(lease: Duration) -> (i64, i64) {
     (now, now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)))
 }
 
-/// Open the event store a URL names.
+/// Open the event store a URL names; its head is polled every [`DEFAULT_POLL`].
 pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, EventStoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteEventStore::open(url).await?))
+    open_polling(url, DEFAULT_POLL).await
+}
+
+/// Open the event store a URL names and read its head every `poll` (other processes' appends;
+/// PostgreSQL is also told of them at once).
+pub async fn open_polling(url: &str, poll: Duration) -> Result<Arc<dyn EventStore>, EventStoreError> {
+    let store: Arc<dyn EventStore> = if url.starts_with("sqlite:") {
+        Arc::new(sqlite::SqliteEventStore::open(url).await?)
     } else if url.starts_with("mongodb:") || url.starts_with("mongodb+srv:") {
-        Ok(Arc::new(self::mongodb::MongoEventStore::open(url).await?))
+        Arc::new(self::mongodb::MongoEventStore::open(url).await?)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(postgres::PostgresEventStore::open(url).await?))
+        Arc::new(postgres::PostgresEventStore::open(url).await?)
     } else {
-        Err(EventStoreError::Unsupported(format!(
+        return Err(EventStoreError::Unsupported(format!(
             "--event-store {url:?}: expected a sqlite://, mongodb:// or postgres:// URL"
-        )))
-    }
+        )));
+    };
+    head::poll(&store, poll);
+    Ok(store)
 }
 
 // Both backends store integers as i64; versions and positions never come near the limit.

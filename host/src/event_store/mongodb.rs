@@ -65,7 +65,7 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Appended, EventStore, EventStoreError, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
+use super::{Appended, EventStore, EventStoreError, LogHead, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
 
 /// The most appends one insert writes.
 pub const GROUP: usize = 64;
@@ -168,6 +168,9 @@ pub struct MongoEventStore {
     writer: mpsc::Sender<PendingAppend>,
     /// Per stream (`type\0id`), the last version a commit of it was seen to end at.
     known: Mutex<LruCache<String, u64>>,
+    /// Published after each append; other processes' appends reach it by polling (FerretDB has
+    /// no change streams).
+    head: LogHead,
 }
 
 impl std::fmt::Debug for MongoEventStore {
@@ -237,6 +240,7 @@ impl MongoEventStore {
             relay_leases: db.collection("relay_leases"),
             writer,
             known: Mutex::new(LruCache::new(KNOWN_STREAMS)),
+            head: LogHead::default(),
         })
     }
 
@@ -478,6 +482,7 @@ impl EventStore for MongoEventStore {
         match answer.await.map_err(|_| stopped())? {
             Ok(first) => {
                 self.remember(key, expected_version + count);
+                self.head.advanced(first + count - 1);
                 Ok(Appended {
                     version: expected_version + count,
                     positions: (first..first + count).collect(),
@@ -583,6 +588,10 @@ impl EventStore for MongoEventStore {
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {
         log_end(&self.raw, &self.log_head).await
+    }
+
+    fn log_head(&self) -> &LogHead {
+        &self.head
     }
 
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError> {

@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection};
 
 use super::group_commit::GroupCommit;
-use super::{Appended, EventStore, EventStoreError, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
+use super::{Appended, EventStore, EventStoreError, LogHead, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -51,6 +51,8 @@ pub struct SqliteEventStore {
     log: Option<LogReader>,
     /// The group-committing writer of a file store; an in-memory store appends through `writer`.
     group: Option<GroupCommit>,
+    /// Published after each append; other processes' appends reach it by polling.
+    head: LogHead,
 }
 
 /// Reads of the global log, the store's bulk path (projections, rebuilds, the relay): SQLite
@@ -137,7 +139,7 @@ impl SqliteEventStore {
         let group = if in_memory { None } else { Some(GroupCommit::start(&path)?) };
         let log = (!in_memory).then(|| LogReader { path, idle: Arc::default() });
         let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
-        Ok(Self { writer, readers, log, group })
+        Ok(Self { writer, readers, log, group, head: LogHead::default() })
     }
 
     /// Transactions the group-committing writer has committed (`None` for an in-memory store).
@@ -184,11 +186,9 @@ impl SqliteEventStore {
         }
         Ok(Some(positions))
     }
-}
 
-#[async_trait::async_trait]
-impl EventStore for SqliteEventStore {
-    async fn append(
+    /// Append and commit; the caller publishes the new head.
+    async fn append_committed(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
@@ -227,6 +227,27 @@ impl EventStore for SqliteEventStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<Appended, EventStoreError> {
+        let appended = self.append_committed(aggregate_type, aggregate_id, expected_version, events).await?;
+        if let Some(&last) = appended.positions.last() {
+            self.head.advanced(last);
+        }
+        Ok(appended)
+    }
+
+    fn log_head(&self) -> &LogHead {
+        &self.head
     }
 
     async fn read_stream(

@@ -13,8 +13,9 @@ use super::{BATCH, Projection, ProjectionError};
 use crate::read_store::{Checkpoint, ReadStoreError};
 
 impl Projection {
-    /// Follow the log until `stop` fires; woken early by `appended`.
-    pub async fn run(self: Arc<Self>, mut appended: watch::Receiver<u64>, stop: CancellationToken) {
+    /// Follow the log until `stop` fires; once caught up, woken by `head` (the event store's
+    /// [`subscribe`](crate::event_store::EventStore::subscribe)).
+    pub async fn run(self: Arc<Self>, mut head: watch::Receiver<u64>, stop: CancellationToken) {
         while let Err(e) = self.leave_bus().await {
             tracing::warn!(projection = %self.name(), "cannot switch from the Kafka bus yet, retrying: {e}");
             tokio::select! {
@@ -34,16 +35,27 @@ impl Projection {
             }
             match self.catch_up_once().await {
                 Ok(true) => continue,
-                Ok(false) | Err(ProjectionError::Paused(_)) => {}
+                Ok(false) => {}
+                // Waits for an operator at the top of the loop.
+                Err(ProjectionError::Paused(_)) => continue,
                 Err(e) => {
                     tracing::warn!(projection = %self.name(), "projection paused after an error, retrying: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = stop.cancelled() => return,
+                    }
                 }
             }
+            // Caught up: nothing to do until the store says its log grew (it polls where it
+            // cannot be told). A head that moved during the read wakes at once.
             tokio::select! {
-                _ = appended.changed() => {}
+                changed = head.changed() => {
+                    if changed.is_err() {
+                        // The store is gone; this task is about to be stopped.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
                 () = stop.cancelled() => {}
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
     }
