@@ -21,6 +21,7 @@
 //! - [`capabilities`]: the host side of the interfaces plugins import (`sql`).
 //! - [`runtime`]: the wasmtime engine, sandbox limits, component cache and loader.
 //! - [`bindings`]: every `bindgen!` of the host, a leaf that `runtime` and `capabilities` use.
+//! - [`telemetry`]: the Prometheus metrics every module records, and their names.
 //! - [`plugin`]: the plugin contracts (aggregate, projection), manifests, faults, the registry.
 
 pub mod admin;
@@ -39,3 +40,4 @@ pub mod relay;
 pub mod runtime;
 pub mod server;
 pub mod supervisor;
+pub mod telemetry;
