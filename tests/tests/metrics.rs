@@ -81,7 +81,11 @@ async fn metrics_move_as_commands_run_and_consumers_catch_up() -> Result<()> {
     ensure!(refused.status == 400, "overdraw: {refused}");
 
     let after = scrape(&host).await?;
-    ensure!(value(&after, "sluice_commands_total", &opened) == 3.0, "opened: {:?}", find(&after, "sluice_commands_total"));
+    ensure!(
+        value(&after, "sluice_commands_total", &opened) == 3.0,
+        "opened: {:?}",
+        find(&after, "sluice_commands_total")
+    );
     let deposited = [("aggregate", "BankAccount"), ("command", "DepositFunds"), ("outcome", "ok")];
     ensure!(value(&after, "sluice_commands_total", &deposited) == 3.0, "deposits counted");
     let rejected = [("aggregate", "BankAccount"), ("command", "WithdrawFunds"), ("outcome", "rejected")];
@@ -91,10 +95,7 @@ async fn metrics_move_as_commands_run_and_consumers_catch_up() -> Result<()> {
         value(&after, "sluice_command_duration_seconds_count", &[("command", "DepositFunds")]) == 3.0,
         "the latency histogram has no deposits"
     );
-    ensure!(
-        after.iter().any(|s| s.name == "sluice_command_duration_seconds_bucket"),
-        "the latency is not a histogram"
-    );
+    ensure!(after.iter().any(|s| s.name == "sluice_command_duration_seconds_bucket"), "the latency is not a histogram");
     let decides = value(&after, "sluice_plugin_calls_total", &[("plugin", "BankAccount"), ("call", "decide")]);
     ensure!(decides >= 7.0, "plugin calls: {decides}");
     let route = [("route", "/api/v1/depositFunds/{id}"), ("method", "PUT"), ("status", "200")];

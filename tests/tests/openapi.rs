@@ -124,8 +124,13 @@ async fn the_document_is_valid_openapi_3_1_with_the_seed_routes_and_their_body_s
         operation(&document, "/api/v1/postLookup/byAuthor/{author}", "get").context("byAuthor is not listed")?;
     let names: Vec<&str> =
         by_author["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
-    ensure!(names.contains(&"author") && names.contains(&"position"), "byAuthor's parameters: {names:?}");
+    ensure!(names.contains(&"author") && names.contains(&"sluice-position"), "byAuthor's parameters: {names:?}");
     ensure!(operation(&document, "/api/v1/restoreReadDb", "post").is_some(), "restoreReadDb is not listed");
+
+    // The admin routes are listed behind the bearer token.
+    let plugins = operation(&document, "/admin/plugins/{name}", "put").context("the upload is not listed")?;
+    ensure!(plugins["security"][0].get("admin_token").is_some(), "the upload has no security: {plugins}");
+    ensure!(document["components"]["securitySchemes"]["admin_token"]["scheme"] == "bearer", "no bearer scheme");
 
     // Faulty is a 0.1.0 component, which declares no schemas: it loads and runs beside them.
     host.post_json("/api/aggregates/Faulty/f1/commands/Ok", &serde_json::json!({})).await?.expect_status(200)?;

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 pub use state_cache::{CachedState, StateCache};
 
-use crate::telemetry;
 use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
 use crate::plugin::{
     AggregateLogic, AggregateManifest, CommandInput, Decision, PluginFault, PluginRegistry, Refusal, upcast,
 };
+use crate::telemetry;
 
 /// Why a command was not applied, classified by blame.
 #[derive(Debug, thiserror::Error)]

@@ -127,18 +127,17 @@ pub async fn document(State(state): State<AppState>, headers: HeaderMap) -> Resp
     if matches_etag(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response();
     }
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::ETAG, etag_value)],
-        bytes,
-    )
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::ETAG, etag_value)], bytes)
         .into_response()
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`); weak tags compare by their opaque part.
 fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
-    headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).any(|list| {
-        list.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
-    })
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|list| list.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag))
 }
 
 /// The host's half of the document, derived once.
@@ -163,9 +162,7 @@ pub fn build(registry: &PluginRegistry) -> Value {
     for projection in registry.projections() {
         add_projection(projection.manifest(), &mut paths);
     }
-    let Some(document_object) = document.as_object_mut() else {
-        unreachable!("an OpenAPI document is an object")
-    };
+    let Some(document_object) = document.as_object_mut() else { unreachable!("an OpenAPI document is an object") };
     let host_paths = document_object.entry("paths").or_insert_with(|| json!({}));
     for (path, item) in paths {
         // A plugin path never shadows the host's (the manifest check reserves its prefixes).
@@ -233,8 +230,8 @@ fn add_projection(manifest: &ProjectionManifest, paths: &mut Map<String, Value>)
     for route in &manifest.routes {
         let mut parameters = path_parameters(&route.path);
         parameters.push(json!({
-            "name": "position",
-            "in": "query",
+            "name": "sluice-position",
+            "in": "header",
             "required": false,
             "description": "Answer only once the projection has applied this global position",
             "schema": { "type": "integer", "minimum": 0 },
@@ -242,11 +239,12 @@ fn add_projection(manifest: &ProjectionManifest, paths: &mut Map<String, Value>)
         let operation = json!({
             "tags": ["plugin routes"],
             "summary": format!("{} ({})", route.query, manifest.name),
-            "description": format!("Runs query `{}` of projection `{}`; other query-string parameters are handed to it.", route.query, manifest.name),
+            "description": format!("Runs query `{}` of projection `{}`; query-string parameters are handed to it.", route.query, manifest.name),
             "operationId": format!("{}.{}", manifest.name, route.query),
             "parameters": parameters,
             "responses": {
                 "200": { "description": "The projection's answer", "content": { "application/json": { "schema": {} } } },
+                "204": { "description": "Nothing to answer (the projection chose no body)" },
                 "default": error_response(),
             },
         });
@@ -288,7 +286,8 @@ fn insert_operation(paths: &mut Map<String, Value>, path: &str, method: &str, mu
         .filter_map(|op| op.get("operationId").and_then(Value::as_str))
         .collect();
     if let Some(id) = operation.get("operationId").and_then(Value::as_str).map(str::to_owned) {
-        let unique = (1..).map(|n| if n == 1 { id.clone() } else { format!("{id}.{n}") }).find(|c| !taken.contains(c.as_str()));
+        let unique =
+            (1..).map(|n| if n == 1 { id.clone() } else { format!("{id}.{n}") }).find(|c| !taken.contains(c.as_str()));
         operation["operationId"] = json!(unique);
     }
     let item = paths.entry(openapi_path(path)).or_insert_with(|| json!({}));

@@ -12,10 +12,10 @@ use super::AppState;
 use super::aggregates::expected_version;
 use super::body::read_json_object;
 use super::error::ApiError;
-use super::projections::{min_position, rebuild_all, run_query};
 use super::metrics::PluginRouteTemplate;
-use crate::plugin::{RouteMatch, RouteTarget};
+use super::projections::{min_position, rebuild_all, run_query};
 use crate::plugin::{HttpMethod, IdSource};
+use crate::plugin::{RouteMatch, RouteTarget};
 
 /// The answer of a plugin's command route.
 #[derive(Debug, Serialize, ToSchema)]

@@ -25,6 +25,7 @@ pub const POSITION_HEADER: &str = "sluice-position";
     ),
     responses(
         (status = 200, description = "The projection's answer (JSON it chooses)", body = serde_json::Value),
+        (status = 204, description = "Nothing to answer (the projection chose no body)"),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]

@@ -217,12 +217,15 @@ impl AggregateLogic for WasmAggregate {
         events: &[StoredEvent],
         command: &CommandInput,
     ) -> Result<Decision, PluginFault> {
-        observed(&self.manifest.aggregate_type, "decide", || self.execute_in_store(state, events, command), |r| {
-            match r {
+        observed(
+            &self.manifest.aggregate_type,
+            "decide",
+            || self.execute_in_store(state, events, command),
+            |r| match r {
                 Ok(Decision { verdict: Err(_), .. }) => "refused",
                 other => fault_outcome(other),
-            }
-        })
+            },
+        )
     }
 
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {

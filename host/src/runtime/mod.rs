@@ -223,7 +223,12 @@ impl ResourceLimiter for MemoryLimiter {
 
 /// Run one call into `plugin` inside a span that names it (so every line logged on its behalf
 /// carries the name), timed and counted in the metrics by `outcome` of its result.
-pub(crate) fn observed<T>(plugin: &str, call: &'static str, run: impl FnOnce() -> T, outcome: impl FnOnce(&T) -> &'static str) -> T {
+pub(crate) fn observed<T>(
+    plugin: &str,
+    call: &'static str,
+    run: impl FnOnce() -> T,
+    outcome: impl FnOnce(&T) -> &'static str,
+) -> T {
     let span = tracing::info_span!("plugin", plugin, call);
     let _entered = span.enter();
     let started = std::time::Instant::now();

@@ -75,11 +75,16 @@ impl ProjectionLogic for WasmProjection {
     }
 
     fn handle(&self, session: SqlSession, events: &[StoredEvent]) -> (SqlSession, Result<(), HandleFailure>) {
-        observed(&self.manifest.name, "handle", || self.handle_in_store(session, events), |(_, outcome)| match outcome {
-            Ok(()) => "ok",
-            Err(HandleFailure::Fault(fault)) => fault.reason(),
-            Err(_) => "refused",
-        })
+        observed(
+            &self.manifest.name,
+            "handle",
+            || self.handle_in_store(session, events),
+            |(_, outcome)| match outcome {
+                Ok(()) => "ok",
+                Err(HandleFailure::Fault(fault)) => fault.reason(),
+                Err(_) => "refused",
+            },
+        )
     }
 
     fn query(&self, session: SqlSession, name: &str, params: &[(String, String)]) -> Result<QueryOutcome, PluginFault> {
@@ -112,7 +117,12 @@ impl WasmProjection {
         (session, outcome)
     }
 
-    fn query_in_store(&self, session: SqlSession, name: &str, params: &[(String, String)]) -> Result<QueryOutcome, PluginFault> {
+    fn query_in_store(
+        &self,
+        session: SqlSession,
+        name: &str,
+        params: &[(String, String)],
+    ) -> Result<QueryOutcome, PluginFault> {
         let mut store = self.runtime.new_store();
         store.data_mut().sql.grant(session);
         let result = self.pre.instantiate(&mut store).and_then(|plugin: ProjectionPlugin| {

@@ -151,7 +151,11 @@ mod tests {
     fn manifest() -> Manifest {
         Manifest {
             aggregate_type: "Thing".into(),
-            commands: vec![CommandSpec::creating("Open"), CommandSpec::updating("Close"), CommandSpec::updating("Other")],
+            commands: vec![
+                CommandSpec::creating("Open"),
+                CommandSpec::updating("Close"),
+                CommandSpec::updating("Other"),
+            ],
             events: vec![],
             routes: vec![],
             topic: "things".into(),
