@@ -176,10 +176,9 @@ pub fn build(registry: &PluginRegistry) -> Value {
         }
     }
     let components = document_object.entry("components").or_insert_with(|| json!({}));
-    if let Some(host_schemas) = components.as_object_mut().map(|c| c.entry("schemas").or_insert_with(|| json!({}))) {
-        if let Some(host_schemas) = host_schemas.as_object_mut() {
-            host_schemas.extend(schemas);
-        }
+    let host_schemas = components.as_object_mut().map(|c| c.entry("schemas").or_insert_with(|| json!({})));
+    if let Some(host_schemas) = host_schemas.and_then(Value::as_object_mut) {
+        host_schemas.extend(schemas);
     }
     document
 }
