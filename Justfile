@@ -43,7 +43,8 @@ servers ACTION="status":
     scripts/servers "{{ACTION}}"
 
 # Generated bad input, long: REQUESTS per read store (SQLite, PostgreSQL, MariaDB; starts the
-# local servers), SEED to replay a failure (default: from the clock, printed).
+# local servers), SEED to replay a failure (default: from the clock, printed); then schemathesis
+# against a real host's /openapi.json, 500 cases per operation (as `fuzz-api`).
 fuzz REQUESTS="20000" SEED="":
     #!/usr/bin/env bash
     set -euo pipefail
@@ -57,3 +58,9 @@ fuzz REQUESTS="20000" SEED="":
     export SLUICE_REQUIRE_SERVERS=1 SLUICE_FUZZ_REQUESTS="$1"
     if [[ -n "$2" ]]; then export SLUICE_FUZZ_SEED="$2"; fi
     root_cargo test -p sluice-e2e --test generated_input -- --nocapture
+    scripts/schemathesis 500
+
+# Schemathesis against a real host's /openapi.json alone: EXAMPLES cases per operation
+# (scripts/test runs 20), SEED (a number) to replay a run (default: random, printed).
+fuzz-api EXAMPLES="500" SEED="":
+    scripts/schemathesis "$@"

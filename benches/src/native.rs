@@ -80,7 +80,11 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
 fn host_manifest(m: sluice_sdk::Manifest) -> AggregateManifest {
     AggregateManifest {
         aggregate_type: m.aggregate_type,
-        commands: m.commands.into_iter().map(|c| CommandSpec { name: c.name, creates: c.creates }).collect(),
+        commands: m
+            .commands
+            .into_iter()
+            .map(|c| CommandSpec { name: c.name, creates: c.creates, body_schema: None })
+            .collect(),
         events: m.events,
         routes: m
             .routes

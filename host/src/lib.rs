@@ -25,6 +25,7 @@
 //! - [`bindings`]: every `bindgen!` of the host, a leaf that `runtime` and `capabilities` use.
 //! - [`plugin`]: the plugin contracts (aggregate, projection, reactor), manifests, faults, the registry.
 //! - [`scaffold`]: `sluice new`, the plugin skeletons embedded in the binary.
+//! - [`telemetry`]: the Prometheus metrics every module records, and their names.
 
 pub mod admin;
 pub mod bindings;
@@ -44,3 +45,4 @@ pub mod runtime;
 pub mod scaffold;
 pub mod server;
 pub mod supervisor;
+pub mod telemetry;

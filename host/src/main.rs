@@ -24,8 +24,19 @@ struct Cli {
     /// Optional TOML config file (keys as the flags, snake_case).
     #[arg(long, global = true, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines (on stderr) as text, or as one JSON object per line with the spans' fields
+    /// (request id, plugin).
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,14 +280,17 @@ impl Remote {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+    }
     match cli.command {
         Command::Serve(args) => serve(Config::load(&args, cli.config.as_deref())?).await,
         Command::Plugins { action: Some(PluginsCommand::DryRun { name, file, json, args, remote }), .. } => {

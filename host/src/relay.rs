@@ -227,6 +227,7 @@ impl Relay {
         }
         self.held = Some(position);
         self.renewed = Instant::now();
+        crate::telemetry::relayed(position);
         Ok(true)
     }
 

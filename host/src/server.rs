@@ -64,6 +64,8 @@ pub struct Host {
 impl Host {
     /// Open the stores and load the plugins directory; consumers are opened but not running.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
+        // The metrics recorder goes in before anything records: what is recorded without one is lost.
+        crate::telemetry::handle();
         for dir in [&config.data_dir, &config.plugins_dir] {
             std::fs::create_dir_all(dir).map_err(|source| StartError::Dir { path: dir.clone(), source })?;
         }

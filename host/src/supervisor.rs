@@ -205,6 +205,7 @@ impl Supervisor {
 
         let inner = Arc::downgrade(&self.inner);
         let name = name.to_owned();
+        let name_for_span = name.clone();
         let task = async move {
             let token = run.token.clone();
             let outcome = CatchUnwind(Box::pin(async move { factory(token).await })).await;
@@ -230,7 +231,9 @@ impl Supervisor {
             }
             run.ended.cancel();
         };
-        self.inner.tracker.spawn_on(task, &runtime);
+        // Every line the task logs names it (a consumer's task is named after its plugin).
+        let span = tracing::info_span!("task", task = %name_for_span);
+        self.inner.tracker.spawn_on(tracing::Instrument::instrument(task, span), &runtime);
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ impl Tally {
         Arc::new(Self {
             manifest: AggregateManifest {
                 aggregate_type: "Tally".into(),
-                commands: vec![CommandSpec { name: "Add".into(), creates: true }],
+                commands: vec![CommandSpec { name: "Add".into(), creates: true, body_schema: None }],
                 events: vec!["Added".into()],
                 routes: Vec::new(),
                 topic: "Tallies".into(),

@@ -16,6 +16,13 @@ wasm_target=wasm32-wasip2
 # Components scripts/run installs: the reference domains only (never the test plugins).
 reference_plugins=(bank_account accounts_projection post posts_projection account_notifier)
 
+# The Python tools of the API checks: openapi-spec-validator (tests/tests/openapi.rs) and
+# schemathesis (scripts/schemathesis), in a venv of their own, installed once per pinned set.
+# The tests find it through SLUICE_API_TOOLS.
+api_tools="${SLUICE_API_TOOLS:-$HOME/.cache/sluice/api-tools}"
+export SLUICE_API_TOOLS="$api_tools"
+api_tools_requirements=(openapi-spec-validator==0.9.0 schemathesis==4.32.5)
+
 say() { printf '==> %s\n' "$*" >&2; }
 die() {
   printf 'error: %s\n' "$*" >&2
@@ -102,4 +109,16 @@ install_plugins() {
     fi
   done
   say "installed ${reference_plugins[*]} into $dir"
+}
+
+# Install the API tools' venv unless it already holds the pinned set.
+ensure_api_tools() {
+  local stamp="$api_tools/.installed"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "${api_tools_requirements[*]}" ]]; then
+    return 0
+  fi
+  say "installing ${api_tools_requirements[*]} into $api_tools"
+  python3 -m venv "$api_tools" || return 1
+  "$api_tools/bin/pip" install --quiet --disable-pip-version-check "${api_tools_requirements[@]}" || return 1
+  printf '%s' "${api_tools_requirements[*]}" >"$stamp"
 }

@@ -322,6 +322,7 @@ impl Admin {
         let loaded = self.registry().get(name).ok_or_else(|| AdminError::UnknownPlugin(name.to_owned()))?;
         // The routes first, then the consumer (at a batch boundary) and the runner.
         self.registry().remove(name);
+        crate::telemetry::plugin_swap(name, "remove");
         self.inner.mismatches.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
         self.inner.rebuilds.forget(name);
         if let Plugin::Projection(_) | Plugin::Reactor(_) = loaded.plugin {
@@ -360,6 +361,11 @@ impl Admin {
                     Installed::Replaced => "plugin replaced",
                     Installed::Unchanged => "plugin unchanged (same sha256)",
                 };
+                match installed {
+                    Installed::Created => crate::telemetry::plugin_swap(&status.name, "install"),
+                    Installed::Replaced => crate::telemetry::plugin_swap(&status.name, "replace"),
+                    Installed::Unchanged => {}
+                }
                 tracing::info!(plugin = %status.name, %source, sha256 = %status.sha256, "{what}");
             }
             Err(e) => {

@@ -25,6 +25,7 @@ use crate::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
 use crate::plugin::{
     AggregateLogic, AggregateManifest, CommandInput, Decision, PluginFault, PluginRegistry, Refusal, upcast,
 };
+use crate::telemetry;
 
 /// Why a command was not applied, classified by blame.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,22 @@ pub enum CommandError {
     Fault(PluginFault),
     #[error(transparent)]
     Store(EventStoreError),
+}
+
+impl CommandError {
+    /// The metrics' name for how a command ended this way.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::UnknownAggregateType(_) | Self::UnknownCommand { .. } => "unknown_command",
+            Self::AggregateNotFound { .. } => "not_found",
+            Self::InvalidId(_) | Self::Refused(Refusal::Invalid(_)) => "invalid",
+            Self::Refused(Refusal::Rejected(_)) => "rejected",
+            Self::Refused(Refusal::NotFound(_)) => "not_found",
+            Self::Conflict { .. } | Self::Store(EventStoreError::Conflict { .. }) => "conflict",
+            Self::Fault(_) => "plugin_fault",
+            Self::Store(_) => "store_error",
+        }
+    }
 }
 
 /// What a command appended.
@@ -98,7 +115,36 @@ impl CommandService {
     }
 
     /// Run one command. `expected_version` (from `If-Match`) disables the retry on a lost race.
+    /// Counted and timed in the metrics by aggregate, command and outcome (unknown aggregate
+    /// types and commands under `-`, so a caller's typos make no new series).
     pub async fn execute(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        command_type: &str,
+        data: String,
+        expected_version: Option<u64>,
+    ) -> Result<CommandOutcome, CommandError> {
+        let started = std::time::Instant::now();
+        let result = self.run(aggregate_type, aggregate_id, command_type, data, expected_version).await;
+        let outcome = match &result {
+            Ok(outcome) => {
+                if let Some(head) = outcome.position() {
+                    telemetry::appended(aggregate_type, outcome.events.len(), head);
+                }
+                "ok"
+            }
+            Err(e) => e.outcome(),
+        };
+        let (aggregate_type, command_type) = match &result {
+            Err(CommandError::UnknownAggregateType(_) | CommandError::UnknownCommand { .. }) => ("-", "-"),
+            _ => (aggregate_type, command_type),
+        };
+        telemetry::command(aggregate_type, command_type, outcome, started.elapsed());
+        result
+    }
+
+    async fn run(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
@@ -304,7 +350,10 @@ async fn run_blocking(
     input: CommandInput,
 ) -> Result<Decision, CommandError> {
     let plugin = logic.manifest().aggregate_type.clone();
+    // The caller's span (the request's) goes along, so the plugin's lines carry its id.
+    let span = tracing::Span::current();
     let result = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         // Events appended since the cached state (or the whole stream) reach evolve in their
         // current shape.
         let since = upcast::upcast_with(&*logic, since)?;

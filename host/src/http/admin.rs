@@ -23,12 +23,35 @@ pub struct PluginList {
 }
 
 /// `GET /admin/plugins`.
+#[utoipa::path(
+    get,
+    path = "/admin/plugins",
+    tag = "admin",
+    description = "The plugins with status, position, head and lag, and the refused components",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn plugins(State(state): State<AppState>) -> Result<Json<PluginList>, ApiError> {
     let admin = state.admin()?;
     Ok(Json(PluginList { plugins: admin.plugins().await, refused: admin.refused() }))
 }
 
 /// `GET /admin/plugins/{name}`.
+#[utoipa::path(
+    get,
+    path = "/admin/plugins/{name}",
+    tag = "admin",
+    description = "One plugin",
+    security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn plugin(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PluginStatus>, ApiError> {
     Ok(Json(state.admin()?.plugin(&name).await?))
 }
@@ -41,6 +64,18 @@ pub struct VersionList {
 }
 
 /// `GET /admin/plugins/{name}/versions`.
+#[utoipa::path(
+    get,
+    path = "/admin/plugins/{name}/versions",
+    tag = "admin",
+    description = "The stored versions of a plugin",
+    security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn versions(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<VersionList>, ApiError> {
     let (active, versions) = state.admin()?.versions(&name)?;
     Ok(Json(VersionList { name, active, versions }))
@@ -67,6 +102,19 @@ pub struct UploadQuery {
 /// `PUT /admin/plugins/{name}[?force=true]` with the component as an `application/wasm` body:
 /// 201 for a new plugin, 200 for a replace or the same sha256 again; 409 when it cannot read
 /// stored events, unless forced.
+#[utoipa::path(
+    put,
+    path = "/admin/plugins/{name}",
+    tag = "admin",
+    description = "Install or replace a plugin (201 when new)",
+    security(("admin_token" = [])),
+    params(("name" = String, Path), ("force" = Option<bool>, Query)),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn upload(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -105,12 +153,36 @@ pub struct Removed {
 }
 
 /// `DELETE /admin/plugins/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/admin/plugins/{name}",
+    tag = "admin",
+    description = "Remove a plugin and its file",
+    security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Removed>, ApiError> {
     state.admin()?.delete(&name).await?;
     Ok(Json(Removed { removed: name }))
 }
 
 /// `POST /admin/plugins/{name}/versions/{sha256}/activate`.
+#[utoipa::path(
+    post,
+    path = "/admin/plugins/{name}/versions/{sha256}/activate",
+    tag = "admin",
+    description = "Run a stored version again",
+    security(("admin_token" = [])),
+    params(("name" = String, Path), ("sha256" = String, Path)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn activate(
     State(state): State<AppState>,
     Path((name, sha256)): Path<(String, String)>,
@@ -133,6 +205,19 @@ pub struct Rebuilt {
 }
 
 /// `POST /admin/projections/{name}/rebuild`, optionally `{"into": URL}`.
+#[utoipa::path(
+    post,
+    path = "/admin/projections/{name}/rebuild",
+    tag = "admin",
+    description = "Rebuild a projection, in place or into another read store",
+    security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    request_body(content = Option<Object>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn rebuild(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -158,12 +243,36 @@ pub struct ConsumerList {
 }
 
 /// `GET /admin/consumers`.
+#[utoipa::path(
+    get,
+    path = "/admin/consumers",
+    tag = "admin",
+    description = "Each consumer with status, position, head and lag",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn consumers(State(state): State<AppState>) -> Result<Json<ConsumerList>, ApiError> {
     Ok(Json(ConsumerList { consumers: state.admin()?.consumers().await }))
 }
 
 /// `POST /admin/plugins/{name}/dry-run` with a candidate projection as an `application/wasm`
 /// body: 200 with what it would change ([`DryRunReport`]); nothing live changes.
+#[utoipa::path(
+    post,
+    path = "/admin/plugins/{name}/dry-run",
+    tag = "admin",
+    description = "Dry-run a candidate projection",
+    security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn dry_run(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -53,6 +53,18 @@ pub struct LetterList {
 }
 
 /// `GET /admin/dead-letters?consumer=&aggregate=`.
+#[utoipa::path(
+    get,
+    path = "/admin/dead-letters",
+    tag = "admin",
+    description = "The parked and dropped dead letters",
+    security(("admin_token" = [])),
+    params(("consumer" = Option<String>, Query), ("aggregate" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<LetterList>, ApiError> {
     let ListParams { consumer, aggregate } = params(query)?;
     let admin = state.admin()?;
@@ -65,11 +77,35 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
 }
 
 /// `POST /admin/dead-letters/{id}/retry`.
+#[utoipa::path(
+    post,
+    path = "/admin/dead-letters/{id}/retry",
+    tag = "admin",
+    description = "Retry a letter and the events behind it",
+    security(("admin_token" = [])),
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RetryOutcome>, ApiError> {
     Ok(Json(state.admin()?.retry_letter(letter_id(&id)?).await?))
 }
 
 /// `POST /admin/consumers/{name}/retry`, optionally `?aggregate=ID`.
+#[utoipa::path(
+    post,
+    path = "/admin/consumers/{name}/retry",
+    tag = "admin",
+    description = "Retry a consumer's letters",
+    security(("admin_token" = [])),
+    params(("name" = String, Path), ("aggregate" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn retry_consumer(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -89,6 +125,18 @@ pub struct Dropped {
 }
 
 /// `DELETE /admin/dead-letters/{id}`, optionally `?by=NAME` for the audit.
+#[utoipa::path(
+    delete,
+    path = "/admin/dead-letters/{id}",
+    tag = "admin",
+    description = "Drop a letter (recorded)",
+    security(("admin_token" = [])),
+    params(("id" = String, Path), ("by" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn drop_letter(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -101,6 +149,18 @@ pub async fn drop_letter(
 }
 
 /// `POST /admin/consumers/{name}/resume`.
+#[utoipa::path(
+    post,
+    path = "/admin/consumers/{name}/resume",
+    tag = "admin",
+    description = "Resume a consumer its dead letters paused",
+    security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Resumed>, ApiError> {
     Ok(Json(state.admin()?.resume_consumer(&name)?))
 }

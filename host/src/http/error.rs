@@ -5,13 +5,28 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::admin::AdminError;
 use crate::command::CommandError;
 use crate::event_store::EventStoreError;
 use crate::plugin::{PluginFault, Refusal, RegistryError};
 use crate::projection::ProjectionError;
+
+/// The body of every refusal and failure.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub message: String,
+    /// What went wrong, for a program: stable across versions (`invalid_json`, `conflict`, ...).
+    pub code: &'static str,
+    /// On a version conflict: the version the caller expected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    /// On a version conflict: the version the stream is at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_version: Option<u64>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -180,10 +195,10 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(code, "request failed: {self}");
         }
-        let mut body = json!({ "message": self.public_message(), "code": code });
+        let mut body = ErrorBody { message: self.public_message(), code, expected_version: None, actual_version: None };
         if let Self::Command(CommandError::Conflict { expected, actual, .. }) = &self {
-            body["expectedVersion"] = json!(expected);
-            body["actualVersion"] = json!(actual);
+            body.expected_version = Some(*expected);
+            body.actual_version = Some(*actual);
         }
         let mut response = (status, Json(body)).into_response();
         if matches!(self, Self::PayloadTooLarge { .. }) {

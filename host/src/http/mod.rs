@@ -11,6 +11,9 @@
 //! - [`input`]: text and numbers no read store can hold, refused before anything runs.
 //! - [`dashboard`]: the operator's web page at `/`, from assets compiled into the binary.
 //! - [`watch`]: the `/admin` routes a watcher polls (the log's events, a rebuild's progress).
+//! - [`openapi`]: `/openapi.json` (the host's routes and the plugins') and the `/docs` page.
+//! - [`metrics`]: `/metrics` and the per-route request counts.
+//! - [`request_id`]: the `x-request-id` of every request, and its span.
 
 pub mod admin;
 pub mod admin_auth;
@@ -20,15 +23,17 @@ pub mod dashboard;
 pub mod dead_letters;
 pub mod error;
 pub mod input;
+pub mod metrics;
+pub mod openapi;
 pub mod plugin_routes;
 pub mod projections;
 pub mod reactors;
 pub mod watch;
+pub mod request_id;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use serde_json::json;
 
 use crate::admin::Admin;
 use crate::command::CommandService;
@@ -93,8 +98,11 @@ fn admin_router(state: AppState) -> Router<AppState> {
 
 /// The host's router; tests and benchmarks call it in-process.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+    let router = Router::new()
+        .route("/healthz", get(openapi::health))
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::document))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .route("/api/aggregates/{aggregate_type}/{id}", get(aggregates::state))
         .route("/api/aggregates/{aggregate_type}/{id}/events", get(aggregates::events))
         .route("/api/aggregates/{aggregate_type}/{id}/commands/{command}", post(aggregates::command))
@@ -108,5 +116,8 @@ pub fn router(state: AppState) -> Router {
         // Bodies are bounded by our own extractor, which answers in the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(input::check_request_target))
-        .with_state(state)
+        // Per route (so the route's template is known), around everything else.
+        .layer(axum::middleware::from_fn(metrics::count_requests))
+        .with_state(state);
+    request_id::apply(router)
 }

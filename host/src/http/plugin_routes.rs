@@ -5,24 +5,61 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::aggregates::expected_version;
 use super::body::read_json_object;
 use super::error::ApiError;
+use super::metrics::PluginRouteTemplate;
 use super::projections::{min_position, rebuild_all, run_query};
-use crate::plugin::RouteTarget;
 use crate::plugin::{HttpMethod, IdSource};
+use crate::plugin::{RouteMatch, RouteTarget};
 
-/// The fallback handler: whatever a plugin route leads to.
+/// The answer of a plugin's command route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteCommandAnswer {
+    /// The route's success message.
+    pub message: String,
+    /// The aggregate's id (a fresh one for a route that starts a stream).
+    pub id: String,
+    /// The stream's version after the command.
+    pub version: u64,
+    /// Global position of the last appended event: what a read-your-writes query waits for.
+    pub position: Option<u64>,
+}
+
+/// The answer of a rebuild route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebuildAnswer {
+    /// The route's success message.
+    pub message: String,
+    /// Events replayed, over every projection.
+    pub events: u64,
+}
+
+/// The fallback handler: whatever a plugin route leads to. The answer carries the route's
+/// template for the request metrics.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let route_not_found = || ApiError::RouteNotFound { method: method.to_string(), path: path.clone() };
     let found = HttpMethod::from_http(&method)
         .and_then(|m| state.commands.registry().match_route(m, &path))
-        .ok_or_else(route_not_found)?;
+        .ok_or_else(|| ApiError::RouteNotFound { method: method.to_string(), path: path.clone() })?;
+    let template = match &found.target {
+        RouteTarget::Command { route, .. } => route.path.clone(),
+        RouteTarget::Query { route, .. } => route.path.clone(),
+        RouteTarget::Rebuild(route) => route.path.clone(),
+    };
+    let mut response = run(state, request, found).await.into_response();
+    response.extensions_mut().insert(PluginRouteTemplate(template));
+    Ok(response)
+}
+
+async fn run(state: AppState, request: Request, found: RouteMatch) -> Result<Response, ApiError> {
+    let (method, path) = (request.method().to_string(), request.uri().path().to_owned());
+    let route_not_found = || ApiError::RouteNotFound { method: method.clone(), path: path.clone() };
     match found.target {
         RouteTarget::Command { aggregate_type, route } => {
             let expected = expected_version(request.headers())?;
@@ -35,12 +72,13 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Result
             };
             let outcome = state.commands.execute(&aggregate_type, &id, &route.command, body, expected).await?;
             let status = StatusCode::from_u16(route.success_status).unwrap_or(StatusCode::OK);
-            let body = json!({
-                "message": route.success_message,
-                "id": outcome.aggregate_id,
-                "version": outcome.version,
-                "position": outcome.position(),
-            });
+            let position = outcome.position();
+            let body = RouteCommandAnswer {
+                message: route.success_message,
+                id: outcome.aggregate_id,
+                version: outcome.version,
+                position,
+            };
             Ok((status, Json(body)).into_response())
         }
         RouteTarget::Query { projection, route } => {
@@ -56,7 +94,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Result
         RouteTarget::Rebuild(route) => {
             let events = rebuild_all(&state).await?;
             let status = StatusCode::from_u16(route.success_status).unwrap_or(StatusCode::OK);
-            Ok((status, Json(json!({ "message": route.success_message, "events": events }))).into_response())
+            Ok((status, Json(RebuildAnswer { message: route.success_message, events })).into_response())
         }
     }
 }

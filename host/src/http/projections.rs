@@ -13,6 +13,22 @@ use crate::plugin::QueryOutcome;
 pub const POSITION_HEADER: &str = "sluice-position";
 
 /// `GET /api/projections/{name}/queries/{query}?param=value&position=N`.
+#[utoipa::path(
+    get,
+    path = "/api/projections/{name}/queries/{query}",
+    tag = "projections",
+    params(
+        ("name" = String, Path, description = "A loaded projection"),
+        ("query" = String, Path, description = "A query the projection declares"),
+        ("position" = Option<u64>, Query, description = "Answer only once the projection has applied this global position"),
+        ("sluice-position" = Option<u64>, Header, description = "The same as `position`"),
+    ),
+    responses(
+        (status = 200, description = "The projection's answer (JSON it chooses)", body = serde_json::Value),
+        (status = 204, description = "Nothing to answer (the projection chose no body)"),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn query(
     State(state): State<AppState>,
     Path((name, query)): Path<(String, String)>,

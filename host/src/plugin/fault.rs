@@ -13,3 +13,15 @@ pub enum PluginFault {
     #[error("plugin {plugin} broke the contract: {detail}")]
     Contract { plugin: String, detail: String },
 }
+
+impl PluginFault {
+    /// The metrics' reason for the fault: `trap`, `contract`, or the limit hit (`time`, `memory`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Trapped { .. } => "trap",
+            Self::Timeout { .. } => "time",
+            Self::OutOfMemory { .. } => "memory",
+            Self::Contract { .. } => "contract",
+        }
+    }
+}

@@ -61,6 +61,9 @@ pub struct CommandRoute {
 pub struct CommandSpec {
     pub name: String,
     pub creates: bool,
+    /// The JSON Schema of its body (a JSON object), since WIT 0.2.0: documented in
+    /// `/openapi.json`, not enforced.
+    pub body_schema: Option<serde_json::Value>,
 }
 
 /// An aggregate plugin's manifest.
@@ -97,7 +100,7 @@ impl EventSchema {
 
 /// Paths the host serves itself; plugin routes may not shadow them.
 const RESERVED_PREFIXES: &[&str] =
-    &["/api/aggregates", "/api/projections", "/admin", "/healthz", "/readyz", "/metrics", "/dashboard"];
+    &["/api/aggregates", "/api/projections", "/admin", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/dashboard"];
 
 impl AggregateManifest {
     pub fn command(&self, name: &str) -> Option<&CommandSpec> {
@@ -132,6 +135,9 @@ impl AggregateManifest {
             }
             if self.commands[..i].iter().any(|c| c.name == command.name) {
                 return Err(format!("command {:?} is declared twice", command.name));
+            }
+            if command.body_schema.as_ref().is_some_and(|schema| !schema.is_object()) {
+                return Err(format!("command {:?}: the body schema must be a JSON object", command.name));
             }
         }
         if let Some(bad) = self.events.iter().find(|e| !is_name(e)) {

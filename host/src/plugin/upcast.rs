@@ -168,7 +168,7 @@ mod tests {
         Arc::new(Thing {
             manifest: AggregateManifest {
                 aggregate_type: "Thing".into(),
-                commands: vec![CommandSpec { name: "Move".into(), creates: true }],
+                commands: vec![CommandSpec { name: "Move".into(), creates: true, body_schema: None }],
                 events: vec!["Made".into(), "Moved".into()],
                 routes: Vec::new(),
                 topic: "Things".into(),

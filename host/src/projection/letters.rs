@@ -289,6 +289,7 @@ impl Projection {
         store.put_letter(&mut tx, &letter).await?;
         self.save_step(store, &mut tx, step).await?;
         tx.commit().await.map_err(ReadStoreError::from)?;
+        crate::telemetry::dead_letter(self.name());
         self.update_held(store, |held| held.park(event));
         Ok(())
     }

@@ -223,6 +223,7 @@ impl Projection {
         if let Some((at, previous)) = commits.last
             && previous != version
         {
+            crate::telemetry::swap_pause(self.name(), now - at);
             commits.pauses.push_back(now - at);
             if commits.pauses.len() > PAUSES_KEPT {
                 commits.pauses.pop_front();

@@ -5,7 +5,7 @@
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 
-use super::{PluginCtx, RuntimeError, WasmRuntime, classify_fault};
+use super::{PluginCtx, RuntimeError, WasmRuntime, classify_fault, fault_outcome, observed};
 use crate::event_store::{NewEvent, StoredEvent};
 use crate::plugin::{
     AggregateLogic, AggregateManifest, CommandInput, CommandRoute, CommandSpec, Decision, EventSchema, HttpMethod,
@@ -223,6 +223,33 @@ impl AggregateLogic for WasmAggregate {
         events: &[StoredEvent],
         command: &CommandInput,
     ) -> Result<Decision, PluginFault> {
+        observed(
+            &self.manifest.aggregate_type,
+            "decide",
+            || self.execute_in_store(state, events, command),
+            |r| match r {
+                Ok(Decision { verdict: Err(_), .. }) => "refused",
+                other => fault_outcome(other),
+            },
+        )
+    }
+
+    fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
+        observed(&self.manifest.aggregate_type, "render", || self.render_in_store(history), fault_outcome)
+    }
+
+    fn upcast(&self, events: &[StoredEvent]) -> Result<Vec<NewEvent>, PluginFault> {
+        observed(&self.manifest.aggregate_type, "upcast", || self.upcast_in_store(events), fault_outcome)
+    }
+}
+
+impl WasmAggregate {
+    fn execute_in_store(
+        &self,
+        state: Option<&[u8]>,
+        events: &[StoredEvent],
+        command: &CommandInput,
+    ) -> Result<Decision, PluginFault> {
         let (mut store, instance) = self.instantiate()?;
         // Nothing appended since the cached state: decide on it as it is.
         let state = if events.is_empty() {
@@ -234,7 +261,7 @@ impl AggregateLogic for WasmAggregate {
         Ok(Decision { state, verdict })
     }
 
-    fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
+    fn render_in_store(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
         let (mut store, instance) = self.instantiate()?;
         let state = self.evolve(&mut store, &instance, None, history)?;
         let rendered = match &instance {
@@ -248,7 +275,7 @@ impl AggregateLogic for WasmAggregate {
         }
     }
 
-    fn upcast(&self, events: &[StoredEvent]) -> Result<Vec<NewEvent>, PluginFault> {
+    fn upcast_in_store(&self, events: &[StoredEvent]) -> Result<Vec<NewEvent>, PluginFault> {
         let (mut store, instance) = self.instantiate()?;
         let Instance::V2(plugin) = &instance else {
             return Err(self.contract("is a 0.1.0 component: it has no upcaster".into()));
@@ -312,6 +339,16 @@ fn from_wit_manifest_v2(m: wit_v2::Manifest) -> Result<AggregateManifest, String
                 .map_or(EventSchema::FIRST, |s| EventSchema { current: s.current, oldest: s.oldest })
         })
         .collect();
+    let mut body_schemas = Vec::with_capacity(m.commands.len());
+    for command in &m.commands {
+        let schema = match &command.body_schema {
+            Some(text) => Some(serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+                format!("invalid manifest: command {:?}: the body schema is not JSON: {e}", command.name)
+            })?),
+            None => None,
+        };
+        body_schemas.push(schema);
+    }
     let v1 = wit::Manifest {
         aggregate_type: m.aggregate_type,
         commands: m.commands.into_iter().map(|c| wit::CommandSpec { name: c.name, creates: c.creates }).collect(),
@@ -340,13 +377,21 @@ fn from_wit_manifest_v2(m: wit_v2::Manifest) -> Result<AggregateManifest, String
             .collect(),
         topic: m.topic,
     };
-    Ok(AggregateManifest { schemas: Some(schemas), ..from_wit_manifest(v1) })
+    let mut manifest = AggregateManifest { schemas: Some(schemas), ..from_wit_manifest(v1) };
+    for (command, schema) in manifest.commands.iter_mut().zip(body_schemas) {
+        command.body_schema = schema;
+    }
+    Ok(manifest)
 }
 
 fn from_wit_manifest(m: wit::Manifest) -> AggregateManifest {
     AggregateManifest {
         aggregate_type: m.aggregate_type,
-        commands: m.commands.into_iter().map(|c| CommandSpec { name: c.name, creates: c.creates }).collect(),
+        commands: m
+            .commands
+            .into_iter()
+            .map(|c| CommandSpec { name: c.name, creates: c.creates, body_schema: None })
+            .collect(),
         events: m.events,
         routes: m
             .routes

@@ -291,6 +291,31 @@ pub(crate) fn link_log(linker: &mut wasmtime::component::Linker<PluginCtx>) -> w
     crate::bindings::log::add_to_linker::<PluginCtx, HasSelf<LogCapability>>(linker, |ctx| &mut ctx.log)
 }
 
+/// Run one call into `plugin` inside a span that names it (so every line logged on its behalf
+/// carries the name), timed and counted in the metrics by `outcome` of its result.
+pub(crate) fn observed<T>(
+    plugin: &str,
+    call: &'static str,
+    run: impl FnOnce() -> T,
+    outcome: impl FnOnce(&T) -> &'static str,
+) -> T {
+    let span = tracing::info_span!("plugin", plugin, call);
+    let _entered = span.enter();
+    let started = std::time::Instant::now();
+    let result = run();
+    let outcome = outcome(&result);
+    if !matches!(outcome, "ok" | "refused") {
+        tracing::warn!(reason = outcome, "the plugin's {call} call faulted");
+    }
+    crate::telemetry::plugin_call(plugin, call, started.elapsed(), outcome);
+    result
+}
+
+/// The metrics' outcome of a call that answers or faults.
+pub(crate) fn fault_outcome<T>(result: &Result<T, PluginFault>) -> &'static str {
+    result.as_ref().err().map_or("ok", PluginFault::reason)
+}
+
 /// Classify a failed guest call.
 pub fn classify_fault(plugin: &str, store: &Store<PluginCtx>, error: &wasmtime::Error) -> PluginFault {
     let plugin = plugin.to_owned();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use super::{PluginCtx, RuntimeError, WasmRuntime, classify_fault};
+use super::{PluginCtx, RuntimeError, WasmRuntime, classify_fault, fault_outcome, observed};
 use crate::capabilities::sql::SqlCapability;
 use crate::event_store::StoredEvent;
 use crate::plugin::{
@@ -75,6 +75,25 @@ impl ProjectionLogic for WasmProjection {
     }
 
     fn handle(&self, session: SqlSession, events: &[StoredEvent]) -> (SqlSession, Result<(), HandleFailure>) {
+        observed(
+            &self.manifest.name,
+            "handle",
+            || self.handle_in_store(session, events),
+            |(_, outcome)| match outcome {
+                Ok(()) => "ok",
+                Err(HandleFailure::Fault(fault)) => fault.reason(),
+                Err(_) => "refused",
+            },
+        )
+    }
+
+    fn query(&self, session: SqlSession, name: &str, params: &[(String, String)]) -> Result<QueryOutcome, PluginFault> {
+        observed(&self.manifest.name, "query", || self.query_in_store(session, name, params), fault_outcome)
+    }
+}
+
+impl WasmProjection {
+    fn handle_in_store(&self, session: SqlSession, events: &[StoredEvent]) -> (SqlSession, Result<(), HandleFailure>) {
         let plugin_name = self.manifest.name.clone();
         let mut store = self.runtime.new_store_with_timeout(batch_timeout(self.runtime.limits(), events.len()));
         store.data_mut().sql.grant(session);
@@ -98,7 +117,12 @@ impl ProjectionLogic for WasmProjection {
         (session, outcome)
     }
 
-    fn query(&self, session: SqlSession, name: &str, params: &[(String, String)]) -> Result<QueryOutcome, PluginFault> {
+    fn query_in_store(
+        &self,
+        session: SqlSession,
+        name: &str,
+        params: &[(String, String)],
+    ) -> Result<QueryOutcome, PluginFault> {
         let mut store = self.runtime.new_store();
         store.data_mut().sql.grant(session);
         let result = self.pre.instantiate(&mut store).and_then(|plugin: ProjectionPlugin| {

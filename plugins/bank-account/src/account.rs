@@ -62,6 +62,7 @@ impl Aggregate for BankAccount {
             ],
             topic: "BankAccountEvents".to_owned(),
         }
+        .with_command_schemas::<BankAccountCommand>()
     }
 
     fn handle(&self, command: BankAccountCommand, ctx: &CommandContext) -> Result<Vec<BankAccountEvent>, CommandError> {

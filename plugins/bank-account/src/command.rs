@@ -5,11 +5,14 @@
 //! already refuses ill-typed input — an unknown account type, an amount that is not a number or
 //! has more than two decimal places — as invalid; the business rules live in [`crate::account`].
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Its JSON Schema (schemars) is each command's body schema in the manifest, which the host
+/// documents in its OpenAPI document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all_fields = "camelCase")]
 pub enum BankAccountCommand {
     /// Start a new account. An absent `openingBalance` is 0, as it was in the seed.
@@ -30,7 +33,7 @@ pub enum BankAccountCommand {
 }
 
 /// The kinds of account the seed offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AccountType {
     Savings,

@@ -134,6 +134,23 @@ impl Serialize for Money {
     }
 }
 
+impl schemars::JsonSchema for Money {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Money".into()
+    }
+
+    /// What [`Deserialize`] reads: a JSON number within [`Money::MAX`] either way (at most two
+    /// decimal places, which a schema of binary numbers cannot say exactly).
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "number",
+            "minimum": -999_999_999_999_999.99_f64,
+            "maximum": 999_999_999_999_999.99_f64,
+            "description": "An amount with at most two decimal places.",
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Money {
     /// Only a JSON number is money: `"10.5"` (a string) or `true` is refused.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -113,6 +113,7 @@ impl Aggregate for Post {
             ],
             topic: "SocialMediaPostEvents".to_owned(),
         }
+        .with_command_schemas::<PostCommand>()
     }
 
     fn handle(&self, command: PostCommand, ctx: &CommandContext) -> Result<Vec<PostEvent>, CommandError> {

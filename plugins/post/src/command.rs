@@ -6,11 +6,14 @@
 //! text belongs, a comment id that is not a UUID — as invalid; the rules live in
 //! [`crate::aggregate`]. Fields the seed did not know are ignored, as the seed ignored them.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::comment_id::CommentId;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Its JSON Schema (schemars) is each command's body schema in the manifest, which the host
+/// documents in its OpenAPI document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all_fields = "camelCase")]
 pub enum PostCommand {
     /// Start a new post under the id the route minted.

@@ -60,6 +60,21 @@ impl fmt::Display for CommentId {
     }
 }
 
+impl schemars::JsonSchema for CommentId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CommentId".into()
+    }
+
+    /// What [`Deserialize`] reads: a string holding a hyphenated UUID.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for CommentId {
     /// Only a JSON string holding a hyphenated UUID is a comment id.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

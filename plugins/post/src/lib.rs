@@ -18,6 +18,7 @@ pub use command::PostCommand;
 pub use comment_id::{CommentId, CommentIdError};
 pub use event::PostEvent;
 
-// Only the component exports it: the export names (`sluice:plugin/aggregate@0.1.0#decide`)
-// are not valid symbols for a native linker, and native builds only run the tests.
-sluice_sdk::export_aggregate!(Post);
+// Only the component exports it (WIT 0.2.0, for the commands' body schemas): the export names
+// (`sluice:plugin/aggregate@0.2.0#decide`) are not valid symbols for a native linker, and
+// native builds only run the tests.
+sluice_sdk::export_upcasting_aggregate!(Post);

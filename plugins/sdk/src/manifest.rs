@@ -15,17 +15,56 @@ pub struct CommandSpec {
     pub name: String,
     /// May start a new stream; other commands on an empty stream are "not found".
     pub creates: bool,
+    /// JSON Schema text of the command's body, for the host's OpenAPI document (0.2.0 plugins
+    /// only; see [`Manifest::with_command_schemas`]).
+    pub body_schema: Option<String>,
 }
 
 impl CommandSpec {
     /// A command that starts a stream.
     pub fn creating(name: &str) -> Self {
-        Self { name: name.to_owned(), creates: true }
+        Self { name: name.to_owned(), creates: true, body_schema: None }
     }
     /// A command on an existing stream.
     pub fn updating(name: &str) -> Self {
-        Self { name: name.to_owned(), creates: false }
+        Self { name: name.to_owned(), creates: false, body_schema: None }
     }
+}
+
+impl Manifest {
+    /// Declare each command's body schema from `C`, the aggregate's command enum (externally
+    /// tagged, one variant per command, its fields the body), as `schemars` derives it: the
+    /// variant named like a command gives that command's schema, with the definitions it uses.
+    pub fn with_command_schemas<C: schemars::JsonSchema>(mut self) -> Self {
+        let schemas = variant_schemas(&schemars::schema_for!(C).to_value());
+        for command in &mut self.commands {
+            if let Some(schema) = schemas.iter().find(|(name, _)| *name == command.name) {
+                command.body_schema = Some(schema.1.to_string());
+            }
+        }
+        self
+    }
+}
+
+/// The body schema of each variant of an externally tagged enum's schema: `oneOf` holds, per
+/// variant, an object whose one required property is the variant's name. The root's `$defs`
+/// go along with each body (its `$ref`s point at them).
+fn variant_schemas(root: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let defs = root.get("$defs").cloned();
+    let variants = root.get("oneOf").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    variants
+        .iter()
+        .filter_map(|variant| {
+            let required = variant.get("required")?.as_array()?;
+            let [name] = required.as_slice() else { return None };
+            let name = name.as_str()?;
+            let mut body = variant.get("properties")?.get(name)?.clone();
+            if let (Some(defs), Some(object)) = (&defs, body.as_object_mut()) {
+                object.insert("$defs".to_owned(), defs.clone());
+            }
+            Some((name.to_owned(), body))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,5 +128,61 @@ impl Route {
     pub fn case_insensitive(mut self) -> Self {
         self.case_insensitive = true;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(schemars::JsonSchema)]
+    #[expect(dead_code, reason = "only its schema is read")]
+    enum Command {
+        Open { holder: String, kind: Kind },
+        Close {},
+    }
+
+    #[derive(schemars::JsonSchema)]
+    #[expect(dead_code, reason = "only its schema is read")]
+    enum Kind {
+        Plain,
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            aggregate_type: "Thing".into(),
+            commands: vec![
+                CommandSpec::creating("Open"),
+                CommandSpec::updating("Close"),
+                CommandSpec::updating("Other"),
+            ],
+            events: vec![],
+            routes: vec![],
+            topic: "things".into(),
+        }
+    }
+
+    fn schema(manifest: &Manifest, command: &str) -> Option<serde_json::Value> {
+        let spec = manifest.commands.iter().find(|c| c.name == command)?;
+        spec.body_schema.as_deref().map(|text| serde_json::from_str(text).expect("schema text is JSON"))
+    }
+
+    #[test]
+    fn each_command_gets_its_variants_body_schema_with_the_definitions_it_uses() {
+        let manifest = manifest().with_command_schemas::<Command>();
+        let open = schema(&manifest, "Open").expect("Open has a schema");
+        assert_eq!(open["type"], "object");
+        assert_eq!(open["required"], serde_json::json!(["holder", "kind"]));
+        assert_eq!(open["properties"]["holder"]["type"], "string");
+        let kind = open["properties"]["kind"]["$ref"].as_str().expect("kind is a reference");
+        let name = kind.strip_prefix("#/$defs/").expect("a local definition");
+        assert!(open["$defs"][name].is_object(), "{open}");
+        let close = schema(&manifest, "Close").expect("Close has a schema");
+        assert_eq!(close["type"], "object");
+    }
+
+    #[test]
+    fn a_command_without_a_variant_has_no_schema() {
+        assert_eq!(schema(&manifest().with_command_schemas::<Command>(), "Other"), None);
     }
 }

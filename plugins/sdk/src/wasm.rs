@@ -97,7 +97,11 @@ pub mod v2 {
             .collect();
         wit::Manifest {
             aggregate_type: m.aggregate_type,
-            commands: m.commands.into_iter().map(|c| wit::CommandSpec { name: c.name, creates: c.creates }).collect(),
+            commands: m
+                .commands
+                .into_iter()
+                .map(|c| wit::CommandSpec { name: c.name, creates: c.creates, body_schema: c.body_schema })
+                .collect(),
             events: m.events,
             routes: m
                 .routes
