@@ -49,6 +49,20 @@ impl PluginStatus {
     }
 }
 
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 where it cannot be asked).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().ok())
+            .filter(|ticks| *ticks > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
 /// A running `sluice serve` in a temp folder of its own (data and plugins directories, its log).
 pub struct Server {
     child: tokio::process::Child,
@@ -190,6 +204,18 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// The CPU time (user + system, all threads) the host has used so far, from
+    /// `/proc/PID/stat`; `None` where there is no procfs. Robust on a busy machine where
+    /// wall-clock rates are not: divided by the commands served, it is the cost of one.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()?)).ok()?;
+        // The fields after the command name (which may hold spaces) start with the state, field 3;
+        // utime and stime are fields 14 and 15, in clock ticks.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()))
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
