@@ -8,6 +8,7 @@
 //! The host runs on the embedded default unless `args` name other stores or a bus (the scale-out
 //! stack: `--event-store mongodb://… --bus kafka://… --read-store postgres://…`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +85,7 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
     // At each window's end: the projection's position (events in the log it has applied) and lag,
     // and the CPU time the host has used.
     let mut cpu = vec![server.cpu_time()];
+    let threads_before = server.thread_cpu_times();
     let mut marks = Vec::with_capacity(setup.windows);
     for window in 1..=setup.windows {
         tokio::time::sleep_until(started + setup.window * u32::try_from(window).unwrap_or(u32::MAX)).await;
@@ -91,6 +93,7 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
         let plugin = server.plugin().await?;
         marks.push((plugin.u64("head").unwrap_or(0), plugin.u64("lag").unwrap_or(0)));
     }
+    let threads_after = server.thread_cpu_times();
     let mut all = Record::default();
     for client in clients {
         let record = client.await.context("a client task failed")?;
@@ -123,6 +126,14 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
         "  host CPU over all windows: {}",
         cpu_per_command(cpu[0], cpu[setup.windows], all_latencies.len(), width * setup.windows as f64)
     );
+    if let (Some(before), Some(after), Some(from), Some(to)) =
+        (threads_before, threads_after, cpu[0], cpu[setup.windows])
+    {
+        println!(
+            "  host CPU by thread over all windows: {}",
+            by_thread(&before, &after, to.saturating_sub(from), all_latencies.len())
+        );
+    }
     let (first, last) = (rates.first().copied().unwrap_or(0.0), rates.last().copied().unwrap_or(0.0));
     println!(
         "  all:        {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   last/first window {:.3} (target >= 0.9)   projection caught up {:.2} s after the load",
@@ -149,6 +160,35 @@ fn cpu_per_command(from: Option<Duration>, to: Option<Duration>, commands: usize
         }
         _ => "host CPU unknown".to_owned(),
     }
+}
+
+/// Where the host's CPU went, per command, by thread name (tokio names its workers and its
+/// blocking threads alike; the rest name themselves), largest first; what is left of `total` was
+/// used by threads that exited in between.
+fn by_thread(
+    before: &BTreeMap<u32, (String, Duration)>,
+    after: &BTreeMap<u32, (String, Duration)>,
+    total: Duration,
+    commands: usize,
+) -> String {
+    let mut names: BTreeMap<&str, (Duration, usize)> = BTreeMap::new();
+    for (tid, (name, time)) in after {
+        let earlier = before.get(tid).map_or(Duration::ZERO, |(_, t)| *t);
+        let entry = names.entry(name.as_str()).or_default();
+        entry.0 += time.saturating_sub(earlier);
+        entry.1 += 1;
+    }
+    let live: Duration = names.values().map(|(time, _)| *time).sum();
+    let mut rows: Vec<(&str, Duration, usize)> = names.into_iter().map(|(name, (time, n))| (name, time, n)).collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    let per = |time: Duration| time.as_secs_f64() * 1e6 / commands.max(1) as f64;
+    let mut parts: Vec<String> = rows
+        .iter()
+        .filter(|(_, time, _)| !time.is_zero())
+        .map(|(name, time, n)| format!("{name} ×{n} {:.1} µs", per(*time)))
+        .collect();
+    parts.push(format!("exited threads {:.1} µs", per(total.saturating_sub(live))));
+    parts.join(", ")
 }
 
 /// Deposit 1.00 into `ids` in turn until `deadline`, keeping when each 2xx answer came and how
