@@ -180,7 +180,7 @@ fn by_thread(
     }
     let live: Duration = names.values().map(|(time, _)| *time).sum();
     let mut rows: Vec<(&str, Duration, usize)> = names.into_iter().map(|(name, (time, n))| (name, time, n)).collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1));
     let per = |time: Duration| time.as_secs_f64() * 1e6 / commands.max(1) as f64;
     let mut parts: Vec<String> = rows
         .iter()
