@@ -2,6 +2,7 @@
 //! grows): started from the release binary in a temp folder of its own with the components it
 //! is given, talked to with `reqwest`, killed when the benchmark is done with it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -47,6 +48,28 @@ impl PluginStatus {
     pub fn sha256(&self) -> Result<String> {
         Ok(self.0["sha256"].as_str().with_context(|| format!("the plugin has no sha256: {}", self.0))?.to_owned())
     }
+}
+
+/// User plus system time from a `/proc/…/stat` line. The fields after the command name (which
+/// may hold spaces) start with the state, field 3; utime and stime are fields 14 and 15, in ticks.
+fn stat_cpu_time(stat: &str) -> Option<Duration> {
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()))
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 where it cannot be asked).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().ok())
+            .filter(|ticks| *ticks > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
 /// A running `sluice serve` in a temp folder of its own (data and plugins directories, its log).
@@ -190,6 +213,33 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// The CPU time (user + system, all threads) the host has used so far, from
+    /// `/proc/PID/stat`; `None` where there is no procfs. Robust on a busy machine where
+    /// wall-clock rates are not: divided by the commands served, it is the cost of one.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        stat_cpu_time(&std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()?)).ok()?)
+    }
+
+    /// The CPU time each live thread of the host has used so far, by thread id: its name (tokio's
+    /// workers and blocking threads, the event store's writer, sqlx's SQLite workers, ...) and
+    /// time. Threads that have exited are no longer listed (their time stays in [`Self::cpu_time`]).
+    pub fn thread_cpu_times(&self) -> Option<BTreeMap<u32, (String, Duration)>> {
+        let tasks = format!("/proc/{}/task", self.child.id()?);
+        let mut threads = BTreeMap::new();
+        for entry in std::fs::read_dir(&tasks).ok()?.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let (Some(tid), Some((name, _)), Some(time)) = (
+                entry.file_name().to_str().and_then(|t| t.parse::<u32>().ok()),
+                stat.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')')),
+                stat_cpu_time(&stat),
+            ) else {
+                continue;
+            };
+            threads.insert(tid, (name.to_owned(), time));
+        }
+        Some(threads)
     }
 
     pub fn log_tail(&self, lines: usize) -> String {

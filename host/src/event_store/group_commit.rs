@@ -150,7 +150,7 @@ fn write_groups(conn: &Connection, mut receiver: mpsc::UnboundedReceiver<Request
 /// Run every request of `group` in one transaction; each decides alone, behind its savepoint.
 fn commit_group(conn: &Connection, group: &[Request]) -> Vec<Result<Appended, EventStoreError>> {
     let failed = |e: &rusqlite::Error| group.iter().map(|_| Err(backend("appending", e))).collect();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
         return failed(&e);
     }
     let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -164,7 +164,7 @@ fn commit_group(conn: &Connection, group: &[Request]) -> Vec<Result<Appended, Ev
             }
         }
     }
-    match conn.execute_batch("COMMIT") {
+    match run(conn, "COMMIT") {
         Ok(()) => outcomes,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -188,7 +188,7 @@ fn append_one(
     if request.events.is_empty() {
         return Ok(Ok(Appended::nothing(actual)));
     }
-    conn.execute_batch("SAVEPOINT append")?;
+    run(conn, "SAVEPOINT append")?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING position",
@@ -221,8 +221,15 @@ fn append_one(
             }
         }
     }
-    conn.execute_batch("RELEASE append")?;
+    run(conn, "RELEASE append")?;
     Ok(Ok(Appended { version: expected + request.events.len() as u64, positions, recorded_at: recorded_at.to_owned() }))
+}
+
+/// Run a statement of the hot path (SAVEPOINT and RELEASE per append, BEGIN and COMMIT per group)
+/// from the connection's statement cache, where `execute_batch` would parse it again each time.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 fn stream_version(conn: &Connection, kind: &str, id: &str) -> rusqlite::Result<u64> {
