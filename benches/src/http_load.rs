@@ -229,9 +229,8 @@ async fn sample_lags(
     let mut samples = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let at = Instant::now();
-        let status = crate::server::admin(http, base, reqwest::Method::GET, "/admin/plugins/accounts_projection")
-            .send()
-            .await;
+        let path = format!("/admin/plugins/{}", crate::server::PROJECTION);
+        let status = crate::server::admin(http, base, reqwest::Method::GET, &path).send().await;
         let json = match status {
             Ok(response) => response.json::<serde_json::Value>().await.ok(),
             Err(_) => None,
