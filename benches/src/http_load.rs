@@ -105,13 +105,19 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
         let (http, base) = (server.http.clone(), server.base.clone());
         tokio::spawn(async move { sample_lags(&http, &base, relay.as_deref(), started, &stop).await })
     };
-    // At each window's end: the projection's position (events in the log it has applied) and lag.
+    // At each window's end: the log's head and the projection's lag (in events), when the host
+    // answers its status in time (a host that cannot is part of the result, not the end of it).
     let mut marks = Vec::with_capacity(setup.windows);
     for window in 1..=MAX_WINDOWS {
         tokio::time::sleep_until(started + setup.window * u32::try_from(window).unwrap_or(u32::MAX)).await;
-        let plugin = server.plugin().await?;
-        let head = plugin.u64("head").unwrap_or(0);
-        marks.push((head, plugin.u64("lag").unwrap_or(0)));
+        let (mark, head) = match server.plugin().await {
+            Ok(plugin) => {
+                let head = plugin.u64("head").unwrap_or(0);
+                (format!("log {head:>8} events   projection lag {} events", plugin.u64("lag").unwrap_or(0)), head)
+            }
+            Err(e) => (format!("status unreadable: {e:#}"), 0),
+        };
+        marks.push(mark);
         if window >= setup.windows && head >= setup.min_events {
             break;
         }
@@ -126,19 +132,21 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
         all.sample = all.sample.or(record.sample);
     }
     let caught_up_from = Instant::now();
-    server.caught_up().await?;
-    let catch_up = caught_up_from.elapsed();
+    let catch_up = match server.caught_up().await {
+        Ok(_) => format!("{:.2} s", caught_up_from.elapsed().as_secs_f64()),
+        Err(e) => format!("not within its limit ({e:#})"),
+    };
 
     let width = setup.window.as_secs_f64();
     let mut rates = Vec::with_capacity(setup.windows);
-    for (index, (head, lag)) in marks.iter().enumerate() {
+    for (index, mark) in marks.iter().enumerate() {
         let (from, to) = (index as f64 * width, (index + 1) as f64 * width);
         let latencies: Vec<f64> =
             all.answers.iter().filter(|(at, _)| *at >= from && *at < to).map(|(_, took)| took * 1000.0).collect();
         let rate = latencies.len() as f64 / width;
         rates.push(rate);
         println!(
-            "  window {:>2}: {rate:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   log {head:>8} events   projection lag {lag} events",
+            "  window {:>2}: {rate:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   {mark}",
             index + 1,
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
@@ -147,12 +155,12 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
     let all_latencies: Vec<f64> = all.answers.iter().map(|(_, took)| took * 1000.0).collect();
     let (first, last) = (rates.first().copied().unwrap_or(0.0), rates.last().copied().unwrap_or(0.0));
     println!(
-        "  all:        {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   last/first window {:.3} (target >= 0.9)   projection caught up {:.2} s after the load",
+        "  all:        {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   last/first window {:.3} (target >= 0.9)   projection caught up {} after the load",
         all_latencies.len() as f64 / (width * setup.windows as f64),
         percentile(&all_latencies, 0.5),
         percentile(&all_latencies, 0.99),
         if first > 0.0 { last / first } else { 0.0 },
-        catch_up.as_secs_f64(),
+        catch_up,
     );
     let (relay_lag, projection_lag) = lag_p99(&samples);
     println!(
