@@ -7,10 +7,17 @@
 //!
 //! The host runs on the embedded default unless `args` name other stores or a bus (the scale-out
 //! stack: `--event-store mongodb://… --bus kafka://… --read-store postgres://…`).
+//!
+//! A long run (`min_events`) adds windows until the log holds that many events. Every
+//! [`SAMPLE`] the benchmark notes the log's head and the projection's position (the host's admin
+//! status) and, on the stack, the relay's saved position (read from the event store the host
+//! uses); a position's lag in time is how long ago the head passed it, and the p99 of those lags
+//! over the run is printed for the relay and the projection.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -28,9 +35,20 @@ pub struct LoadSetup {
     pub accounts: usize,
     pub windows: usize,
     pub window: Duration,
+    /// Keep adding windows (at most [`MAX_WINDOWS`]) until the log holds this many events.
+    pub min_events: u64,
     /// More `sluice serve` arguments.
     pub args: Vec<String>,
 }
+
+/// How often the lags are sampled.
+const SAMPLE: Duration = Duration::from_millis(200);
+/// The most windows a long run adds.
+const MAX_WINDOWS: usize = 100;
+
+/// One sample: seconds since the start, the log's head, the projection's position, the relay's
+/// saved position (when there is a relay).
+type Sample = (f64, u64, u64, Option<u64>);
 
 /// One answered command: when it completed (since the start) and how long it took, in seconds.
 type Answer = (f64, f64);
@@ -73,27 +91,47 @@ pub async fn bench(setup: &LoadSetup) -> Result<()> {
 async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
     let ids = Arc::new(server.open_accounts(setup.accounts).await?);
     server.caught_up().await?;
+    let relay = relay_store(&setup.args).await?;
     let started = Instant::now();
-    let deadline = started + setup.window * u32::try_from(setup.windows).unwrap_or(u32::MAX);
+    let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..setup.clients)
         .map(|client| {
             let mine: Vec<String> = ids.iter().skip(client).step_by(setup.clients).cloned().collect();
-            let (http, base) = (server.http.clone(), server.base.clone());
-            tokio::spawn(async move { deposits(&http, &base, &mine, started, deadline).await })
+            let (http, base, stop) = (server.http.clone(), server.base.clone(), stop.clone());
+            tokio::spawn(async move { deposits(&http, &base, &mine, started, &stop).await })
         })
         .collect();
-    // At each window's end: the projection's position (events in the log it has applied) and lag,
-    // and the CPU time the host has used.
+    let sampler = {
+        let stop = stop.clone();
+        let (http, base) = (server.http.clone(), server.base.clone());
+        tokio::spawn(async move { sample_lags(&http, &base, relay.as_deref(), started, &stop).await })
+    };
+    // At each window's end: the log's head and the projection's lag (in events), when the host
+    // answers its status in time (a host that cannot is part of the result, not the end of it).
+    // And the CPU time the host has used.
     let mut cpu = vec![server.cpu_time()];
     let threads_before = server.thread_cpu_times();
     let mut marks = Vec::with_capacity(setup.windows);
-    for window in 1..=setup.windows {
+    for window in 1..=MAX_WINDOWS {
         tokio::time::sleep_until(started + setup.window * u32::try_from(window).unwrap_or(u32::MAX)).await;
         cpu.push(server.cpu_time());
-        let plugin = server.plugin().await?;
-        marks.push((plugin.u64("head").unwrap_or(0), plugin.u64("lag").unwrap_or(0)));
+        let (mark, head) = match server.plugin().await {
+            Ok(plugin) => {
+                let head = plugin.u64("head").unwrap_or(0);
+                (format!("log {head:>8} events   projection lag {} events", plugin.u64("lag").unwrap_or(0)), head)
+            }
+            Err(e) => (format!("status unreadable: {e:#}"), 0),
+        };
+        marks.push(mark);
+        if window >= setup.windows && head >= setup.min_events {
+            break;
+        }
     }
+    stop.store(true, Ordering::SeqCst);
     let threads_after = server.thread_cpu_times();
+    // The load ran until now (later than the last window's end if a status answer was slow).
+    let loaded_for = started.elapsed().as_secs_f64();
+    let samples = sampler.await.context("the sampling task failed")?;
     let mut all = Record::default();
     for client in clients {
         let record = client.await.context("a client task failed")?;
@@ -102,19 +140,21 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
         all.sample = all.sample.or(record.sample);
     }
     let caught_up_from = Instant::now();
-    server.caught_up().await?;
-    let catch_up = caught_up_from.elapsed();
+    let catch_up = match server.caught_up().await {
+        Ok(_) => format!("{:.2} s", caught_up_from.elapsed().as_secs_f64()),
+        Err(e) => format!("not within its limit ({e:#})"),
+    };
 
     let width = setup.window.as_secs_f64();
     let mut rates = Vec::with_capacity(setup.windows);
-    for (index, (head, lag)) in marks.iter().enumerate() {
+    for (index, mark) in marks.iter().enumerate() {
         let (from, to) = (index as f64 * width, (index + 1) as f64 * width);
         let latencies: Vec<f64> =
             all.answers.iter().filter(|(at, _)| *at >= from && *at < to).map(|(_, took)| took * 1000.0).collect();
         let rate = latencies.len() as f64 / width;
         rates.push(rate);
         println!(
-            "  window {:>2}: {rate:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   log {head:>8} events   projection lag {lag} events   {}",
+            "  window {:>2}: {rate:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   {mark}   {}",
             index + 1,
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
@@ -122,13 +162,12 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
         );
     }
     let all_latencies: Vec<f64> = all.answers.iter().map(|(_, took)| took * 1000.0).collect();
+    let windows = marks.len();
     println!(
         "  host CPU over all windows: {}",
-        cpu_per_command(cpu[0], cpu[setup.windows], all_latencies.len(), width * setup.windows as f64)
+        cpu_per_command(cpu[0], cpu[windows], all_latencies.len(), width * windows as f64)
     );
-    if let (Some(before), Some(after), Some(from), Some(to)) =
-        (threads_before, threads_after, cpu[0], cpu[setup.windows])
-    {
+    if let (Some(before), Some(after), Some(from), Some(to)) = (threads_before, threads_after, cpu[0], cpu[windows]) {
         println!(
             "  host CPU by thread over all windows: {}",
             by_thread(&before, &after, to.saturating_sub(from), all_latencies.len())
@@ -136,12 +175,20 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
     }
     let (first, last) = (rates.first().copied().unwrap_or(0.0), rates.last().copied().unwrap_or(0.0));
     println!(
-        "  all:        {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   last/first window {:.3} (target >= 0.9)   projection caught up {:.2} s after the load",
-        all_latencies.len() as f64 / (width * setup.windows as f64),
+        "  all:        {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   last/first window {:.3} (target >= 0.9)   projection caught up {} after the load",
+        all_latencies.len() as f64 / loaded_for,
         percentile(&all_latencies, 0.5),
         percentile(&all_latencies, 0.99),
         if first > 0.0 { last / first } else { 0.0 },
-        catch_up.as_secs_f64(),
+        catch_up,
+    );
+    let (relay_lag, projection_lag) = lag_p99(&samples);
+    println!(
+        "  lag p99 over {} samples every {} ms: relay {} s, projection {:.2} s (target < 2 s each)",
+        samples.len(),
+        SAMPLE.as_millis(),
+        relay_lag.map_or_else(|| "(no relay)".to_owned(), |lag| format!("{lag:.2}")),
+        projection_lag,
     );
     if all.failed > 0 {
         println!("  PROBLEM     {} commands did not answer 2xx, e.g. {}", all.failed, all.sample.unwrap_or_default());
@@ -191,16 +238,16 @@ fn by_thread(
     parts.join(", ")
 }
 
-/// Deposit 1.00 into `ids` in turn until `deadline`, keeping when each 2xx answer came and how
+/// Deposit 1.00 into `ids` in turn until `stop`, keeping when each 2xx answer came and how
 /// long it took.
-async fn deposits(http: &reqwest::Client, base: &str, ids: &[String], started: Instant, deadline: Instant) -> Record {
+async fn deposits(http: &reqwest::Client, base: &str, ids: &[String], started: Instant, stop: &AtomicBool) -> Record {
     let mut record = Record::default();
     let urls: Vec<String> = ids.iter().map(|id| format!("{base}/api/v1/depositFunds/{id}")).collect();
     for url in urls.iter().cycle() {
-        let sent_at = Instant::now();
-        if sent_at >= deadline {
+        if stop.load(Ordering::SeqCst) {
             break;
         }
+        let sent_at = Instant::now();
         let sent = http.put(url).header("content-type", "application/json").body(r#"{"amount": 1.00}"#).send().await;
         let failure = match sent {
             Ok(response) if response.status().is_success() => match response.bytes().await {
@@ -223,4 +270,67 @@ async fn deposits(http: &reqwest::Client, base: &str, ids: &[String], started: I
         }
     }
     record
+}
+
+/// The event store the host's arguments name, if it is not the embedded default: the relay's
+/// saved position is read from it.
+async fn relay_store(args: &[String]) -> Result<Option<Arc<dyn sluice::event_store::EventStore>>> {
+    let value = |flag: &str| {
+        args.iter().enumerate().find_map(|(i, arg)| match arg.strip_prefix(flag) {
+            Some("") => args.get(i + 1).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_owned),
+            None => None,
+        })
+    };
+    let (Some(url), Some(_)) = (value("--event-store"), value("--bus")) else { return Ok(None) };
+    let store = sluice::event_store::open(&url).await.context("failed to open the host's event store")?;
+    Ok(Some(store))
+}
+
+/// Sample the head, the projection's position and the relay's position every [`SAMPLE`] until
+/// `stop`.
+async fn sample_lags(
+    http: &reqwest::Client,
+    base: &str,
+    relay: Option<&dyn sluice::event_store::EventStore>,
+    started: Instant,
+    stop: &AtomicBool,
+) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let at = Instant::now();
+        let path = format!("/admin/plugins/{}", crate::server::PROJECTION);
+        let status = crate::server::admin(http, base, reqwest::Method::GET, &path).send().await;
+        let json = match status {
+            Ok(response) => response.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        };
+        let relayed = match relay {
+            Some(store) => store.relay_position().await.ok(),
+            None => None,
+        };
+        if let Some(json) = json
+            && let (Some(head), Some(lag)) = (json["head"].as_u64(), json["lag"].as_u64())
+        {
+            samples.push(((at - started).as_secs_f64(), head, head.saturating_sub(lag), relayed));
+        }
+        tokio::time::sleep_until(at + SAMPLE).await;
+    }
+    samples
+}
+
+/// The p99 lag in seconds of the relay (when sampled) and of the projection: at each sample, how
+/// long ago the head first passed the position (0 when the position is the head).
+fn lag_p99(samples: &[Sample]) -> (Option<f64>, f64) {
+    // When the head first reached `position + 1`: the first sample whose head is past it.
+    let passed = |position: u64| -> f64 {
+        let i = samples.partition_point(|(_, head, _, _)| *head <= position);
+        samples.get(i).map_or(0.0, |(at, ..)| *at)
+    };
+    let lag = |at: f64, head: u64, position: u64| if position >= head { 0.0 } else { (at - passed(position)).max(0.0) };
+    let projection: Vec<f64> = samples.iter().map(|&(at, head, applied, _)| lag(at, head, applied)).collect();
+    let relay: Vec<f64> =
+        samples.iter().filter_map(|&(at, head, _, relayed)| relayed.map(|r| lag(at, head, r))).collect();
+    let relay = (!relay.is_empty()).then(|| percentile(&relay, 0.99));
+    (relay, percentile(&projection, 0.99))
 }

@@ -131,6 +131,10 @@ struct Args {
     /// Seconds per window of the load benchmark.
     #[arg(long, default_value_t = 20.0)]
     http_window_secs: f64,
+    /// A long run of the load benchmark: windows are added (up to 100) until the log holds this
+    /// many events, e.g. 100000 to see the rate as the log grows past 100k.
+    #[arg(long, default_value_t = 0)]
+    http_min_events: u64,
     /// A `sluice serve` argument for the load benchmark's host, repeatable
     /// (`--serve-arg=--event-store --serve-arg=mongodb://…`); none: the embedded default.
     #[arg(long, allow_hyphen_values = true)]
@@ -262,6 +266,7 @@ async fn http_bench(args: &Args) -> anyhow::Result<()> {
         accounts: args.accounts.max(args.http_clients),
         windows: args.http_windows,
         window: Duration::from_secs_f64(args.http_window_secs),
+        min_events: args.http_min_events,
         args: args.serve_arg.clone(),
     };
     http_load::bench(&setup).await

@@ -336,3 +336,48 @@ async fn a_database_of_the_counter_design_is_refused() {
     }
     db.drop().await;
 }
+
+/// A reader follows the log by `_id` from its own commits in memory and other hosts' commits
+/// looked up one by one, falls back to a range read far behind the end or inside a commit it does
+/// not know, and sees the same log whichever way it got there.
+#[tokio::test]
+async fn the_log_reads_the_same_from_memory_by_id_and_by_range() {
+    let Some(db) = TestDb::new() else { return };
+    let writer = Arc::new(db.open().await);
+    let other = db.open().await;
+    // 300 commits of two events each from one host (together, so they share inserts), then some
+    // from the other, interleaved.
+    let tasks: Vec<_> = (0..300u32)
+        .map(|n| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.append("T", &format!("w{n}"), 0, &[event(n), event(n + 1000)]).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("join").expect("append");
+    }
+    for n in 0..20u32 {
+        other.append("T", &format!("o{n}"), 0, &[event(n)]).await.expect("append");
+        writer.append("T", &format!("w{n}"), 2, &[event(n)]).await.expect("append");
+    }
+    let expected: Vec<u64> = (1..=640).collect();
+    // The writer: its own commits from memory, the other host's by `_id`.
+    assert_eq!(positions(&writer.read_all(0, 10_000).await.expect("read")), expected);
+    // A reader that knows no commit: more than a walk's worth, so part by range.
+    let fresh = db.open().await;
+    assert_eq!(positions(&fresh.read_all(0, 10_000).await.expect("read")), expected);
+    // Starting inside a commit no one in this process wrote or read, and paging by odd sizes.
+    let cold = db.open().await;
+    let mut after = 3;
+    let mut seen = Vec::new();
+    loop {
+        let page = cold.read_all(after, 7).await.expect("read");
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 7);
+        after = last.global_position;
+        seen.extend(positions(&page));
+    }
+    assert_eq!(seen, (4..=640).collect::<Vec<_>>());
+    assert_eq!(cold.head_position().await.expect("head"), 640);
+    db.drop().await;
+}

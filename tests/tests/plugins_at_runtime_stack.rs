@@ -29,9 +29,11 @@ const CATCH_UP: Duration = Duration::from_secs(120);
 /// Accounts opened before the projection arrives, and deposits into each.
 const ACCOUNTS: usize = 8;
 const DEPOSITS: usize = 3;
-/// Clients depositing while the projection is removed and uploaded again, and a bound on each.
+/// Clients depositing while the projection is removed and uploaded again, and a bound on each
+/// (far more than the removal and the upload take: the clients stop once the upload is checked).
+/// Commands on the stack no longer read FerretDB, so 80 each were sent before the upload.
 const CLIENTS: usize = 4;
-const COMMANDS_PER_CLIENT: usize = 80;
+const COMMANDS_PER_CLIENT: usize = 2000;
 
 /// The two tests share two cores with the servers: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

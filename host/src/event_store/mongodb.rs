@@ -52,9 +52,45 @@
 //! it keeps up to date in the background, at most every [`HINT_INTERVAL`]), then steps over the
 //! commits written after it by `_id`. The hint is only a shortcut: the end of any existing commit
 //! is a valid place to look from, and a stale one costs a few more steps.
+//!
+//! **Reads that cost the same whatever the size of the log.** FerretDB 1.24 hands SQLite (or
+//! PostgreSQL) only a filter that is a single `_id` equality; any other filter or sort is done
+//! over every document of the collection, so such a query on a hot path costs time
+//! proportional to the log. The hot paths therefore use `_id` equalities alone:
+//!
+//! - Commands on a cached stream read nothing ([`crate::command`]); an append at a version a
+//!   commit of the stream is known to end at is one insert (above).
+//! - The global log is followed by walking it: commits tile the log, so the commit after one that
+//!   ends at P has `_id` P + 1, and no document there means the log ends at P. The commits this
+//!   process wrote (and those it read last) are kept in memory in commit order ([`Recent`]), so
+//!   the relay publishes this host's own commits without a query and looks up other hosts'
+//!   commits one by one, plus one lookup that finds the end. A read that starts inside a commit
+//!   the process does not know, or falls more than [`WALK`] commits behind the end, reads the rest
+//!   by range: on MongoDB through the `log` index, on FerretDB a scan, paid once per
+//!   [`PAGE`] commits while catching up.
+//! - The log's head (read-your-writes checks, status) starts from the hint or the newest commit
+//!   this process knows and steps over newer ones by `_id`.
+//!
+//! **Every query, with its index on MongoDB** (`commits` unless said otherwise):
+//!
+//! | query | filter | sort | index |
+//! |---|---|---|---|
+//! | append (the writer) | `insert_many`, ordered | — | `_id` and `stream` (unique) decide races |
+//! | the writer's clash check, log walk, head steps | `_id` = P | — | `_id` |
+//! | range read of the log (catch-up) | `last_position` > P, limit | `last_position` ↑ | `log` |
+//! | read a stream | `aggregate_type`, `aggregate_id`, `start` ≤ V, `end` > A | `start` ↑ | `stream` (prefix and `start` range; `end` checked on the stream's commits) |
+//! | a stream's version (cold stream, refused append) | `aggregate_type`, `aggregate_id` | `start` ↓, limit 1 | `stream` |
+//! | the log's newest commit (head, after [`HEAD_STEPS`]) | — | `_id` ↓, limit 1 | `_id` |
+//! | schema counts (on deploy only) | — | — | none: a whole scan by design |
+//! | `log_head`: read, raise (`$max`, upsert) | `_id` = `head` | — | `_id` |
+//! | `relay`: read, raise (`$max`, upsert) | `_id` = `relay` | — | `_id` |
+//! | `relay_leases`: newest lease | — | `_id` ↓, limit 1 | `_id` |
+//! | `relay_leases`: renew; take the next epoch | `_id` = E, `owner`; `insert_one` | — | `_id` |
+//! | `counters` (refuse the first design's database, on open) | `_id` = `global_position` | — | `_id` |
 
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ::mongodb::bson::{Bson, Document, doc};
@@ -77,11 +113,16 @@ const LOG_HEAD: &str = "head";
 const RELAY: &str = "relay";
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
-/// The most commits one read of the log fetches at a time.
-const PAGE: u32 = 1000;
+/// The most commits one range read of the log fetches at a time: range reads are for catching
+/// up, so they are few and large.
+const PAGE: u32 = 20_000;
 /// Steps from the hint over newer commits before the writer asks for the newest one directly
 /// (a sort, which FerretDB does in memory).
-const HEAD_STEPS: u32 = 16;
+const HEAD_STEPS: u32 = 64;
+/// Commits a read of the log looks up one by one by `_id` before it reads the rest by range.
+const WALK: u32 = 256;
+/// Commits the store keeps in memory for readers of the log's end (see [`Recent`]).
+const RECENT: usize = 16_384;
 /// Clashes on positions in a row before the writer gives up on a group.
 const MAX_CLASHES: u32 = 10_000;
 /// Streams whose last known version the store remembers.
@@ -134,6 +175,47 @@ fn position_id(position: u64) -> String {
     format!("{position:020}")
 }
 
+/// The commits this process wrote or read last, by first position: a reader of the log's end
+/// (the relay above all) finds this host's own commits here in commit order without a query, and
+/// looks up only other hosts' commits, by `_id`. Commits never change once written, so a kept
+/// commit is always true; the oldest are dropped past [`RECENT`].
+#[derive(Default)]
+struct Recent {
+    commits: Mutex<BTreeMap<u64, Arc<Commit>>>,
+}
+
+impl Recent {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Commit>>> {
+        self.commits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn keep(&self, commit: Arc<Commit>) {
+        let mut map = self.map();
+        map.insert(to_u64(commit.first_position), commit);
+        while map.len() > RECENT {
+            map.pop_first();
+        }
+    }
+
+    /// The kept commit that holds `position`.
+    fn holding(&self, position: u64) -> Option<Arc<Commit>> {
+        let map = self.map();
+        let (_, commit) = map.range(..=position).next_back()?;
+        (to_u64(commit.last_position) >= position).then(|| commit.clone())
+    }
+
+    /// Whether a kept commit ends at `position`: then the next commit starts right after it.
+    fn ends_at(&self, position: u64) -> bool {
+        let map = self.map();
+        map.range(..=position).next_back().is_some_and(|(_, c)| to_u64(c.last_position) == position)
+    }
+
+    /// The last position of the newest kept commit (0 when none is kept).
+    fn end(&self) -> u64 {
+        self.map().last_key_value().map_or(0, |(_, c)| to_u64(c.last_position))
+    }
+}
+
 /// An append waiting for the writer; the answer is its first position.
 struct PendingAppend {
     commit: Commit,
@@ -171,6 +253,8 @@ pub struct MongoEventStore {
     /// Published after each append; other processes' appends reach it by polling (FerretDB has
     /// no change streams).
     head: LogHead,
+    /// The commits written or read last (shared with the writer).
+    recent: Arc<Recent>,
 }
 
 impl std::fmt::Debug for MongoEventStore {
@@ -224,12 +308,14 @@ impl MongoEventStore {
         let log_head: Collection<Document> = db.collection("log_head");
         tokio::spawn(publish_hints(log_head.clone(), hints));
         let (writer, queue) = mpsc::channel(QUEUE);
+        let recent = Arc::new(Recent::default());
         let task = Writer {
             commits: commits.clone(),
             raw: db.collection("commits"),
             log_head: log_head.clone(),
             next: None,
             hint,
+            recent: recent.clone(),
         };
         tokio::spawn(task.run(queue));
         Ok(Self {
@@ -241,6 +327,7 @@ impl MongoEventStore {
             writer,
             known: Mutex::new(LruCache::new(KNOWN_STREAMS)),
             head: LogHead::default(),
+            recent,
         })
     }
 
@@ -275,6 +362,8 @@ struct Writer {
     next: Option<u64>,
     /// The last position written, for the `log_head` hint.
     hint: watch::Sender<u64>,
+    /// Where committed appends are handed to this process's readers of the log.
+    recent: Arc<Recent>,
 }
 
 impl Writer {
@@ -297,7 +386,7 @@ impl Writer {
         while !group.is_empty() {
             let next = match self.next {
                 Some(next) => next,
-                None => match log_end(&self.raw, &self.log_head).await {
+                None => match log_end(&self.raw, &self.log_head, &self.recent).await {
                     Ok(end) => end + 1,
                     Err(e) => return fail(group, &e.to_string()),
                 },
@@ -372,6 +461,7 @@ impl Writer {
         self.hint.send_replace(next - 1);
         for pending in group {
             let _ = pending.reply.send(Ok(to_u64(pending.commit.first_position)));
+            self.recent.keep(Arc::new(pending.commit));
         }
     }
 }
@@ -412,10 +502,19 @@ async fn read_hint(log_head: &Collection<Document>) -> Result<u64, EventStoreErr
     Ok(hint.as_ref().and_then(|d| number(d.get("last_position"))).map_or(0, to_u64))
 }
 
-/// The log's last position (0 when empty): from the hint, step over newer commits by `_id`.
-async fn log_end(raw: &Collection<Document>, log_head: &Collection<Document>) -> Result<u64, EventStoreError> {
-    let mut end = read_hint(log_head).await?;
+/// The log's last position (0 when empty): from the hint or the newest commit this process
+/// knows, whichever is further, step over newer commits (kept ones, then by `_id`).
+async fn log_end(
+    raw: &Collection<Document>,
+    log_head: &Collection<Document>,
+    recent: &Recent,
+) -> Result<u64, EventStoreError> {
+    let mut end = read_hint(log_head).await?.max(recent.end());
     for _ in 0..HEAD_STEPS {
+        if let Some(kept) = recent.holding(end + 1) {
+            end = to_u64(kept.last_position);
+            continue;
+        }
         let next = raw.find_one(doc! { "_id": position_id(end + 1) }).projection(doc! { "last_position": 1 }).await?;
         match next.as_ref().and_then(|d| number(d.get("last_position"))) {
             Some(last) => end = to_u64(last),
@@ -530,30 +629,44 @@ impl EventStore for MongoEventStore {
     }
 
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
+        let limit = limit as usize;
         let mut events = Vec::new();
-        let mut after = after;
-        while events.len() < limit as usize {
-            // Commits tile the log, so ordering by last position is ordering by first position.
-            let page = limit.min(PAGE);
+        // Every event up to `at` has been read (or was not asked for).
+        let mut at = after;
+        // Whether a commit ends at `at`, so that the next one, if any, has `_id` `at + 1`.
+        let mut boundary = at == 0 || self.recent.ends_at(at);
+        let mut lookups = 0;
+        while events.len() < limit {
+            if let Some(kept) = self.recent.holding(at + 1) {
+                boundary = take(&kept, &mut at, &mut events, limit)?;
+                continue;
+            }
+            if boundary && lookups < WALK {
+                lookups += 1;
+                // Commits tile the log: none at `at + 1` means the log ends at `at`.
+                let Some(next) = self.commits.find_one(doc! { "_id": position_id(at + 1) }).await? else { break };
+                let next = Arc::new(next);
+                self.recent.keep(next.clone());
+                boundary = take(&next, &mut at, &mut events, limit)?;
+                continue;
+            }
+            // Inside a commit this process does not know, or far behind the end: read by range.
+            // Each commit holds at least one event, so `wanted` commits are enough.
+            let wanted = u32::try_from(limit - events.len()).unwrap_or(PAGE).min(PAGE);
             let mut cursor = self
                 .commits
-                .find(doc! { "last_position": { "$gt": to_i64(after) } })
+                .find(doc! { "last_position": { "$gt": to_i64(at) } })
                 .sort(doc! { "last_position": 1 })
-                .limit(i64::from(page))
+                .limit(i64::from(wanted))
                 .await?;
             let mut fetched = 0;
             while cursor.advance().await? {
-                let commit = cursor.deserialize_current()?;
+                let commit = Arc::new(cursor.deserialize_current()?);
                 fetched += 1;
-                for event in commit.events.iter().filter(|e| to_u64(e.position) > after) {
-                    if events.len() >= limit as usize {
-                        return Ok(events);
-                    }
-                    events.push(to_stored(&commit, event)?);
-                }
-                after = after.max(to_u64(commit.last_position));
+                self.recent.keep(commit.clone());
+                boundary = take(&commit, &mut at, &mut events, limit)?;
             }
-            if fetched < page {
+            if fetched < wanted {
                 break;
             }
         }
@@ -587,7 +700,7 @@ impl EventStore for MongoEventStore {
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {
-        log_end(&self.raw, &self.log_head).await
+        log_end(&self.raw, &self.log_head, &self.recent).await
     }
 
     fn log_head(&self) -> &LogHead {
@@ -662,6 +775,20 @@ fn is_duplicate_key(e: &MongoError) -> bool {
         ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
         _ => false,
     }
+}
+
+/// Append `commit`'s events after `at` to `events`, up to `limit` of them, and move `at` to the
+/// last one taken. Returns whether `at` is then the commit's end.
+fn take(commit: &Commit, at: &mut u64, events: &mut Vec<StoredEvent>, limit: usize) -> Result<bool, EventStoreError> {
+    let from = *at;
+    for event in commit.events.iter().filter(|e| to_u64(e.position) > from) {
+        if events.len() >= limit {
+            break;
+        }
+        events.push(to_stored(commit, event)?);
+        *at = to_u64(event.position);
+    }
+    Ok(*at == to_u64(commit.last_position))
 }
 
 fn to_stored(commit: &Commit, event: &EventDocument) -> Result<StoredEvent, EventStoreError> {
