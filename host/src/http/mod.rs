@@ -28,8 +28,8 @@ pub mod openapi;
 pub mod plugin_routes;
 pub mod projections;
 pub mod reactors;
-pub mod watch;
 pub mod request_id;
+pub mod watch;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

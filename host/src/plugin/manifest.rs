@@ -99,8 +99,17 @@ impl EventSchema {
 }
 
 /// Paths the host serves itself; plugin routes may not shadow them.
-const RESERVED_PREFIXES: &[&str] =
-    &["/api/aggregates", "/api/projections", "/admin", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/dashboard"];
+const RESERVED_PREFIXES: &[&str] = &[
+    "/api/aggregates",
+    "/api/projections",
+    "/admin",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/dashboard",
+];
 
 impl AggregateManifest {
     pub fn command(&self, name: &str) -> Option<&CommandSpec> {
