@@ -408,6 +408,12 @@ async fn list_plugins(config: Config) -> anyhow::Result<()> {
             for route in &m.routes {
                 println!("  route   GET {} -> {}", route.path, route.query);
             }
+        } else if let sluice::plugin::Plugin::Reactor(reactor) = &loaded.plugin {
+            let m = reactor.manifest();
+            let position = host.state.projections.get(&m.name).map(|p| p.position()).unwrap_or(0);
+            println!("reactor {} ({}), at position {position}", m.name, plugin.source);
+            println!("  handles  {}", m.subscriptions.join(", "));
+            println!("  sends to {}", m.channels.join(", "));
         }
     }
     Ok(())

@@ -59,6 +59,11 @@ use crate::plugin::{AggregateManifest, PluginRegistry, ProjectionManifest};
         super::dead_letters::retry_consumer,
         super::dead_letters::drop_letter,
         super::dead_letters::resume,
+        super::watch::events,
+        super::watch::rebuild_progress,
+        super::reactors::reset,
+        super::reactors::list_outbox,
+        super::reactors::retry_message,
     ),
     modifiers(&AdminToken),
     components(schemas(

@@ -26,6 +26,19 @@ struct ResetRequest {
 
 /// `POST /admin/reactors/{name}/reset`, optionally `{"position": N}`: the reactor handles every
 /// event after N again — an explicit action, the only way a reactor sends again.
+#[utoipa::path(
+    post,
+    path = "/admin/reactors/{name}/reset",
+    tag = "admin",
+    description = "The reactor handles every event after `position` again: the only way it sends again",
+    security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    request_body(content = Option<Object>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn reset(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -48,6 +61,18 @@ struct OutboxParams {
 }
 
 /// `GET /admin/reactors/{name}/outbox[?state=parked|pending|delivered&limit=N]` (default parked).
+#[utoipa::path(
+    get,
+    path = "/admin/reactors/{name}/outbox",
+    tag = "admin",
+    description = "A reactor's outbox messages in one state (default parked)",
+    security(("admin_token" = [])),
+    params(("name" = String, Path), ("state" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn list_outbox(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -64,6 +89,18 @@ pub async fn list_outbox(
 }
 
 /// `POST /admin/reactors/{name}/outbox/{id}/retry`: a parked message is delivered again.
+#[utoipa::path(
+    post,
+    path = "/admin/reactors/{name}/outbox/{id}/retry",
+    tag = "admin",
+    description = "A parked message is delivered again",
+    security(("admin_token" = [])),
+    params(("name" = String, Path), ("id" = String, Path, description = "The message id: reactor:position:index")),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn retry_message(
     State(state): State<AppState>,
     Path((name, id)): Path<(String, String)>,

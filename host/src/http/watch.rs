@@ -39,6 +39,18 @@ pub struct EventPage {
 /// `GET /admin/events?after=N&limit=M&wait_ms=W`: up to `limit` (1 to 1000, default 100) events
 /// after position `after` (default 0); with none yet, waits up to `wait_ms` (at most 25 000)
 /// for the first.
+#[utoipa::path(
+    get,
+    path = "/admin/events",
+    tag = "admin",
+    description = "Up to `limit` (1 to 1000, default 100) events of the global log after position `after` (default 0); with none yet, waits up to `wait_ms` (at most 25000) for the first",
+    security(("admin_token" = [])),
+    params(("after" = Option<u64>, Query), ("limit" = Option<u32>, Query), ("wait_ms" = Option<u64>, Query)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn events(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<EventPage>, ApiError> {
     let EventsParams { after, limit, wait_ms } = match query {
         None => EventsParams::default(),
@@ -76,6 +88,18 @@ pub struct RebuildState {
 }
 
 /// `GET /admin/projections/{name}/rebuild`: how far its running (or last) rebuild has come.
+#[utoipa::path(
+    get,
+    path = "/admin/projections/{name}/rebuild",
+    tag = "admin",
+    description = "How far the running (or latest) rebuild of a projection has come",
+    security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn rebuild_progress(
     State(state): State<AppState>,
     Path(name): Path<String>,
