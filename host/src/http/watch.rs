@@ -42,6 +42,7 @@ pub struct EventPage {
 #[utoipa::path(
     get,
     path = "/admin/events",
+    operation_id = "log_events",
     tag = "admin",
     description = "Up to `limit` (1 to 1000, default 100) events of the global log after position `after` (default 0); with none yet, waits up to `wait_ms` (at most 25000) for the first",
     security(("admin_token" = [])),
