@@ -162,8 +162,8 @@ impl EventStore for CountingReads {
     async fn relay_position(&self) -> Result<u64, EventStoreError> {
         self.inner.relay_position().await
     }
-    async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError> {
-        self.inner.schema_counts().await
+    async fn schema_counts(&self, through: u64) -> Result<Vec<SchemaCount>, EventStoreError> {
+        self.inner.schema_counts(through).await
     }
     fn log_head(&self) -> &sluice::event_store::LogHead {
         self.inner.log_head()

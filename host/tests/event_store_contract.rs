@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
+use sluice::event_store::{EventStore, EventStoreError, NewEvent, SchemaCensus, StoredEvent};
 
 fn event(n: u32) -> NewEvent {
     NewEvent { event_type: "Happened".into(), schema_version: 1, data: format!("{{\"n\":{n}}}") }
@@ -111,6 +111,39 @@ async fn the_global_log_is_in_commit_order_across_streams() {
     }
 }
 
+/// `schema_counts(through)` counts only up to its position, and the census (counted once, then
+/// followed from the log, as every deploy reads it) agrees with a fresh count after more appends.
+#[tokio::test]
+async fn the_schema_census_follows_the_log() {
+    let (_dir, stores) = stores().await;
+    for (name, store) in stores {
+        let v2 = |n: u32| NewEvent { schema_version: 2, ..event(n) };
+        store.append("T", "a", 0, &[event(1), event(2)]).await.expect("append");
+        store.append("U", "b", 0, &[v2(3)]).await.expect("append");
+        let through_two = store.schema_counts(2).await.expect("count");
+        assert_eq!(
+            through_two.iter().map(|c| (c.aggregate_type.as_str(), c.schema_version, c.count)).collect::<Vec<_>>(),
+            vec![("T", 1, 2)],
+            "{name}"
+        );
+        let census = SchemaCensus::default();
+        assert_eq!(
+            census.counts(store.as_ref()).await.expect("census"),
+            store.schema_counts(3).await.expect("count"),
+            "{name}"
+        );
+        store.append("T", "a", 2, &[v2(4)]).await.expect("append");
+        store.append("U", "c", 0, &[v2(5), v2(6)]).await.expect("append");
+        let counts = census.counts(store.as_ref()).await.expect("census");
+        assert_eq!(counts, store.schema_counts(6).await.expect("count"), "{name}");
+        assert_eq!(
+            counts.iter().map(|c| (c.aggregate_type.as_str(), c.schema_version, c.count)).collect::<Vec<_>>(),
+            vec![("T", 1, 2), ("T", 2, 1), ("U", 2, 3)],
+            "{name}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn one_relay_holds_the_lease_and_its_position_only_grows() {
     let (_dir, stores) = stores().await;
@@ -168,14 +201,22 @@ async fn a_follower_never_skips_a_commit_while_writers_race() {
                 })
             })
             .collect();
+        // The follower reads while the writers write, then once more after they are done: it
+        // stops at the first empty read after the last acknowledgement, so an event it never
+        // sees is one the log hid from it, not one it stopped too early for.
+        let writers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let follower = {
             let store = first.clone();
+            let writers_done = writers_done.clone();
             tokio::spawn(async move {
-                let (mut seen, mut quiet) = (Vec::new(), 0);
-                while quiet < 20 {
+                let mut seen = Vec::new();
+                loop {
+                    let done = writers_done.load(std::sync::atomic::Ordering::SeqCst);
                     let after = seen.last().map_or(0, |e: &StoredEvent| e.global_position);
                     let batch = store.read_all(after, 10).await.expect("read");
-                    quiet = if batch.is_empty() { quiet + 1 } else { 0 };
+                    if batch.is_empty() && done {
+                        break;
+                    }
                     seen.extend(batch);
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -186,6 +227,7 @@ async fn a_follower_never_skips_a_commit_while_writers_race() {
         for writer in writers {
             acknowledged.extend(writer.await.expect("join"));
         }
+        writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
         let seen = follower.await.expect("join");
         let log = first.read_all(0, 100_000).await.expect("read");
         assert_eq!(positions(&seen), positions(&log), "{name}: the follower's view differs from the log");

@@ -17,7 +17,7 @@ use sluice_e2e::{HostOptions, Stack};
 const STACK: Scale = Scale {
     accounts: 8,
     clients: 8,
-    commands_per_client: 3000,
+    commands_per_client: 10_000,
     projection_pause: Duration::from_millis(250),
     aggregate_pause: Duration::from_millis(300),
     settle: Duration::from_secs(1),

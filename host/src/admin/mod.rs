@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bus::KafkaBus;
 use crate::command::CommandService;
-use crate::event_store::{EventStore, EventStoreError};
+use crate::event_store::{EventStore, EventStoreError, SchemaCensus};
 use crate::plugin::{Loaded, Plugin, PluginKind, PluginRegistry, ProjectionLogic, RegistryError, Upcaster, sha256_hex};
 use crate::projection::{Projection, ProjectionError, Projections};
 use crate::read_store::ReadStore;
@@ -199,6 +199,8 @@ struct Inner {
     mismatches: Mutex<HashMap<String, Vec<Unreadable>>>,
     /// Each projection's latest rebuild, for progress.
     rebuilds: rebuilds::Rebuilds,
+    /// Stored events per schema, for the deploy-time check.
+    census: SchemaCensus,
 }
 
 /// A projection version with a new schema, to build while the current one serves.
@@ -225,6 +227,7 @@ impl Admin {
                 deferred: Mutex::new(Vec::new()),
                 mismatches: Mutex::new(HashMap::new()),
                 rebuilds: rebuilds::Rebuilds::default(),
+                census: SchemaCensus::default(),
             }),
         }
     }
@@ -407,7 +410,7 @@ impl Admin {
         if let Plugin::Reactor(reactor) = &component.plugin {
             self.check_channels(reactor.as_ref())?;
         }
-        let counts = self.parts().store.schema_counts().await?;
+        let counts = self.inner.census.counts(self.parts().store.as_ref()).await?;
         let unreadable = deploy_check::unreadable(&component.plugin, self.registry(), &counts);
         if !unreadable.is_empty() && !force {
             return Err(AdminError::Unreadable { name, events: unreadable });

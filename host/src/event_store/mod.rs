@@ -9,6 +9,7 @@
 //! followers, whichever host appended. `host/tests/event_store_contract.rs` runs one suite
 //! against all.
 
+pub mod census;
 mod group_commit;
 pub mod head;
 pub mod mongodb;
@@ -18,6 +19,7 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use census::SchemaCensus;
 pub use head::{DEFAULT_POLL, LogHead};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -232,9 +234,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// (0 before the first save).
     async fn relay_position(&self) -> Result<u64, EventStoreError>;
 
-    /// The number of stored events per (aggregate type, event type, schema version), sorted by
-    /// those three. A whole-store scan: it runs when a plugin is deployed, not per request.
-    async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError>;
+    /// The number of stored events at positions up to `through` per (aggregate type, event
+    /// type, schema version), sorted by those three. A scan of the store: [`census`] calls it
+    /// once and then follows the log.
+    async fn schema_counts(&self, through: u64) -> Result<Vec<SchemaCount>, EventStoreError>;
 
     /// The head of the log as this store instance knows it (see [`head`]).
     fn log_head(&self) -> &LogHead;

@@ -81,7 +81,7 @@
 //! | read a stream | `aggregate_type`, `aggregate_id`, `start` ≤ V, `end` > A | `start` ↑ | `stream` (prefix and `start` range; `end` checked on the stream's commits) |
 //! | a stream's version (cold stream, refused append) | `aggregate_type`, `aggregate_id` | `start` ↓, limit 1 | `stream` |
 //! | the log's newest commit (head, after [`HEAD_STEPS`]) | — | `_id` ↓, limit 1 | `_id` |
-//! | schema counts (on deploy only) | — | — | none: a whole scan by design |
+//! | schema counts (once per process, then the census follows the log) | — | — | none: a whole scan by design |
 //! | `log_head`: read, raise (`$max`, upsert) | `_id` = `head` | — | `_id` |
 //! | `relay`: read, raise (`$max`, upsert) | `_id` = `relay` | — | `_id` |
 //! | `relay_leases`: newest lease | — | `_id` ↓, limit 1 | `_id` |
@@ -458,10 +458,19 @@ impl Writer {
             return;
         }
         self.next = Some(next);
+        // Kept before anyone hears of them: a reader woken by the hint or by an answer finds
+        // the commits in memory instead of asking the database for them.
+        let replies: Vec<_> = group
+            .into_iter()
+            .map(|pending| {
+                let first = to_u64(pending.commit.first_position);
+                self.recent.keep(Arc::new(pending.commit));
+                (pending.reply, first)
+            })
+            .collect();
         self.hint.send_replace(next - 1);
-        for pending in group {
-            let _ = pending.reply.send(Ok(to_u64(pending.commit.first_position)));
-            self.recent.keep(Arc::new(pending.commit));
+        for (reply, first) in replies {
+            let _ = reply.send(Ok(first));
         }
     }
 }
@@ -673,14 +682,15 @@ impl EventStore for MongoEventStore {
         Ok(events)
     }
 
-    async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError> {
+    async fn schema_counts(&self, through: u64) -> Result<Vec<SchemaCount>, EventStoreError> {
         // Counted here rather than by a `$group` stage: FerretDB drops top-level fields from a
-        // group key once `$unwind` has run. A scan either way, and only when a plugin deploys.
+        // group key once `$unwind` has run. A scan either way, and only once per process: the
+        // census follows the log after that.
         let mut counts: std::collections::BTreeMap<(String, String, u32), u64> = std::collections::BTreeMap::new();
         let mut cursor = self.commits.find(doc! {}).await?;
         while cursor.advance().await? {
             let commit = cursor.deserialize_current()?;
-            for event in &commit.events {
+            for event in commit.events.iter().filter(|event| to_u64(event.position) <= through) {
                 let schema_version = u32::try_from(event.schema_version).map_err(|_| {
                     EventStoreError::Backend(format!("schema version {} out of range", event.schema_version))
                 })?;

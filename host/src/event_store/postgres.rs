@@ -397,12 +397,13 @@ impl EventStore for PostgresEventStore {
         rows.iter().map(to_event).collect()
     }
 
-    async fn schema_counts(&self) -> Result<Vec<SchemaCount>, EventStoreError> {
+    async fn schema_counts(&self, through: u64) -> Result<Vec<SchemaCount>, EventStoreError> {
         let rows: Vec<(String, String, i32, i64)> = sqlx::query_as(
             "SELECT aggregate_type, event_type, schema_version, COUNT(*) FROM sluice_events \
-             GROUP BY aggregate_type, event_type, schema_version \
+             WHERE position <= $1 GROUP BY aggregate_type, event_type, schema_version \
              ORDER BY aggregate_type, event_type, schema_version",
         )
+        .bind(to_i64(through))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
