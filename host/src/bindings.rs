@@ -7,11 +7,14 @@
 //! through it. Nothing outside those two names a generated type: the plugin contracts
 //! ([`crate::plugin`]) and the read store have their own.
 
-/// The `aggregate-plugin` world: exports `aggregate`.
+/// The `aggregate-plugin` world: exports `aggregate`. Its calls are async (every aggregate
+/// world's are): a command's decide runs on the async worker that received it and yields at each
+/// epoch tick ([`crate::runtime::aggregate`]).
 pub mod aggregate {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1",
         world: "aggregate-plugin",
+        exports: { default: async },
     });
 }
 
@@ -20,6 +23,7 @@ pub mod aggregate_v2 {
     wasmtime::component::bindgen!({
         path: "../wit/v0.2",
         world: "upcasting-aggregate-plugin",
+        exports: { default: async },
     });
 }
 

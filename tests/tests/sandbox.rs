@@ -80,6 +80,34 @@ async fn each_fault_fails_only_its_own_call() -> Result<()> {
     Ok(())
 }
 
+/// A command that runs for 200 ms (twenty epoch ticks, at each of which it yields its async
+/// worker) is no fault: it is answered once, counted as an `ok` call and not as a timeout, and
+/// the plugin's later commands are answered too.
+#[tokio::test]
+async fn a_slow_command_that_yields_at_every_tick_is_answered_once() -> Result<()> {
+    let host = start().await?;
+    let id = Uuid::new_v4().to_string();
+    let reply = faulty(&host, &id, "Slow").await?.expect_status(200)?;
+    ensure!(reply.u64_field("version")? == 1, "{reply}");
+    let reply = faulty(&host, &id, "Ok").await?.expect_status(200)?;
+    ensure!(reply.u64_field("version")? == 2, "{reply}");
+    let events = host.events(FAULTY, &id).await?;
+    check_stream(&events, FAULTY, &id)?;
+    ensure!(events.len() == 2, "the slow command appended other than once: {events:?}");
+
+    let metrics = host.get("/metrics").await?.expect_status(200)?;
+    let counted = |outcome: &str| {
+        metrics.text.lines().any(|line| {
+            line.starts_with("sluice_plugin_calls_total{")
+                && line.contains(r#"plugin="Faulty""#)
+                && line.contains(&format!(r#"outcome="{outcome}""#))
+        })
+    };
+    ensure!(counted("ok"), "no ok call counted:\n{}", metrics.text);
+    ensure!(!counted("time"), "the slow command counted as a timeout:\n{}", metrics.text);
+    bank_round(&host, 1).await
+}
+
 #[tokio::test]
 async fn faults_leave_an_existing_stream_untouched() -> Result<()> {
     let host = start().await?;

@@ -209,7 +209,7 @@ impl CommandService {
                     id: aggregate_id.to_owned(),
                 });
             }
-            let decision = run_blocking(logic.clone(), base.map(|c| c.state), since, input.clone()).await?;
+            let decision = run_decision(logic.clone(), base.map(|c| c.state), since, input.clone()).await?;
             let state: Option<Arc<[u8]>> = decision.state.map(Into::into);
             let events = match decision.verdict {
                 Ok(events) => events,
@@ -343,13 +343,20 @@ fn conflict(aggregate_type: &str, id: &str, expected: u64, actual: u64) -> Comma
     CommandError::Conflict { aggregate_type: aggregate_type.to_owned(), id: id.to_owned(), expected, actual }
 }
 
-async fn run_blocking(
+/// Evolve and decide, on this async worker; on a blocking thread when older events must be
+/// upcast first (the upcaster's path is synchronous).
+async fn run_decision(
     logic: Arc<dyn AggregateLogic>,
     state: Option<Arc<[u8]>>,
     since: Vec<StoredEvent>,
     input: CommandInput,
 ) -> Result<Decision, CommandError> {
-    let plugin = logic.manifest().aggregate_type.clone();
+    // Events at their current schema version (nearly always): decide right here.
+    let manifest = logic.manifest();
+    if since.iter().all(|e| !manifest.needs_upcast(&e.event_type, e.schema_version)) {
+        return logic.execute_async(state.as_deref(), &since, &input).await.map_err(CommandError::Fault);
+    }
+    let plugin = manifest.aggregate_type.clone();
     // The caller's span (the request's) goes along, so the plugin's lines carry its id.
     let span = tracing::Span::current();
     let result = tokio::task::spawn_blocking(move || {

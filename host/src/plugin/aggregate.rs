@@ -39,8 +39,8 @@ pub struct Decision {
     pub verdict: Result<Vec<NewEvent>, Refusal>,
 }
 
-/// The decide/evolve contract the dispatcher runs. Calls are synchronous and CPU-bound: the
-/// dispatcher runs them off the async executor.
+/// The decide/evolve contract the dispatcher runs. The dispatcher awaits
+/// [`Self::execute_async`]; the synchronous calls are for threads that may block.
 pub trait AggregateLogic: Send + Sync + 'static {
     fn manifest(&self) -> &AggregateManifest;
 
@@ -52,6 +52,18 @@ pub trait AggregateLogic: Send + Sync + 'static {
         events: &[StoredEvent],
         command: &CommandInput,
     ) -> Result<Decision, PluginFault>;
+
+    /// [`Self::execute`] as a future the dispatcher awaits on its async worker. A sandboxed
+    /// plugin yields while it runs (see [`crate::runtime::aggregate`]); logic compiled into the
+    /// host (trusted, as in the benchmarks) just runs.
+    fn execute_async<'a>(
+        &'a self,
+        state: Option<&'a [u8]>,
+        events: &'a [StoredEvent],
+        command: &'a CommandInput,
+    ) -> futures::future::BoxFuture<'a, Result<Decision, PluginFault>> {
+        Box::pin(std::future::ready(self.execute(state, events, command)))
+    }
 
     /// Replay `history` and render the state as JSON text.
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault>;

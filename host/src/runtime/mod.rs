@@ -154,6 +154,23 @@ impl WasmRuntime {
         self.store_with(timeout, false)
     }
 
+    /// A fresh store for calls made with `*_async`: the guest yields to the executor at every
+    /// epoch tick (so it shares an async worker instead of holding it) and is stopped once
+    /// `timeout` has passed, as a synchronous call would be.
+    pub fn new_yielding_store(&self, timeout: Duration) -> Store<PluginCtx> {
+        let mut store = self.store_with(timeout, false);
+        let deadline = std::time::Instant::now() + timeout;
+        store.epoch_deadline_callback(move |_| {
+            Ok(if std::time::Instant::now() >= deadline {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+
     /// A fresh store for a reactor's call: as [`Self::new_store_with_timeout`], and its clocks
     /// stand still at the Unix epoch — its world grants no clock (what it reacts to carries
     /// its own time, `recorded-at`).
@@ -289,6 +306,25 @@ impl ResourceLimiter for MemoryLimiter {
 pub(crate) fn link_log(linker: &mut wasmtime::component::Linker<PluginCtx>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     crate::bindings::log::add_to_linker::<PluginCtx, HasSelf<LogCapability>>(linker, |ctx| &mut ctx.log)
+}
+
+/// [`observed`] for an async call: `run` runs inside the span, timed and counted by `outcome`.
+pub(crate) async fn observed_async<T>(
+    plugin: &str,
+    call: &'static str,
+    run: impl std::future::Future<Output = T>,
+    outcome: impl FnOnce(&T) -> &'static str,
+) -> T {
+    use tracing::Instrument;
+    let span = tracing::info_span!("plugin", plugin, call);
+    let started = std::time::Instant::now();
+    let result = run.instrument(span.clone()).await;
+    let outcome = outcome(&result);
+    if !matches!(outcome, "ok" | "refused") {
+        span.in_scope(|| tracing::warn!(reason = outcome, "the plugin's {call} call faulted"));
+    }
+    crate::telemetry::plugin_call(plugin, call, started.elapsed(), outcome);
+    result
 }
 
 /// Run one call into `plugin` inside a span that names it (so every line logged on its behalf

@@ -23,6 +23,9 @@ pub enum FaultyCommand {
     Hog {},
     /// Emits an event the manifest does not declare.
     Undeclared {},
+    /// Behaves, slowly: counts for 200 ms of wall-clock time, then emits `Happened` (longer than
+    /// a command may run on the host's async worker, far shorter than the call timeout).
+    Slow {},
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,7 +37,7 @@ pub enum FaultyEvent {
 
 impl DomainEvent for FaultyEvent {}
 
-const COMMANDS: [&str; 5] = ["Ok", "Trap", "Spin", "Hog", "Undeclared"];
+const COMMANDS: [&str; 6] = ["Ok", "Trap", "Spin", "Hog", "Undeclared", "Slow"];
 
 impl Aggregate for Faulty {
     type Command = FaultyCommand;
@@ -57,6 +60,10 @@ impl Aggregate for Faulty {
             FaultyCommand::Spin {} => spin(),
             FaultyCommand::Hog {} => hog(),
             FaultyCommand::Undeclared {} => Ok(vec![FaultyEvent::Sneaky {}]),
+            FaultyCommand::Slow {} => {
+                count_for(std::time::Duration::from_millis(200));
+                Ok(vec![FaultyEvent::Happened {}])
+            }
         }
     }
 
@@ -67,6 +74,15 @@ impl Aggregate for Faulty {
 fn spin() -> ! {
     let mut count: u64 = 0;
     loop {
+        count = std::hint::black_box(count.wrapping_add(1));
+    }
+}
+
+/// Counts until `wanted` has passed on the monotonic clock.
+fn count_for(wanted: std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut count: u64 = 0;
+    while started.elapsed() < wanted {
         count = std::hint::black_box(count.wrapping_add(1));
     }
 }
