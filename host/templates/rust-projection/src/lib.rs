@@ -74,7 +74,8 @@ impl Projection for {{Pascal}} {
                     vec![Condition::eq("id", Value::Text(item.id.clone()))],
                 );
                 if matched == Ok(0) {
-                    log(Level::Warn, &format!("rename of unknown item {} at position {}", item.id, event.global_position));
+                    let at = event.global_position;
+                    log(Level::Warn, &format!("rename of unknown item {} at position {at}", item.id));
                 }
                 matched.map(drop)
             }
