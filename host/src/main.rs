@@ -7,8 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::admin::PluginStatus;
 use sluice::admin::dead_letters::ParkedLetter;
+use sluice::admin::delivery_letters::{self, DeliveryLetter};
 use sluice::admin::dry_run::{DryRunReport, RowChange};
 use sluice::config::{Config, ServeArgs};
+use sluice::reactor::outbox;
 use sluice::read_store::ReadStore;
 use sluice::server::Host;
 
@@ -526,24 +528,42 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
     };
     match action {
         LetterAction::List { args, remote, filter } => {
-            let letters: Vec<ParkedLetter> = if remote.url.is_some() {
+            // Event letters, then parked deliveries (`"kind": "delivery"`), one JSON object a line.
+            let (letters, deliveries): (Vec<ParkedLetter>, Vec<DeliveryLetter>) = if remote.url.is_some() {
                 let query =
                     encode(&[("consumer", filter.consumer.as_deref()), ("aggregate", filter.aggregate.as_deref())]);
                 let answer = remote.call(Method::GET, &format!("/admin/dead-letters{query}"), None).await?;
-                serde_json::from_value(answer["letters"].clone()).context("unexpected answer")?
+                let letters = serde_json::from_value(answer["letters"].clone()).context("unexpected answer")?;
+                // A host older than the delivery letters has no `deliveries`.
+                let deliveries = match answer.get("deliveries") {
+                    Some(list) => serde_json::from_value(list.clone()).context("unexpected answer")?,
+                    None => Vec::new(),
+                };
+                (letters, deliveries)
             } else {
                 let config = Config::load(&args, config_file)?;
                 let read_store = ReadStore::open(&config.read_store).await.context("failed to open the read store")?;
-                sluice::admin::dead_letters::parked_letters(
+                let letters = sluice::admin::dead_letters::parked_letters(
                     &read_store,
                     filter.consumer.as_deref(),
                     filter.aggregate.as_deref(),
                 )
                 .await
-                .context("failed to read dead letters")?
+                .context("failed to read dead letters")?;
+                let mut consumers =
+                    outbox::consumer_names(&read_store).await.context("failed to read the consumers")?;
+                consumers.retain(|c| filter.consumer.as_deref().is_none_or(|wanted| wanted == c));
+                let mut deliveries = delivery_letters::delivery_letters(&read_store, &consumers, outbox::PARKED)
+                    .await
+                    .context("failed to read parked deliveries")?;
+                deliveries.retain(|d| filter.aggregate.as_deref().is_none_or(|aggregate| aggregate == d.key));
+                (letters, deliveries)
             };
             for letter in letters {
                 println!("{}", serde_json::to_string(&letter).context("failed to encode")?);
+            }
+            for delivery in deliveries {
+                println!("{}", serde_json::to_string(&delivery).context("failed to encode")?);
             }
             Ok(())
         }

@@ -2,9 +2,14 @@
 //! store creates it in every dialect and the batch's write session writes it), one row per
 //! message, and the statements the delivery worker runs on it.
 //!
-//! A row is `pending` until delivered (`delivered`, kept as the record of what was sent) or
-//! until its retries ran out (`parked`, listed for an operator, who retries it). A parked
+//! A row is `pending` until delivered (`delivered`, kept as the record of what was sent for the
+//! retention the operator sets, then pruned by the delivery worker) or until its retries ran out
+//! (`parked`, listed with the dead letters for an operator, who retries or drops it). A parked
 //! message holds back the later messages of its key, so a key's order holds across parking.
+//! Each row carries when it was recorded, parked and delivered.
+//!
+//! The times arrived after the first outbox shape: [`Outbox::migrate`] adds their columns to an
+//! outbox created before (they stay empty on the rows it held).
 
 use sqlx::Row;
 
@@ -24,6 +29,8 @@ pub const GENERATION: i64 = 1;
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
 pub const PARKED: &str = "parked";
+/// Parked, then dropped by an operator: never sent; the row keeps who dropped it and when.
+pub const DROPPED: &str = "dropped";
 
 /// The read-store name of a reactor's tables: `rx_` and its name as an identifier.
 fn tables_owner(reactor: &str) -> String {
@@ -47,6 +54,11 @@ pub fn schema(reactor: &str) -> ProjectionSchema {
                 column("state", ColumnType::Text, false),
                 column("attempts", ColumnType::Integer, false),
                 column("last_error", ColumnType::Text, true),
+                column("recorded_at", ColumnType::Timestamp, true),
+                column("parked_at", ColumnType::Timestamp, true),
+                column("delivered_at", ColumnType::Timestamp, true),
+                column("dropped_by", ColumnType::Text, true),
+                column("dropped_at", ColumnType::Timestamp, true),
             ],
             primary_key: vec!["id".into()],
             indexes: vec![vec!["state".into()], vec!["position".into(), "idx".into()]],
@@ -54,16 +66,40 @@ pub fn schema(reactor: &str) -> ProjectionSchema {
     }
 }
 
-/// The stable id of a message: the reactor, the event's global position, the message's index.
-pub fn message_id(reactor: &str, position: u64, index: u32) -> String {
-    format!("{reactor}:{position}:{index}")
+/// The columns the first outbox shape lacked, added by [`Outbox::migrate`].
+const LATER_COLUMNS: [&str; 5] = ["recorded_at", "parked_at", "delivered_at", "dropped_by", "dropped_at"];
+
+/// The stable id of a message: the reactor, its reset generation when an operator ever reset it
+/// (`r1`, `r2`, …: a reset is an explicit "send again", so what it sends again are new messages
+/// to a receiver that deduplicates by id), the event's global position, the message's index.
+pub fn message_id(reactor: &str, resets: u64, position: u64, index: u32) -> String {
+    if resets == 0 {
+        format!("{reactor}:{position}:{index}")
+    } else {
+        format!("{reactor}:r{resets}:{position}:{index}")
+    }
 }
 
-/// The outbox row of `message`, pending.
-pub fn row(reactor: &str, message: &Outgoing) -> (Vec<String>, Vec<Value>) {
-    let columns = ["id", "position", "idx", "channel", "message_key", "payload", "state", "attempts", "last_error"];
+/// The outbox row of `message`, pending, sent by a reactor reset `resets` times.
+pub fn row(reactor: &str, resets: u64, message: &Outgoing) -> (Vec<String>, Vec<Value>) {
+    let columns = [
+        "id",
+        "position",
+        "idx",
+        "channel",
+        "message_key",
+        "payload",
+        "state",
+        "attempts",
+        "last_error",
+        "recorded_at",
+        "parked_at",
+        "delivered_at",
+        "dropped_by",
+        "dropped_at",
+    ];
     let values = vec![
-        Value::Text(message_id(reactor, message.position, message.index)),
+        Value::Text(message_id(reactor, resets, message.position, message.index)),
         Value::Integer(i64::try_from(message.position).unwrap_or(i64::MAX)),
         Value::Integer(i64::from(message.index)),
         Value::Text(message.sent.channel.clone()),
@@ -71,6 +107,11 @@ pub fn row(reactor: &str, message: &Outgoing) -> (Vec<String>, Vec<Value>) {
         Value::Text(message.sent.payload.clone()),
         Value::Text(PENDING.into()),
         Value::Integer(0),
+        Value::Null,
+        Value::Text(crate::read_store::dead_letters::now()),
+        Value::Null,
+        Value::Null,
+        Value::Null,
         Value::Null,
     ];
     (columns.iter().map(|c| (*c).to_owned()).collect(), values)
@@ -89,6 +130,15 @@ pub struct Message {
     pub state: String,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// When the reactor recorded it (RFC 3339; none on rows of the first outbox shape).
+    pub recorded_at: Option<String>,
+    /// When its retries ran out, while it is parked.
+    pub parked_at: Option<String>,
+    /// When its channel took it.
+    pub delivered_at: Option<String>,
+    /// Who dropped it, when an operator did.
+    pub dropped_by: Option<String>,
+    pub dropped_at: Option<String>,
 }
 
 /// Counts by state, for the admin listing.
@@ -97,6 +147,7 @@ pub struct Counts {
     pub pending: u64,
     pub delivered: u64,
     pub parked: u64,
+    pub dropped: u64,
 }
 
 /// A reactor's outbox in a read store.
@@ -118,7 +169,8 @@ impl Outbox {
         self.store.dialect().placeholder(n)
     }
 
-    const COLUMNS: &'static str = "id, position, channel, message_key, payload, state, attempts, last_error";
+    const COLUMNS: &'static str = "id, position, channel, message_key, payload, state, attempts, last_error, recorded_at, parked_at, \
+         delivered_at, dropped_by, dropped_at";
 
     fn message(&self, row: &sqlx::any::AnyRow) -> Result<Message, sqlx::Error> {
         Ok(Message {
@@ -131,7 +183,27 @@ impl Outbox {
             state: row.try_get("state")?,
             attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
             last_error: row.try_get("last_error")?,
+            recorded_at: row.try_get("recorded_at")?,
+            parked_at: row.try_get("parked_at")?,
+            delivered_at: row.try_get("delivered_at")?,
+            dropped_by: row.try_get("dropped_by")?,
+            dropped_at: row.try_get("dropped_at")?,
         })
+    }
+
+    /// Add the columns an outbox of the first shape lacks (each probed first, so this is
+    /// idempotent on every dialect, none of which agrees on `ADD COLUMN IF NOT EXISTS`).
+    pub async fn migrate(&self) -> Result<(), ReadStoreError> {
+        let text = if self.store.dialect() == crate::read_store::Dialect::MySql { "VARCHAR(64)" } else { "TEXT" };
+        for column in LATER_COLUMNS {
+            let probe = format!("SELECT {column} FROM {t} WHERE 1 = 0", t = self.table);
+            if sqlx::query(&probe).fetch_all(self.store.pool()).await.is_ok() {
+                continue;
+            }
+            let add = format!("ALTER TABLE {t} ADD COLUMN {column} {text}", t = self.table);
+            sqlx::query(&add).execute(self.store.pool()).await?;
+        }
+        Ok(())
     }
 
     /// Up to `limit` pending messages, oldest first, leaving out keys held back by a parked one.
@@ -174,15 +246,24 @@ impl Outbox {
             return Ok(());
         }
         let sql = format!(
-            "UPDATE {t} SET state = {p1}, attempts = {p2}, last_error = NULL WHERE id = {p3}",
+            "UPDATE {t} SET state = {p1}, attempts = {p2}, last_error = NULL, parked_at = NULL, delivered_at = {p3} \
+             WHERE id = {p4}",
             t = self.table,
             p1 = self.p(1),
             p2 = self.p(2),
             p3 = self.p(3),
+            p4 = self.p(4),
         );
+        let now = crate::read_store::dead_letters::now();
         let mut tx = self.store.pool().begin().await?;
         for (id, attempts) in delivered {
-            sqlx::query(&sql).bind(DELIVERED).bind(i64::from(*attempts)).bind(id.as_str()).execute(&mut *tx).await?;
+            sqlx::query(&sql)
+                .bind(DELIVERED)
+                .bind(i64::from(*attempts))
+                .bind(now.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -190,26 +271,84 @@ impl Outbox {
 
     /// Park `id` after `attempts` calls that failed, the last with `error`.
     pub async fn park(&self, id: &str, attempts: u32, error: &str) -> Result<(), ReadStoreError> {
-        self.set_state(id, PARKED, attempts, error).await
-    }
-
-    async fn set_state(&self, id: &str, state: &str, attempts: u32, error: &str) -> Result<(), ReadStoreError> {
         let sql = format!(
-            "UPDATE {t} SET state = {p1}, attempts = {p2}, last_error = {p3} WHERE id = {p4}",
+            "UPDATE {t} SET state = {p1}, attempts = {p2}, last_error = {p3}, parked_at = {p4} WHERE id = {p5}",
             t = self.table,
             p1 = self.p(1),
             p2 = self.p(2),
             p3 = self.p(3),
             p4 = self.p(4),
+            p5 = self.p(5),
         );
-        sqlx::query(&sql).bind(state).bind(i64::from(attempts)).bind(error).bind(id).execute(self.store.pool()).await?;
+        let now = crate::read_store::dead_letters::now();
+        sqlx::query(&sql)
+            .bind(PARKED)
+            .bind(i64::from(attempts))
+            .bind(error)
+            .bind(now.as_str())
+            .bind(id)
+            .execute(self.store.pool())
+            .await?;
         Ok(())
+    }
+
+    /// Drop the parked message `id` (an operator's decision): it is never sent, its row keeps
+    /// `by` and `at`, and its key's later messages go on. False when `id` is not parked.
+    pub async fn drop_parked(&self, id: &str, by: &str, at: &str) -> Result<bool, ReadStoreError> {
+        let sql = format!(
+            "UPDATE {t} SET state = {p1}, dropped_by = {p2}, dropped_at = {p3} WHERE id = {p4} AND state = {p5}",
+            t = self.table,
+            p1 = self.p(1),
+            p2 = self.p(2),
+            p3 = self.p(3),
+            p4 = self.p(4),
+            p5 = self.p(5),
+        );
+        let done =
+            sqlx::query(&sql).bind(DROPPED).bind(by).bind(at).bind(id).bind(PARKED).execute(self.store.pool()).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether the outbox's table is there (a listing of a name that is no reactor finds none).
+    pub async fn exists(&self) -> Result<bool, ReadStoreError> {
+        let probe = format!("SELECT id FROM {t} WHERE 1 = 0", t = self.table);
+        Ok(sqlx::query(&probe).fetch_all(self.store.pool()).await.is_ok())
+    }
+
+    /// Delete up to `limit` delivered messages delivered before `cutoff` (RFC 3339), oldest
+    /// first; how many went. Rows of the first outbox shape (no delivery time) are kept.
+    pub async fn prune_delivered(&self, cutoff: &str, limit: u32) -> Result<u64, ReadStoreError> {
+        let select = format!(
+            "SELECT id FROM {t} WHERE state = {p1} AND delivered_at < {p2} ORDER BY position, idx LIMIT {limit}",
+            t = self.table,
+            p1 = self.p(1),
+            p2 = self.p(2),
+        );
+        let rows = sqlx::query(&select).bind(DELIVERED).bind(cutoff).fetch_all(self.store.pool()).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // Ids read first, then deleted by id: MySQL allows no LIMIT in an `IN` subquery, and
+        // neither PostgreSQL nor (by default) SQLite a LIMIT on DELETE.
+        let placeholders: Vec<String> = (2..=ids.len() + 1).map(|n| self.p(n)).collect();
+        let delete = format!(
+            "DELETE FROM {t} WHERE state = {p1} AND id IN ({list})",
+            t = self.table,
+            p1 = self.p(1),
+            list = placeholders.join(", "),
+        );
+        let mut query = sqlx::query(&delete).bind(DELIVERED);
+        for id in &ids {
+            query = query.bind(id.as_str());
+        }
+        Ok(query.execute(self.store.pool()).await?.rows_affected())
     }
 
     /// A parked message goes back to pending (an operator's retry); false when `id` is not parked.
     pub async fn retry(&self, id: &str) -> Result<bool, ReadStoreError> {
         let sql = format!(
-            "UPDATE {t} SET state = {p1}, attempts = 0 WHERE id = {p2} AND state = {p3}",
+            "UPDATE {t} SET state = {p1}, attempts = 0, parked_at = NULL WHERE id = {p2} AND state = {p3}",
             t = self.table,
             p1 = self.p(1),
             p2 = self.p(2),
@@ -231,9 +370,17 @@ impl Outbox {
                 PENDING => counts.pending = n,
                 DELIVERED => counts.delivered = n,
                 PARKED => counts.parked = n,
+                DROPPED => counts.dropped = n,
                 _ => {}
             }
         }
         Ok(counts)
     }
+}
+
+/// The names of every consumer with a position in `store` (projections and reactors): where a
+/// stopped host's reactors are found, for the CLI's listing of parked deliveries.
+pub async fn consumer_names(store: &ReadStore) -> Result<Vec<String>, ReadStoreError> {
+    let rows = sqlx::query("SELECT name FROM sluice_projections ORDER BY name").fetch_all(store.pool()).await?;
+    Ok(rows.iter().map(|r| r.try_get::<String, _>("name")).collect::<Result<_, _>>()?)
 }
