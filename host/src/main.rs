@@ -157,8 +157,9 @@ enum LetterAction {
     /// Retry a letter (by id) and the events behind it, or a consumer's letters (`--consumer`,
     /// optionally `--aggregate`), with the plugin version running now; stops at the first failure.
     Retry {
-        /// The letter's id, as the listing shows it.
-        id: Option<i64>,
+        /// The letter's id, as the listing shows it (a number, or `delivery:<message id>` for a
+        /// parked delivery, which is sent again under the same message id).
+        id: Option<String>,
         #[command(flatten)]
         filter: LetterFilter,
         #[command(flatten)]
@@ -167,10 +168,10 @@ enum LetterAction {
         remote: Remote,
     },
     /// Drop a letter: its event is skipped for its consumer (recorded with who and when) and the
-    /// events held back behind it are applied.
+    /// events held back behind it are applied; a parked delivery is never sent.
     Drop {
-        /// The letter's id, as the listing shows it.
-        id: i64,
+        /// The letter's id, as the listing shows it (a number, or `delivery:<message id>`).
+        id: String,
         /// Who drops it, for the record [default: $USER].
         #[arg(long)]
         by: Option<String>,
@@ -514,6 +515,11 @@ fn print_consumers(consumers: &[PluginStatus]) {
     }
 }
 
+/// An event letter's number, as the listing shows it.
+fn letter_number(id: &str) -> anyhow::Result<i64> {
+    id.parse().with_context(|| format!("a dead letter id is a number or delivery:<message id>, not {id:?}"))
+}
+
 /// `sluice dead-letters …`: through the admin routes of a running host (`--url`), else through
 /// the admin service on the stores of a stopped one.
 async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -586,11 +592,20 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
                 remote.call(Method::POST, &path, None).await?
             } else {
                 let host = Host::start(&Config::load(&args, config_file)?).await.context("failed to start the host")?;
-                let outcome = match &target {
-                    Ok(id) => host.admin.retry_letter(*id).await,
-                    Err(consumer) => host.admin.retry_consumer(consumer, aggregate.as_deref()).await,
-                };
-                serde_json::to_value(outcome.context("retry failed")?).context("failed to encode")?
+                match &target {
+                    Ok(id) if id.starts_with(delivery_letters::PREFIX) => {
+                        let retried = host.admin.retry_delivery(id).await.context("retry failed")?;
+                        serde_json::to_value(retried).context("failed to encode")?
+                    }
+                    Ok(id) => {
+                        let outcome = host.admin.retry_letter(letter_number(id)?).await.context("retry failed")?;
+                        serde_json::to_value(outcome).context("failed to encode")?
+                    }
+                    Err(consumer) => {
+                        let outcome = host.admin.retry_consumer(consumer, aggregate.as_deref()).await;
+                        serde_json::to_value(outcome.context("retry failed")?).context("failed to encode")?
+                    }
+                }
             };
             println!("{outcome}");
             Ok(())
@@ -602,8 +617,14 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
                 remote.call(Method::DELETE, &format!("/admin/dead-letters/{id}{query}"), None).await?
             } else {
                 let host = Host::start(&Config::load(&args, config_file)?).await.context("failed to start the host")?;
-                let (dropped, outcome) = host.admin.drop_letter(id, &by).await.context("drop failed")?;
-                serde_json::json!({ "dropped": dropped, "applied": outcome.applied, "failed": outcome.failed })
+                if id.starts_with(delivery_letters::PREFIX) {
+                    let dropped = host.admin.drop_delivery(&id, &by).await.context("drop failed")?;
+                    serde_json::json!({ "dropped": dropped })
+                } else {
+                    let (dropped, outcome) =
+                        host.admin.drop_letter(letter_number(&id)?, &by).await.context("drop failed")?;
+                    serde_json::json!({ "dropped": dropped, "applied": outcome.applied, "failed": outcome.failed })
+                }
             };
             println!("{answer}");
             Ok(())
