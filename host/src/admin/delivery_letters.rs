@@ -79,7 +79,8 @@ impl DeliveryLetter {
 }
 
 /// The delivery letters in `state` (parked or dropped) of `reactors`, oldest first per reactor.
-/// A name without an outbox (not a reactor, or never started) has none.
+/// A name without an outbox (not a reactor, or never started) has none; an outbox of the first
+/// shape (a stopped host not started since the upgrade) is brought to the current one first.
 pub async fn delivery_letters(
     store: &ReadStore,
     reactors: &[String],
@@ -88,13 +89,18 @@ pub async fn delivery_letters(
     let mut letters = Vec::new();
     for reactor in reactors {
         let outbox = Outbox::new(store.clone(), reactor);
-        match outbox.in_state(state, LISTING_LIMIT).await {
-            Ok(messages) => letters.extend(messages.into_iter().map(DeliveryLetter::from_message)),
-            Err(e) if outbox.exists().await.is_ok_and(|exists| !exists) => {
+        let messages = match outbox.in_state(state, LISTING_LIMIT).await {
+            Ok(messages) => messages,
+            Err(e) if !outbox.exists().await? => {
                 tracing::debug!(reactor, "no outbox to list: {e}");
+                continue;
             }
-            Err(e) => return Err(e),
-        }
+            Err(_) => {
+                outbox.migrate().await?;
+                outbox.in_state(state, LISTING_LIMIT).await?
+            }
+        };
+        letters.extend(messages.into_iter().map(DeliveryLetter::from_message));
     }
     Ok(letters)
 }

@@ -193,7 +193,11 @@ impl Outbox {
 
     /// Add the columns an outbox of the first shape lacks (each probed first, so this is
     /// idempotent on every dialect, none of which agrees on `ADD COLUMN IF NOT EXISTS`).
+    /// An outbox that is not there is left alone (the runner creates it whole).
     pub async fn migrate(&self) -> Result<(), ReadStoreError> {
+        if !self.exists().await? {
+            return Ok(());
+        }
         let text = if self.store.dialect() == crate::read_store::Dialect::MySql { "VARCHAR(64)" } else { "TEXT" };
         for column in LATER_COLUMNS {
             let probe = format!("SELECT {column} FROM {t} WHERE 1 = 0", t = self.table);
@@ -383,4 +387,82 @@ impl Outbox {
 pub async fn consumer_names(store: &ReadStore) -> Result<Vec<String>, ReadStoreError> {
     let rows = sqlx::query("SELECT name FROM sluice_projections ORDER BY name").fetch_all(store.pool()).await?;
     Ok(rows.iter().map(|r| r.try_get::<String, _>("name")).collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::outbox::Sent;
+
+    fn outgoing(position: u64, key: &str) -> Outgoing {
+        Outgoing {
+            position,
+            index: 0,
+            sent: Sent { channel: "c".into(), key: key.into(), payload: format!("{{\"at\":{position}}}") },
+        }
+    }
+
+    /// Write `message` as the reactor's batch would (through the table's declared columns).
+    async fn record(store: &ReadStore, outbox: &Outbox, resets: u64, message: &Outgoing) {
+        let (columns, values) = row("rx", resets, message);
+        let placeholders: Vec<String> = (1..=columns.len()).map(|n| store.dialect().placeholder(n)).collect();
+        let sql = format!("INSERT INTO {} ({}) VALUES ({})", outbox.table, columns.join(", "), placeholders.join(", "));
+        let mut query = sqlx::query(&sql);
+        for value in values {
+            query = match value {
+                Value::Text(t) => query.bind(t),
+                Value::Integer(n) => query.bind(n),
+                Value::Null => query.bind(None::<String>),
+                other => unreachable!("the outbox writes no {other:?}"),
+            };
+        }
+        query.execute(store.pool()).await.expect("insert");
+    }
+
+    #[tokio::test]
+    async fn an_outbox_of_the_first_shape_is_migrated_and_keeps_its_rows_times_and_audit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = ReadStore::open(&format!("sqlite://{}", dir.path().join("read.db").display())).await.expect("open");
+        let outbox = Outbox::new(store.clone(), "rx");
+        // The first shape: no times, no drop audit; one delivered row in it.
+        let mut first = schema("rx");
+        first.tables[0].columns.retain(|c| !LATER_COLUMNS.contains(&c.name.as_str()));
+        store.create_tables(&first, GENERATION).await.expect("create");
+        let old = format!(
+            "INSERT INTO {} (id, position, idx, channel, message_key, payload, state, attempts) \
+             VALUES ('rx:1:0', 1, 0, 'c', 'k', '{{}}', 'delivered', 1)",
+            outbox.table
+        );
+        sqlx::query(&old).execute(store.pool()).await.expect("old row");
+        outbox.migrate().await.expect("migrate");
+        outbox.migrate().await.expect("a second migration changes nothing");
+        let kept = outbox.get("rx:1:0").await.expect("read").expect("the old row is kept");
+        assert_eq!((kept.state.as_str(), kept.delivered_at), (DELIVERED, None));
+
+        // Ids: the reset generation joins them after a reset.
+        record(&store, &outbox, 0, &outgoing(2, "k")).await;
+        record(&store, &outbox, 2, &outgoing(2, "k")).await;
+        let again = outbox.get("rx:r2:2:0").await.expect("read").expect("a reset's message is a row of its own");
+        assert!(again.recorded_at.is_some(), "no recording time");
+        assert!(outbox.get("rx:2:0").await.expect("read").is_some(), "the earlier message was overwritten");
+
+        // Parked, then dropped: the row keeps who and when, and no longer holds its key back.
+        outbox.park("rx:2:0", 3, "refused").await.expect("park");
+        assert!(outbox.pending(10).await.expect("pending").is_empty(), "a parked message holds its key back");
+        assert!(outbox.drop_parked("rx:2:0", "tester", "2026-01-01T00:00:00.000Z").await.expect("drop"));
+        assert!(!outbox.drop_parked("rx:2:0", "tester", "2026-01-01T00:00:00.000Z").await.expect("drop"));
+        let dropped = outbox.get("rx:2:0").await.expect("read").expect("kept");
+        assert_eq!((dropped.state.as_str(), dropped.dropped_by.as_deref()), (DROPPED, Some("tester")));
+        let pending = outbox.pending(10).await.expect("pending");
+        assert_eq!(pending.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["rx:r2:2:0"]);
+
+        // Delivered now; pruned only past the cutoff, and never the rows without a delivery time.
+        outbox.delivered(&[("rx:r2:2:0".into(), 1)]).await.expect("delivered");
+        assert_eq!(outbox.prune_delivered("2000-01-01T00:00:00.000Z", 10).await.expect("prune"), 0);
+        assert_eq!(outbox.prune_delivered("2999-01-01T00:00:00.000Z", 10).await.expect("prune"), 1);
+        assert!(outbox.get("rx:r2:2:0").await.expect("read").is_none(), "not pruned");
+        assert!(outbox.get("rx:1:0").await.expect("read").is_some(), "a row without a delivery time was pruned");
+        let counts = outbox.counts().await.expect("counts");
+        assert_eq!((counts.delivered, counts.dropped, counts.pending, counts.parked), (1, 1, 0, 0));
+    }
 }
