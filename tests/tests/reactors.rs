@@ -542,6 +542,28 @@ async fn parked_deliveries_are_dead_letters_retried_once_or_dropped() -> Result<
         audit.len() == 1 && audit[0]["id"] == third_letter.as_str() && audit[0]["droppedBy"] == "tester",
         "{audit:?}"
     );
+
+    // The CLI retries a delivery letter by its id too.
+    receiver.set_down(true);
+    let fifth = host.deposit(&id, "5").await?;
+    let fifth_letter = format!("delivery:account-notifier:{fifth}:0");
+    wait_until("the fifth notification parked", Duration::from_secs(30), || async {
+        let listing = host.admin_get("/admin/dead-letters").await?.expect_status(200)?;
+        let parked = listing.body["deliveries"].as_array().is_some_and(|d| d.iter().any(|l| l["id"] == fifth_letter));
+        Ok(if parked { Check::Done(()) } else { Check::NotYet(listing.to_string()) })
+    })
+    .await?;
+    receiver.set_down(false);
+    let retried =
+        sluice_command(&["dead-letters", "retry", &fifth_letter, "--url", host.base_url(), "--token", ADMIN_TOKEN])?;
+    ensure!(retried.contains("\"pending\""), "the CLI's retry: {retried}");
+    wait_until("the fifth deposit was notified", Duration::from_secs(30), || async {
+        let got = positions(&receiver.received());
+        Ok(if got.contains(&fifth) { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    let keys: Vec<String> = receiver.received().into_iter().map(|r| r.key).collect();
+    ensure!(keys.last().is_some_and(|k| *k == format!("account-notifier:{fifth}:0")), "{keys:?}");
     Ok(())
 }
 
