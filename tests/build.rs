@@ -33,6 +33,7 @@ const COMPONENTS: &[&str] = &[
     "accounts_projection_brittle.wasm",
     "account_notifier.wasm",
     "snoop_reactor.wasm",
+    "chatty_projection.wasm",
 ];
 
 /// Variables cargo sets for this build script (or a wrapper sets for the outer build) that

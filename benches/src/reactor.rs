@@ -38,7 +38,7 @@ pub async fn delivery_rate(
     let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
     let loaded = loader::load(runtime, "account_notifier.wasm", &bytes)?;
     let Plugin::Reactor(reactor) = loaded.plugin else { bail!("{} is not a reactor", path.display()) };
-    let runner: Arc<dyn ProjectionLogic> = Arc::new(ReactorRunner::new(reactor));
+    let runner: Arc<dyn ProjectionLogic> = Arc::new(ReactorRunner::new(reactor, 0));
     let read_store = ReadStore::open(read_store_url).await?;
     let projection = Projection::open(runner, events, read_store.clone(), DeadLetterPolicy::default()).await?;
 

@@ -49,6 +49,19 @@ pub mod projection {
     });
 }
 
+/// The 0.2.0 `projection-plugin` world: 0.1.0's (imports `sql`, exports `projection`) plus
+/// `log`; shares 0.2.0's `types` and `log` with the aggregate world.
+pub mod projection_v2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "projection-plugin",
+        with: {
+            "sluice:plugin/types": super::aggregate_v2::sluice::plugin::types,
+            "sluice:plugin/log": super::aggregate_v2::sluice::plugin::log,
+        },
+    });
+}
+
 /// The shared `types` interface (0.1.0).
 pub use aggregate::sluice::plugin::types;
 /// The `log` interface (0.2.0) every 0.2.0 component may import.
@@ -57,5 +70,7 @@ pub use aggregate_v2::sluice::plugin::log;
 pub use aggregate_v2::sluice::plugin::types as types_v2;
 /// The `sql` interface a projection imports.
 pub use projection::sluice::plugin::sql;
+/// The `sql` interface a 0.2.0 projection imports.
+pub use projection_v2::sluice::plugin::sql as sql_v2;
 /// The `outbox` interface a reactor imports.
 pub use reactor::sluice::plugin::outbox;

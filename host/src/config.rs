@@ -94,6 +94,9 @@ struct FileDelivery {
     backoff_ms: Option<u64>,
     /// The longest wait between two calls, milliseconds (default 5000).
     max_backoff_ms: Option<u64>,
+    /// How long a delivered message stays in its reactor's outbox, seconds (default 604800, a
+    /// week); the delivery worker deletes older ones.
+    retention_secs: Option<u64>,
 }
 
 /// `[dead_letters]`: how consumers treat an event that keeps failing.
@@ -277,9 +280,13 @@ impl Config {
             first_backoff: from_file.delivery.backoff_ms.map_or(delivery_defaults.first_backoff, Duration::from_millis),
             max_backoff: from_file.delivery.max_backoff_ms.map_or(delivery_defaults.max_backoff, Duration::from_millis),
             concurrency: delivery_defaults.concurrency,
+            retention: from_file.delivery.retention_secs.map_or(delivery_defaults.retention, Duration::from_secs),
         };
         if delivery.attempts == 0 {
             return Err(invalid("delivery.attempts", "must be at least 1"));
+        }
+        if delivery.retention.is_zero() {
+            return Err(invalid("delivery.retention_secs", "must be at least 1"));
         }
         let log_poll =
             args.log_poll_ms.or(from_file.log_poll_ms).map_or(crate::event_store::DEFAULT_POLL, Duration::from_millis);

@@ -7,8 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::admin::PluginStatus;
 use sluice::admin::dead_letters::ParkedLetter;
+use sluice::admin::delivery_letters::{self, DeliveryLetter};
 use sluice::admin::dry_run::{DryRunReport, RowChange};
 use sluice::config::{Config, ServeArgs};
+use sluice::reactor::outbox;
 use sluice::read_store::ReadStore;
 use sluice::server::Host;
 
@@ -155,8 +157,9 @@ enum LetterAction {
     /// Retry a letter (by id) and the events behind it, or a consumer's letters (`--consumer`,
     /// optionally `--aggregate`), with the plugin version running now; stops at the first failure.
     Retry {
-        /// The letter's id, as the listing shows it.
-        id: Option<i64>,
+        /// The letter's id, as the listing shows it (a number, or `delivery:<message id>` for a
+        /// parked delivery, which is sent again under the same message id).
+        id: Option<String>,
         #[command(flatten)]
         filter: LetterFilter,
         #[command(flatten)]
@@ -165,10 +168,10 @@ enum LetterAction {
         remote: Remote,
     },
     /// Drop a letter: its event is skipped for its consumer (recorded with who and when) and the
-    /// events held back behind it are applied.
+    /// events held back behind it are applied; a parked delivery is never sent.
     Drop {
-        /// The letter's id, as the listing shows it.
-        id: i64,
+        /// The letter's id, as the listing shows it (a number, or `delivery:<message id>`).
+        id: String,
         /// Who drops it, for the record [default: $USER].
         #[arg(long)]
         by: Option<String>,
@@ -512,6 +515,11 @@ fn print_consumers(consumers: &[PluginStatus]) {
     }
 }
 
+/// An event letter's number, as the listing shows it.
+fn letter_number(id: &str) -> anyhow::Result<i64> {
+    id.parse().with_context(|| format!("a dead letter id is a number or delivery:<message id>, not {id:?}"))
+}
+
 /// `sluice dead-letters …`: through the admin routes of a running host (`--url`), else through
 /// the admin service on the stores of a stopped one.
 async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -526,24 +534,42 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
     };
     match action {
         LetterAction::List { args, remote, filter } => {
-            let letters: Vec<ParkedLetter> = if remote.url.is_some() {
+            // Event letters, then parked deliveries (`"kind": "delivery"`), one JSON object a line.
+            let (letters, deliveries): (Vec<ParkedLetter>, Vec<DeliveryLetter>) = if remote.url.is_some() {
                 let query =
                     encode(&[("consumer", filter.consumer.as_deref()), ("aggregate", filter.aggregate.as_deref())]);
                 let answer = remote.call(Method::GET, &format!("/admin/dead-letters{query}"), None).await?;
-                serde_json::from_value(answer["letters"].clone()).context("unexpected answer")?
+                let letters = serde_json::from_value(answer["letters"].clone()).context("unexpected answer")?;
+                // A host older than the delivery letters has no `deliveries`.
+                let deliveries = match answer.get("deliveries") {
+                    Some(list) => serde_json::from_value(list.clone()).context("unexpected answer")?,
+                    None => Vec::new(),
+                };
+                (letters, deliveries)
             } else {
                 let config = Config::load(&args, config_file)?;
                 let read_store = ReadStore::open(&config.read_store).await.context("failed to open the read store")?;
-                sluice::admin::dead_letters::parked_letters(
+                let letters = sluice::admin::dead_letters::parked_letters(
                     &read_store,
                     filter.consumer.as_deref(),
                     filter.aggregate.as_deref(),
                 )
                 .await
-                .context("failed to read dead letters")?
+                .context("failed to read dead letters")?;
+                let mut consumers =
+                    outbox::consumer_names(&read_store).await.context("failed to read the consumers")?;
+                consumers.retain(|c| filter.consumer.as_deref().is_none_or(|wanted| wanted == c));
+                let mut deliveries = delivery_letters::delivery_letters(&read_store, &consumers, outbox::PARKED)
+                    .await
+                    .context("failed to read parked deliveries")?;
+                deliveries.retain(|d| filter.aggregate.as_deref().is_none_or(|aggregate| aggregate == d.key));
+                (letters, deliveries)
             };
             for letter in letters {
                 println!("{}", serde_json::to_string(&letter).context("failed to encode")?);
+            }
+            for delivery in deliveries {
+                println!("{}", serde_json::to_string(&delivery).context("failed to encode")?);
             }
             Ok(())
         }
@@ -566,11 +592,20 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
                 remote.call(Method::POST, &path, None).await?
             } else {
                 let host = Host::start(&Config::load(&args, config_file)?).await.context("failed to start the host")?;
-                let outcome = match &target {
-                    Ok(id) => host.admin.retry_letter(*id).await,
-                    Err(consumer) => host.admin.retry_consumer(consumer, aggregate.as_deref()).await,
-                };
-                serde_json::to_value(outcome.context("retry failed")?).context("failed to encode")?
+                match &target {
+                    Ok(id) if id.starts_with(delivery_letters::PREFIX) => {
+                        let retried = host.admin.retry_delivery(id).await.context("retry failed")?;
+                        serde_json::to_value(retried).context("failed to encode")?
+                    }
+                    Ok(id) => {
+                        let outcome = host.admin.retry_letter(letter_number(id)?).await.context("retry failed")?;
+                        serde_json::to_value(outcome).context("failed to encode")?
+                    }
+                    Err(consumer) => {
+                        let outcome = host.admin.retry_consumer(consumer, aggregate.as_deref()).await;
+                        serde_json::to_value(outcome.context("retry failed")?).context("failed to encode")?
+                    }
+                }
             };
             println!("{outcome}");
             Ok(())
@@ -582,8 +617,14 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
                 remote.call(Method::DELETE, &format!("/admin/dead-letters/{id}{query}"), None).await?
             } else {
                 let host = Host::start(&Config::load(&args, config_file)?).await.context("failed to start the host")?;
-                let (dropped, outcome) = host.admin.drop_letter(id, &by).await.context("drop failed")?;
-                serde_json::json!({ "dropped": dropped, "applied": outcome.applied, "failed": outcome.failed })
+                if id.starts_with(delivery_letters::PREFIX) {
+                    let dropped = host.admin.drop_delivery(&id, &by).await.context("drop failed")?;
+                    serde_json::json!({ "dropped": dropped })
+                } else {
+                    let (dropped, outcome) =
+                        host.admin.drop_letter(letter_number(&id)?, &by).await.context("drop failed")?;
+                    serde_json::json!({ "dropped": dropped, "applied": outcome.applied, "failed": outcome.failed })
+                }
             };
             println!("{answer}");
             Ok(())

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 pub enum Kind {
     /// Decides on commands and evolves from events (world `upcasting-aggregate-plugin`, WIT 0.2).
     Aggregate,
-    /// Turns events into rows and answers queries (world `projection-plugin`, WIT 0.1).
+    /// Turns events into rows and answers queries (world `projection-plugin`: WIT 0.2 in Rust,
+    /// 0.1 in JavaScript and Python).
     Projection,
     /// Sends messages through channels the operator grants (world `reactor-plugin`, WIT 0.2).
     Reactor,

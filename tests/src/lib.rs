@@ -105,6 +105,9 @@ pub enum Plugin {
     AccountNotifier,
     /// A reactor that tries files, environment, clock and network, and sends what it got.
     SnoopReactor,
+    /// `chatty`: a test projection (WIT 0.2.0) that logs a line per opened account, and a flood
+    /// of lines for a holder named `flood N`.
+    ChattyProjection,
     /// `holder_stats`, written in JavaScript (plugins/js/holder-stats): per-holder statistics
     /// over the bank account events. Built by `scripts/polyglot build`, not by tests/build.rs.
     HolderStatsJs,
@@ -131,6 +134,7 @@ impl Plugin {
             Self::AccountsProjectionBrittle => "accounts_projection_brittle.wasm",
             Self::AccountNotifier => "account_notifier.wasm",
             Self::SnoopReactor => "snoop_reactor.wasm",
+            Self::ChattyProjection => "chatty_projection.wasm",
             Self::HolderStatsJs => "holder_stats.wasm",
             Self::AuditFeedPython => "audit_feed.wasm",
         }

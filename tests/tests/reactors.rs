@@ -10,7 +10,10 @@
 //! channel's name (the host runs on); a reactor gets no file, directory, environment, clock or
 //! socket; a delivery that keeps failing parks, holds back its key and is retried by an
 //! operator; a reactor is never rebuilt, hot reloads re-send nothing, and only an operator's
-//! reset sends again (under the same keys).
+//! reset sends again (under new keys: the reset is an explicit "send again", and the outbox
+//! keeps what it held). Parked deliveries are dead letters: listed by `/admin/dead-letters`
+//! (and `sluice dead-letters`), retried and dropped through its routes; delivered messages are
+//! pruned after the configured retention.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,7 +24,9 @@ use anyhow::{Context, Result, ensure};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use sluice_e2e::{Check, Host, HostOptions, Plugin, Stack, decimal, distinct_build, number, wait_until};
+use sluice_e2e::{
+    Check, Host, HostOptions, Plugin, Stack, decimal, distinct_build, number, sluice_command, wait_until,
+};
 
 const ADMIN_TOKEN: &str = "reactors-admin";
 
@@ -88,10 +93,16 @@ impl Receiver {
 
     /// The same, with `attempts` calls per message before it parks.
     fn config_with(&self, dir: &tempfile::TempDir, attempts: u32) -> Result<String> {
+        self.config_full(dir, attempts, "")
+    }
+
+    /// The same, with more `[delivery]` lines.
+    fn config_full(&self, dir: &tempfile::TempDir, attempts: u32, delivery: &str) -> Result<String> {
         let path = dir.path().join("sluice.toml");
         let text = format!(
             "[channels.notifications]\nwebhook = \"http://{}/notify\"\ntimeout_ms = 2000\n\
-             headers = {{ X-Test = \"reactors\" }}\n\n[delivery]\nattempts = {attempts}\nbackoff_ms = 5\nmax_backoff_ms = 100\n",
+             headers = {{ X-Test = \"reactors\" }}\n\n[delivery]\nattempts = {attempts}\nbackoff_ms = 5\nmax_backoff_ms = 100\n\
+             {delivery}\n",
             self.addr
         );
         std::fs::write(&path, text).context("failed to write the config file")?;
@@ -365,9 +376,11 @@ async fn a_parked_delivery_is_retried_and_only_a_reset_resends() -> Result<()> {
     rebuild.check_error(409, &["not_replayable"])?;
     ensure!(receiver.received().len() == 2, "a rebuild re-sent: {:?}", receiver.received());
 
-    // The operator's reset: every notification after position 0 is sent again, same keys.
+    // The operator's reset: every notification after position 0 is sent again, under new keys
+    // (the reset's generation joins the ids), with the same bodies.
     let reset = host.admin_post("/admin/reactors/account-notifier/reset", &json!({ "position": 0 })).await?;
-    ensure!(reset.expect_status(200)?.body["position"] == 0, "reset answered otherwise");
+    let reset = reset.expect_status(200)?;
+    ensure!(reset.body["position"] == 0 && reset.body["generation"] == 1, "reset answered otherwise: {reset}");
     wait_until("the reset re-sent both", Duration::from_secs(30), || async {
         let got = receiver.received();
         Ok(if got.len() >= 4 { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
@@ -375,7 +388,23 @@ async fn a_parked_delivery_is_retried_and_only_a_reset_resends() -> Result<()> {
     .await?;
     let received = receiver.received();
     ensure!(positions(&received) == vec![first, second, first, second], "after the reset: {received:?}");
-    ensure!(received[0].key == received[2].key && received[1].key == received[3].key, "keys changed: {received:?}");
+    ensure!(received[0].body == received[2].body && received[1].body == received[3].body, "bodies: {received:?}");
+    ensure!(received[0].key == parked_id, "the first key: {received:?}");
+    ensure!(received[2].key == format!("account-notifier:r1:{first}:0"), "no new key after the reset: {received:?}");
+    ensure!(received[3].key == format!("account-notifier:r1:{second}:0"), "no new key after the reset: {received:?}");
+    // The outbox kept what it delivered before the reset, beside what the reset sent again.
+    let delivered = wait_until("the outbox records all four", Duration::from_secs(10), || async {
+        let listing =
+            host.admin_get("/admin/reactors/account-notifier/outbox?state=delivered").await?.expect_status(200)?;
+        Ok(match listing.body["counts"]["delivered"].as_u64() {
+            Some(4) => Check::Done(listing),
+            _ => Check::NotYet(listing.to_string()),
+        })
+    })
+    .await?;
+    let ids: Vec<&str> =
+        delivered.body["messages"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str()).collect();
+    ensure!(ids.contains(&parked_id.as_str()), "the reset dropped the outbox: {ids:?}");
     let unknown = host.admin_post("/admin/reactors/BankAccount/reset", &json!({})).await?;
     unknown.check_error(404, &["unknown_reactor"])?;
 
@@ -394,6 +423,189 @@ async fn a_parked_delivery_is_retried_and_only_a_reset_resends() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let received = positions(&receiver.received());
     ensure!(received == vec![first, second, first, second, third], "after the reloads: {received:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn parked_deliveries_are_dead_letters_retried_once_or_dropped() -> Result<()> {
+    let receiver = Receiver::start(0.0, 0.0).await?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(
+        HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountsProjection, Plugin::AccountNotifier])
+            .arg("--config")
+            .arg(receiver.config_with(&dir, 2)?)
+            .admin_token(ADMIN_TOKEN),
+    )
+    .await?;
+    let id = host.open_account("Ada", "5").await?;
+    // The webhook refuses: the first deposit's notification parks, the second waits behind it.
+    receiver.set_down(true);
+    let first = host.deposit(&id, "1").await?;
+    let second = host.deposit(&id, "2").await?;
+    let message_id = format!("account-notifier:{first}:0");
+    let letter_id = format!("delivery:{message_id}");
+    let listed = wait_until("the parked delivery is a dead letter", Duration::from_secs(30), || async {
+        let listing = host.admin_get("/admin/dead-letters").await?.expect_status(200)?;
+        Ok(match listing.body["deliveries"].as_array() {
+            Some(deliveries) if !deliveries.is_empty() => Check::Done(deliveries.clone()),
+            _ => Check::NotYet(listing.to_string()),
+        })
+    })
+    .await?;
+    ensure!(listed.len() == 1, "one parked delivery: {listed:?}");
+    let letter = &listed[0];
+    ensure!(letter["kind"] == "delivery" && letter["id"] == letter_id.as_str(), "{letter}");
+    ensure!(letter["consumer"] == "account-notifier" && letter["messageId"] == message_id.as_str(), "{letter}");
+    ensure!(letter["channel"] == "notifications" && letter["key"] == id.as_str(), "{letter}");
+    ensure!(letter["position"] == first && letter["attempts"] == 2 && letter["state"] == "parked", "{letter}");
+    ensure!(letter["reason"].as_str().is_some_and(|r| !r.is_empty()), "no reason: {letter}");
+    for time in ["recordedAt", "parkedAt"] {
+        let at = letter[time].as_str().with_context(|| format!("no {time}: {letter}"))?;
+        ensure!(at.len() >= 20 && at.contains('T') && at.ends_with('Z'), "{time} is not RFC 3339 UTC: {letter}");
+    }
+    // By consumer: the reactor's letters are its own; a projection has no parked delivery.
+    let mine = host.admin_get("/admin/dead-letters?consumer=account-notifier").await?.expect_status(200)?;
+    ensure!(mine.body["deliveries"].as_array().is_some_and(|d| d.len() == 1), "{mine}");
+    let other = host.admin_get("/admin/dead-letters?consumer=accounts").await?.expect_status(200)?;
+    ensure!(other.body["deliveries"] == json!([]), "{other}");
+    // The event letters' list is apart, and typed.
+    ensure!(mine.body["letters"] == json!([]), "{mine}");
+    // The CLI lists it, against the running host.
+    let cli = sluice_command(&["dead-letters", "--url", host.base_url(), "--token", ADMIN_TOKEN])?;
+    let line = cli.lines().find(|l| l.contains(&letter_id)).with_context(|| format!("the CLI lists none: {cli}"))?;
+    let cli_letter: Value = serde_json::from_str(line)?;
+    ensure!(cli_letter["kind"] == "delivery" && cli_letter["channel"] == "notifications", "{cli_letter}");
+
+    // Ids are told apart: neither kind's id reaches the other.
+    host.admin_post("/admin/dead-letters/delivery:account-notifier:999:0/retry", &json!({}))
+        .await?
+        .check_error(404, &["unknown_dead_letter"])?;
+    host.admin_post("/admin/dead-letters/delivery:nobody:1:0/retry", &json!({}))
+        .await?
+        .check_error(404, &["unknown_dead_letter"])?;
+    host.admin_post("/admin/dead-letters/not-a-letter/retry", &json!({})).await?.check_error(400, &["bad_query"])?;
+
+    // The webhook recovers and the operator retries: delivered once, under the message id, with
+    // the one it held back after it.
+    receiver.set_down(false);
+    let retried = host.admin_post(&format!("/admin/dead-letters/{letter_id}/retry"), &json!({})).await?;
+    let retried = retried.expect_status(200)?;
+    ensure!(retried.body["state"] == "pending" && retried.body["kind"] == "delivery", "{retried}");
+    let positions =
+        |received: &[Received]| -> Vec<u64> { received.iter().filter_map(|r| r.body["position"].as_u64()).collect() };
+    wait_until("both notifications arrived", Duration::from_secs(30), || async {
+        let got = positions(&receiver.received());
+        Ok(if got.len() >= 2 { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.received();
+    ensure!(positions(&received) == vec![first, second], "delivered once each, in order: {received:?}");
+    ensure!(received[0].key == message_id, "the retry's Idempotency-Key: {received:?}");
+    let after = host.admin_get("/admin/dead-letters").await?.expect_status(200)?;
+    ensure!(after.body["deliveries"] == json!([]), "still listed: {after}");
+    // Retrying it again: it is no longer parked.
+    host.admin_post(&format!("/admin/dead-letters/{letter_id}/retry"), &json!({}))
+        .await?
+        .check_error(409, &["message_not_parked"])?;
+
+    // A drop: the webhook refuses again, the third deposit parks, the operator drops it (who and
+    // when recorded); it is never sent, and the fourth, of the same key, goes on.
+    receiver.set_down(true);
+    let third = host.deposit(&id, "3").await?;
+    let third_letter = format!("delivery:account-notifier:{third}:0");
+    wait_until("the third notification parked", Duration::from_secs(30), || async {
+        let listing = host.admin_get("/admin/dead-letters?consumer=account-notifier").await?.expect_status(200)?;
+        let parked = listing.body["deliveries"].as_array().is_some_and(|d| d.iter().any(|l| l["id"] == third_letter));
+        Ok(if parked { Check::Done(()) } else { Check::NotYet(listing.to_string()) })
+    })
+    .await?;
+    let dropped = host.admin_delete(&format!("/admin/dead-letters/{third_letter}?by=tester")).await?;
+    let dropped = dropped.expect_status(200)?;
+    ensure!(dropped.body["dropped"]["droppedBy"] == "tester", "{dropped}");
+    ensure!(
+        dropped.body["dropped"]["droppedAt"].is_string() && dropped.body["dropped"]["state"] == "dropped",
+        "{dropped}"
+    );
+    receiver.set_down(false);
+    let fourth = host.deposit(&id, "4").await?;
+    wait_until("the fourth deposit was notified", Duration::from_secs(30), || async {
+        let got = positions(&receiver.received());
+        Ok(if got.contains(&fourth) { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    ensure!(positions(&receiver.received()) == vec![first, second, fourth], "{:?}", receiver.received());
+    let listing = host.admin_get("/admin/dead-letters").await?.expect_status(200)?;
+    ensure!(listing.body["deliveries"] == json!([]), "{listing}");
+    let audit = listing.body["droppedDeliveries"].as_array().context("no droppedDeliveries")?;
+    ensure!(
+        audit.len() == 1 && audit[0]["id"] == third_letter.as_str() && audit[0]["droppedBy"] == "tester",
+        "{audit:?}"
+    );
+
+    // The CLI retries a delivery letter by its id too.
+    receiver.set_down(true);
+    let fifth = host.deposit(&id, "5").await?;
+    let fifth_letter = format!("delivery:account-notifier:{fifth}:0");
+    wait_until("the fifth notification parked", Duration::from_secs(30), || async {
+        let listing = host.admin_get("/admin/dead-letters").await?.expect_status(200)?;
+        let parked = listing.body["deliveries"].as_array().is_some_and(|d| d.iter().any(|l| l["id"] == fifth_letter));
+        Ok(if parked { Check::Done(()) } else { Check::NotYet(listing.to_string()) })
+    })
+    .await?;
+    receiver.set_down(false);
+    let retried =
+        sluice_command(&["dead-letters", "retry", &fifth_letter, "--url", host.base_url(), "--token", ADMIN_TOKEN])?;
+    ensure!(retried.contains("\"pending\""), "the CLI's retry: {retried}");
+    wait_until("the fifth deposit was notified", Duration::from_secs(30), || async {
+        let got = positions(&receiver.received());
+        Ok(if got.contains(&fifth) { Check::Done(()) } else { Check::NotYet(format!("{got:?}")) })
+    })
+    .await?;
+    let keys: Vec<String> = receiver.received().into_iter().map(|r| r.key).collect();
+    ensure!(keys.last().is_some_and(|k| *k == format!("account-notifier:{fifth}:0")), "{keys:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn delivered_messages_are_pruned_after_their_retention() -> Result<()> {
+    let receiver = Receiver::start(0.0, 0.0).await?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(
+        HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountNotifier])
+            .arg("--config")
+            .arg(receiver.config_full(&dir, 2, "retention_secs = 2")?)
+            .admin_token(ADMIN_TOKEN),
+    )
+    .await?;
+    let id = host.open_account("Ada", "5").await?;
+    for amount in ["1", "2", "3"] {
+        host.deposit(&id, amount).await?;
+    }
+    // Delivered, and recorded as delivered…
+    wait_until("three notifications delivered", Duration::from_secs(30), || async {
+        let listing =
+            host.admin_get("/admin/reactors/account-notifier/outbox?state=delivered").await?.expect_status(200)?;
+        Ok(match listing.body["counts"]["delivered"].as_u64() {
+            Some(3) => Check::Done(()),
+            _ => Check::NotYet(listing.to_string()),
+        })
+    })
+    .await?;
+    ensure!(receiver.received().len() == 3, "{:?}", receiver.received());
+    // …then pruned once older than the retention; nothing is sent again.
+    wait_until("the delivered messages are pruned", Duration::from_secs(30), || async {
+        let listing =
+            host.admin_get("/admin/reactors/account-notifier/outbox?state=delivered").await?.expect_status(200)?;
+        let counts = &listing.body["counts"];
+        Ok(if counts["delivered"] == 0 && counts["pending"] == 0 {
+            Check::Done(())
+        } else {
+            Check::NotYet(listing.to_string())
+        })
+    })
+    .await?;
+    ensure!(receiver.received().len() == 3, "pruning re-sent: {:?}", receiver.received());
     Ok(())
 }
 

@@ -14,10 +14,18 @@ use crate::read_store::{DroppedLetter, Letter, LetterState, ReadStore, ReadStore
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParkedLetter {
+    /// Always `event` (a parked outbox message is a `delivery` letter,
+    /// [`super::delivery_letters::DeliveryLetter`]).
+    #[serde(default = "event_kind")]
+    pub kind: String,
     #[serde(flatten)]
     pub letter: Letter,
     /// Later events of the same aggregate, in position order.
     pub blocked_behind: Vec<BlockedEvent>,
+}
+
+fn event_kind() -> String {
+    "event".into()
 }
 
 /// An event held back behind a parked letter.
@@ -68,7 +76,7 @@ pub async fn parked_letters(
                     schema_version: b.schema_version,
                 })
                 .collect();
-            ParkedLetter { letter, blocked_behind }
+            ParkedLetter { kind: event_kind(), letter, blocked_behind }
         })
         .collect())
 }

@@ -21,6 +21,7 @@
 //! Changes are serialised by one lock; readers (requests) never wait for it.
 
 pub mod dead_letters;
+pub mod delivery_letters;
 pub mod deploy_check;
 pub mod dry_run;
 pub mod reactors;
@@ -78,6 +79,9 @@ pub enum AdminError {
     Task(String),
     #[error("no dead letter {0}")]
     UnknownLetter(i64),
+    /// No parked delivery has this id (`delivery:<message id>` of a loaded reactor).
+    #[error("no dead letter {0}")]
+    UnknownDeliveryLetter(String),
     /// A rebuild of the projection already runs (the caller waits for it and tries again).
     #[error("projection {0} is already being rebuilt; watch its progress and try again when it ends")]
     RebuildRunning(String),
@@ -474,7 +478,8 @@ impl Admin {
                 }
                 // At a batch boundary, from the old version's position: nothing is handled twice.
                 let runner = self.parts().projections.get(&name)?;
-                let logic: Arc<dyn ProjectionLogic> = Arc::new(crate::reactor::ReactorRunner::new(reactor));
+                let resets = self.reset_generation(&name).await?;
+                let logic: Arc<dyn ProjectionLogic> = Arc::new(crate::reactor::ReactorRunner::new(reactor, resets));
                 runner.know_version(&logic, &component.sha256);
                 self.registry().replace(component.plugin, source.to_owned(), component.sha256.clone())?;
                 runner.replace(logic).await;

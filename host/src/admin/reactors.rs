@@ -1,7 +1,8 @@
 //! The admin service's reactor operations: starting a reactor (its position where its manifest
 //! says a new one starts, its runner, its delivery worker), the operator's explicit reset of a
-//! reactor's position — the only way a reactor ever handles an event twice — and the outbox's
-//! listing and the retry of a parked message.
+//! reactor's position — the only way a reactor ever handles an event twice, and then under a new
+//! reset generation, so what it sends again carries new message ids — and the outbox's listing
+//! and the retry of a parked message.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use super::{Admin, AdminError, consumer_task};
 use crate::plugin::{Plugin, ProjectionLogic, ReactorLogic, StartAt};
 use crate::projection::{Projection, ProjectionError};
 use crate::reactor::outbox::{self, Counts, Message, Outbox};
-use crate::reactor::{ReactorRunner, delivery};
+use crate::reactor::{ReactorRunner, delivery, resets};
 use crate::read_store::Checkpoint;
 
 /// The supervisor's name for the delivery worker of reactor `name`.
@@ -24,6 +25,9 @@ pub struct Reset {
     pub reactor: String,
     /// The position the reactor continues after.
     pub position: u64,
+    /// How many times the reactor was reset, this one included: part of the ids of the
+    /// messages it records from now on (`<reactor>:r<generation>:<position>:<index>`).
+    pub generation: u64,
 }
 
 /// A reactor's outbox as the admin listing shows it.
@@ -62,28 +66,47 @@ impl Admin {
     /// then open its runner and start its consumer and delivery worker.
     pub(super) async fn start_reactor(&self, reactor: Arc<dyn ReactorLogic>, sha256: &str) -> Result<(), AdminError> {
         let parts = self.parts();
-        let runner: Arc<dyn ProjectionLogic> = Arc::new(ReactorRunner::new(reactor.clone()));
         let name = reactor.manifest().name.clone();
+        let resets = self.reset_generation(&name).await?;
+        let runner: Arc<dyn ProjectionLogic> = Arc::new(ReactorRunner::new(reactor.clone(), resets));
         let fresh = parts.read_store.checkpoint(&name).await.map_err(ProjectionError::from)?.is_none();
         if fresh && reactor.manifest().start == StartAt::Now {
             let head = parts.store.head_position().await?;
             tracing::info!(reactor = %name, position = head, "a new reactor starts at the log's head");
-            self.save_position(runner.as_ref(), head).await?;
+            let store = &parts.read_store;
+            store.create_tables(&runner.manifest().schema, outbox::GENERATION).await.map_err(ProjectionError::from)?;
+            self.save_position(runner.as_ref(), head, None).await?;
+        } else if !fresh {
+            // An outbox of the first shape gets the columns added since.
+            Outbox::new(parts.read_store.clone(), &name).migrate().await.map_err(AdminError::Outbox)?;
         }
         self.start_projection(runner, sha256).await
     }
 
+    /// How many times reactor `name` was reset (0: never).
+    pub(super) async fn reset_generation(&self, name: &str) -> Result<u64, AdminError> {
+        resets::generation(&self.parts().read_store, name).await.map_err(AdminError::Outbox)
+    }
+
     /// Write reactor `runner`'s position (and drop its bus offsets, so a Kafka consumer
-    /// resumes from it).
-    async fn save_position(&self, runner: &dyn ProjectionLogic, position: u64) -> Result<(), AdminError> {
+    /// resumes from it); with `reset`, record that reset generation in the same transaction.
+    /// The outbox is kept: its pending and parked messages are still to be delivered.
+    async fn save_position(
+        &self,
+        runner: &dyn ProjectionLogic,
+        position: u64,
+        reset: Option<u64>,
+    ) -> Result<(), AdminError> {
         let store = &self.parts().read_store;
         let manifest = runner.manifest();
-        store.create_tables(&manifest.schema, outbox::GENERATION).await.map_err(ProjectionError::from)?;
         let checkpoint =
             Checkpoint { generation: outbox::GENERATION, position, schema_version: outbox::SCHEMA_VERSION };
         let mut tx = store.pool().begin().await.map_err(|e| AdminError::Outbox(e.into()))?;
         store.save_checkpoint(&mut tx, &manifest.name, &checkpoint).await.map_err(AdminError::Outbox)?;
         store.clear_offsets(&mut tx, &manifest.name).await.map_err(AdminError::Outbox)?;
+        if let Some(generation) = reset {
+            resets::record(store, &mut tx, &manifest.name, generation, position).await.map_err(AdminError::Outbox)?;
+        }
         tx.commit().await.map_err(|e| AdminError::Outbox(e.into()))?;
         Ok(())
     }
@@ -120,19 +143,21 @@ impl Admin {
     /// Move reactor `name` back (or forward) to just after `position`: its consumer stops at a
     /// batch boundary, the position (and its bus offsets) is rewritten, and it starts again from
     /// there. Events after `position` are handled again, and their messages recorded again
-    /// under the same ids (so delivered again: a receiver that keeps its idempotency keys sees
-    /// them as the duplicates they are).
+    /// under the reactor's next reset generation: new message ids, so a receiver that
+    /// deduplicates by idempotency key takes them as the new messages the operator asked for.
+    /// The outbox keeps what it held (pending and parked messages are still delivered).
     pub async fn reset_reactor(&self, name: &str, position: u64) -> Result<Reset, AdminError> {
         let _change = self.inner.changes.lock().await;
         let (reactor, sha256) = self.reactor(name)?;
+        let generation = self.reset_generation(name).await? + 1;
         self.parts().supervisor.remove(&consumer_task(name)).await;
         self.parts().supervisor.remove(&delivery_task(name)).await;
         self.parts().projections.remove(name);
-        let runner: Arc<dyn ProjectionLogic> = Arc::new(ReactorRunner::new(reactor));
-        self.save_position(runner.as_ref(), position).await?;
+        let runner: Arc<dyn ProjectionLogic> = Arc::new(ReactorRunner::new(reactor, generation));
+        self.save_position(runner.as_ref(), position, Some(generation)).await?;
         self.start_projection(runner, &sha256).await?;
-        tracing::warn!(reactor = %name, position, "reactor reset by an operator: later events are handled again");
-        Ok(Reset { reactor: name.to_owned(), position })
+        tracing::warn!(reactor = %name, position, generation, "reactor reset by an operator: later events are handled again");
+        Ok(Reset { reactor: name.to_owned(), position, generation })
     }
 
     /// Reactor `name`'s outbox: counts by state, and up to `limit` messages in `state`.

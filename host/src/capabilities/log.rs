@@ -73,7 +73,7 @@ impl LogSink {
         }
         let Some(dropped) = self.admit() else { return };
         if dropped > 0 {
-            tracing::warn!(target: "sluice::plugin", plugin = %self.plugin, dropped, "plugin log lines dropped by the rate limit");
+            tracing::warn!(target: "sluice::plugin", plugin = %self.plugin, dropped, "plugin log lines suppressed by the rate limit");
         }
         let message = cut(message);
         let plugin = self.plugin.as_str();

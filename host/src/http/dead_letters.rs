@@ -2,6 +2,10 @@
 //! service's dead-letter operations ([`crate::admin::dead_letters`]): list, retry one letter's
 //! sequence or a consumer's, drop (audited with `?by=`), resume. Parameters are parsed here so a
 //! bad one is a 400 in the API's error shape.
+//!
+//! Two kinds of letters share the list, retry and drop routes: an event a consumer could not
+//! apply (`kind: event`, a numeric id) and a reactor's message whose delivery retries ran out
+//! (`kind: delivery`, id `delivery:<message id>`, [`crate::admin::delivery_letters`]).
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -10,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use crate::admin::dead_letters::{ParkedLetter, Resumed};
+use crate::admin::delivery_letters::{self, DeliveryLetter};
 use crate::projection::letters::RetryOutcome;
 use crate::read_store::{DroppedLetter, Letter};
 
@@ -42,14 +47,37 @@ fn params<T: for<'de> Deserialize<'de> + Default>(query: Option<String>) -> Resu
     }
 }
 
-fn letter_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::BadQuery(format!("a dead letter id is a whole number, got {id:?}")))
+/// Which letter an id names: an event letter's row, or a parked delivery.
+enum LetterId<'a> {
+    Event(i64),
+    Delivery(&'a str),
 }
 
-#[derive(Serialize)]
+fn letter_id(id: &str) -> Result<LetterId<'_>, ApiError> {
+    if id.starts_with(delivery_letters::PREFIX) {
+        return Ok(LetterId::Delivery(id));
+    }
+    id.parse().map(LetterId::Event).map_err(|_| {
+        ApiError::BadQuery(format!(
+            "a dead letter id is a whole number (an event letter) or delivery:<message id>, got {id:?}"
+        ))
+    })
+}
+
+/// The answer of `GET /admin/dead-letters`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct LetterList {
+    /// Parked event letters (`kind: event`), each with the events held back behind it.
+    #[schema(value_type = Vec<Object>)]
     pub letters: Vec<ParkedLetter>,
+    /// Parked deliveries of the reactors (`kind: delivery`).
+    pub deliveries: Vec<DeliveryLetter>,
+    /// Dropped event letters: who dropped which event, when.
+    #[schema(value_type = Vec<Object>)]
     pub dropped: Vec<DroppedLetter>,
+    /// Dropped deliveries, with who dropped them and when.
+    pub dropped_deliveries: Vec<DeliveryLetter>,
 }
 
 /// `GET /admin/dead-letters?consumer=&aggregate=`.
@@ -57,11 +85,14 @@ pub struct LetterList {
     get,
     path = "/admin/dead-letters",
     tag = "admin",
-    description = "The parked and dropped dead letters",
+    description = "The parked and dropped dead letters: events consumers could not apply, and reactors' messages whose delivery retries ran out",
     security(("admin_token" = [])),
-    params(("consumer" = Option<String>, Query), ("aggregate" = Option<String>, Query)),
+    params(
+        ("consumer" = Option<String>, Query, description = "A projection or reactor"),
+        ("aggregate" = Option<String>, Query, description = "An aggregate id; a delivery matches it by its key"),
+    ),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = LetterList),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -70,10 +101,14 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
     let admin = state.admin()?;
     let letters = admin.dead_letters(consumer.as_deref(), aggregate.as_deref()).await?;
     let mut dropped = admin.dropped_letters(consumer.as_deref()).await?;
+    let mut deliveries = admin.delivery_letters(consumer.as_deref()).await?;
+    let mut dropped_deliveries = admin.dropped_deliveries(consumer.as_deref()).await?;
     if let Some(aggregate) = &aggregate {
         dropped.retain(|d| &d.aggregate_id == aggregate);
+        deliveries.retain(|d| &d.key == aggregate);
+        dropped_deliveries.retain(|d| &d.key == aggregate);
     }
-    Ok(Json(LetterList { letters, dropped }))
+    Ok(Json(LetterList { letters, deliveries, dropped, dropped_deliveries }))
 }
 
 /// `POST /admin/dead-letters/{id}/retry`.
@@ -81,16 +116,28 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
     post,
     path = "/admin/dead-letters/{id}/retry",
     tag = "admin",
-    description = "Retry a letter and the events behind it",
+    description = "Retry an event letter and the events behind it, or send a parked delivery again (the same message id; its key's later messages follow)",
     security(("admin_token" = [])),
-    params(("id" = String, Path)),
+    params(("id" = String, Path, description = "An event letter's number, or delivery:<message id>")),
     responses(
         (status = 200, description = "Done", body = Object),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
-pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RetryOutcome>, ApiError> {
-    Ok(Json(state.admin()?.retry_letter(letter_id(&id)?).await?))
+pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Retried>, ApiError> {
+    let admin = state.admin()?;
+    Ok(Json(match letter_id(&id)? {
+        LetterId::Event(id) => Retried::Event(admin.retry_letter(id).await?),
+        LetterId::Delivery(id) => Retried::Delivery(admin.retry_delivery(id).await?),
+    }))
+}
+
+/// What a retry did: an event letter's outcome, or the delivery letter now pending.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Retried {
+    Event(RetryOutcome),
+    Delivery(DeliveryLetter),
 }
 
 /// `POST /admin/consumers/{name}/retry`, optionally `?aggregate=ID`.
@@ -129,9 +176,12 @@ pub struct Dropped {
     delete,
     path = "/admin/dead-letters/{id}",
     tag = "admin",
-    description = "Drop a letter (recorded)",
+    description = "Drop a letter (recorded with who and when): an event is skipped for its consumer, a parked delivery is never sent",
     security(("admin_token" = [])),
-    params(("id" = String, Path), ("by" = Option<String>, Query)),
+    params(
+        ("id" = String, Path, description = "An event letter's number, or delivery:<message id>"),
+        ("by" = Option<String>, Query),
+    ),
     responses(
         (status = 200, description = "Done", body = Object),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
@@ -141,11 +191,28 @@ pub async fn drop_letter(
     State(state): State<AppState>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Dropped>, ApiError> {
+) -> Result<Json<DropAnswer>, ApiError> {
     let DropParams { by } = params(query)?;
     let by = by.filter(|b| !b.trim().is_empty()).unwrap_or_else(|| DEFAULT_DROPPER.to_owned());
-    let (dropped, outcome) = state.admin()?.drop_letter(letter_id(&id)?, &by).await?;
-    Ok(Json(Dropped { dropped, applied: outcome.applied, failed: outcome.failed }))
+    let admin = state.admin()?;
+    Ok(Json(match letter_id(&id)? {
+        LetterId::Event(id) => {
+            let (dropped, outcome) = admin.drop_letter(id, &by).await?;
+            DropAnswer::Event(Dropped { dropped, applied: outcome.applied, failed: outcome.failed })
+        }
+        LetterId::Delivery(id) => DropAnswer::Delivery { dropped: admin.drop_delivery(id, &by).await? },
+    }))
+}
+
+/// What a drop did, by the kind of letter.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum DropAnswer {
+    Event(Dropped),
+    /// The delivery letter, now `dropped`, with who and when.
+    Delivery {
+        dropped: DeliveryLetter,
+    },
 }
 
 /// `POST /admin/consumers/{name}/resume`.

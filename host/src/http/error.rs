@@ -98,7 +98,9 @@ impl ApiError {
                 AdminError::UnknownVersion { .. } => (StatusCode::NOT_FOUND, "unknown_version"),
                 AdminError::Busy(_) => (StatusCode::CONFLICT, "plugin_busy"),
                 AdminError::RebuildRunning(_) => (StatusCode::CONFLICT, "rebuild_running"),
-                AdminError::UnknownLetter(_) => (StatusCode::NOT_FOUND, "unknown_dead_letter"),
+                AdminError::UnknownLetter(_) | AdminError::UnknownDeliveryLetter(_) => {
+                    (StatusCode::NOT_FOUND, "unknown_dead_letter")
+                }
                 AdminError::NotParked { .. } => (StatusCode::CONFLICT, "dead_letter_not_parked"),
                 AdminError::Unreadable { .. } => (StatusCode::CONFLICT, "unreadable_events"),
                 AdminError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "event_store_unavailable"),

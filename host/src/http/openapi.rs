@@ -75,6 +75,8 @@ use crate::plugin::{AggregateManifest, PluginRegistry, ProjectionManifest};
         RouteCommandAnswer,
         RebuildAnswer,
         Health,
+        super::dead_letters::LetterList,
+        crate::admin::delivery_letters::DeliveryLetter,
     )),
     tags(
         (name = "aggregates", description = "Any command of any loaded aggregate; state and events by replay"),

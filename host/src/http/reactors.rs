@@ -60,7 +60,7 @@ struct OutboxParams {
     limit: Option<u32>,
 }
 
-/// `GET /admin/reactors/{name}/outbox[?state=parked|pending|delivered&limit=N]` (default parked).
+/// `GET /admin/reactors/{name}/outbox[?state=parked|pending|delivered|dropped&limit=N]` (default parked).
 #[utoipa::path(
     get,
     path = "/admin/reactors/{name}/outbox",
@@ -81,8 +81,8 @@ pub async fn list_outbox(
     let params: OutboxParams =
         serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| ApiError::BadQuery(e.to_string()))?;
     let wanted = params.state.unwrap_or_else(|| outbox::PARKED.to_owned());
-    if ![outbox::PARKED, outbox::PENDING, outbox::DELIVERED].contains(&wanted.as_str()) {
-        return Err(ApiError::BadQuery(format!("state {wanted:?}: expected parked, pending or delivered")));
+    if ![outbox::PARKED, outbox::PENDING, outbox::DELIVERED, outbox::DROPPED].contains(&wanted.as_str()) {
+        return Err(ApiError::BadQuery(format!("state {wanted:?}: expected parked, pending, delivered or dropped")));
     }
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, 10_000);
     Ok(Json(state.admin()?.outbox(&name, &wanted, limit).await?))

@@ -11,13 +11,18 @@
 //!   doubling with jitter from [`DeliveryPolicy::first_backoff`] (`backon`); after the last
 //!   failure it is parked and listed (`GET /admin/reactors/{name}/outbox?state=parked`).
 //!
+//! - **Retention**: a delivered message stays in the outbox as the record of what was sent for
+//!   [`DeliveryPolicy::retention`], then the worker deletes it, a small batch at a time between
+//!   rounds ([`PRUNE_BATCH`], at most [`PRUNE_BATCHES`] per pass), so the outbox does not grow
+//!   without bound and pruning never holds delivery up for long.
+//!
 //! The worker wakes when its reactor's position moves (new messages may have been recorded),
 //! and polls besides, for parked messages an operator sent back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::{Semaphore, watch};
@@ -30,6 +35,12 @@ use super::outbox::{Message, Outbox};
 const BATCH: u32 = 500;
 /// How often an idle worker looks at its outbox anyway.
 const POLL: Duration = Duration::from_millis(500);
+/// Delivered messages deleted per statement.
+pub const PRUNE_BATCH: u32 = 200;
+/// Batches one pruning pass deletes at most; the rest waits for the next pass.
+const PRUNE_BATCHES: u32 = 10;
+/// The longest wait between two pruning passes.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How hard the worker tries one message, and how many keys it serves at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +53,8 @@ pub struct DeliveryPolicy {
     pub max_backoff: Duration,
     /// Keys delivered concurrently.
     pub concurrency: usize,
+    /// How long a delivered message is kept in the outbox before the worker deletes it.
+    pub retention: Duration,
 }
 
 impl Default for DeliveryPolicy {
@@ -51,9 +64,13 @@ impl Default for DeliveryPolicy {
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             concurrency: 32,
+            retention: DEFAULT_RETENTION,
         }
     }
 }
+
+/// [`DeliveryPolicy::retention`] unless `[delivery] retention_secs` says otherwise: a week.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl DeliveryPolicy {
     fn backoff(&self) -> ExponentialBuilder {
@@ -75,9 +92,15 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let gate = Arc::new(Semaphore::new(policy.concurrency.max(1)));
+    let prune_every = policy.retention.min(PRUNE_EVERY).max(Duration::from_millis(100));
+    let mut pruned = Instant::now();
     loop {
         if stop.is_cancelled() {
             return;
+        }
+        if pruned.elapsed() >= prune_every {
+            prune(&outbox, policy.retention).await;
+            pruned = Instant::now();
         }
         match outbox.pending(BATCH).await {
             Ok(messages) if messages.is_empty() => {
@@ -96,6 +119,31 @@ pub async fn run(
                 tokio::select! { () = tokio::time::sleep(Duration::from_secs(1)) => {}, () = stop.cancelled() => return }
             }
         }
+    }
+}
+
+/// Delete what was delivered longer than `retention` ago, a batch at a time, a bounded number of
+/// batches per pass.
+async fn prune(outbox: &Outbox, retention: Duration) {
+    let Ok(retention) = chrono::Duration::from_std(retention) else { return };
+    let cutoff = (chrono::Utc::now() - retention).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut deleted = 0;
+    for _ in 0..PRUNE_BATCHES {
+        match outbox.prune_delivered(&cutoff, PRUNE_BATCH).await {
+            Ok(n) => {
+                deleted += n;
+                if n < u64::from(PRUNE_BATCH) {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot prune the outbox's delivered messages, trying later: {e}");
+                break;
+            }
+        }
+    }
+    if deleted > 0 {
+        tracing::debug!(deleted, "delivered messages past their retention pruned from the outbox");
     }
 }
 

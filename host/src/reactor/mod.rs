@@ -20,17 +20,21 @@
 //! construction. Replays never re-send: the runner refuses rebuilds of a reactor
 //! ([`crate::plugin::ProjectionLogic::replayable`]), a hot reload of any plugin continues from
 //! the committed position, and only an operator's explicit reset
-//! ([`crate::admin::Admin::reset_reactor`]) moves a reactor back — its messages are then
-//! recorded again under the same ids, so a receiver that keeps its idempotency keys still sees
-//! each once.
+//! ([`crate::admin::Admin::reset_reactor`]) moves a reactor back. A reset is an explicit "send
+//! again": the reactor's reset generation ([`resets`]) joins its message ids
+//! (`<reactor>:r<generation>:<position>:<index>`), so what it records again is new to a receiver
+//! that deduplicates by idempotency key, and never overwrites the earlier messages' rows.
 //!
 //! - [`channels`]: the operator's grants and the two ways out (webhook, Kafka topic).
 //! - [`outbox`]: the outbox table and its statements.
-//! - [`delivery`]: the worker that drains it, with backoff and parking.
+//! - [`delivery`]: the worker that drains it, with backoff and parking, and prunes what was
+//!   delivered longer ago than the retention.
+//! - [`resets`]: the operator's resets, and each reactor's reset generation.
 
 pub mod channels;
 pub mod delivery;
 pub mod outbox;
+pub mod resets;
 
 use std::sync::Arc;
 
@@ -47,10 +51,13 @@ use crate::read_store::statement::SqlError;
 pub struct ReactorRunner {
     reactor: Arc<dyn ReactorLogic>,
     manifest: ProjectionManifest,
+    /// How many times an operator reset the reactor: part of its message ids.
+    resets: u64,
 }
 
 impl ReactorRunner {
-    pub fn new(reactor: Arc<dyn ReactorLogic>) -> Self {
+    /// The runner of `reactor`, reset `resets` times so far ([`resets::generation`]).
+    pub fn new(reactor: Arc<dyn ReactorLogic>, resets: u64) -> Self {
         let declared = reactor.manifest();
         let manifest = ProjectionManifest {
             name: declared.name.clone(),
@@ -61,7 +68,7 @@ impl ReactorRunner {
             routes: Vec::new(),
             rebuild_routes: Vec::new(),
         };
-        Self { reactor, manifest }
+        Self { reactor, manifest, resets }
     }
 
     pub fn reactor_manifest(&self) -> &ReactorManifest {
@@ -80,8 +87,8 @@ impl ProjectionLogic for ReactorRunner {
             Err(failure) => return (session, Err(failure)),
         };
         for message in &outgoing {
-            let (columns, values) = outbox::row(&self.manifest.name, message);
-            // An upsert: after an operator's reset the same event records the same message again.
+            let (columns, values) = outbox::row(&self.manifest.name, self.resets, message);
+            // An upsert: a batch that rolled back may have written nothing or part of it.
             if let Err(e) = session.upsert(outbox::TABLE, &columns, &values) {
                 let failure = match e {
                     SqlError::Backend(reason) => HandleFailure::Backend(reason),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 
 use super::aggregate::{self, WasmAggregate};
-use super::projection::WasmProjection;
+use super::projection::{self, WasmProjection};
 use super::reactor::{self, WasmReactor};
 use super::{RuntimeError, WasmRuntime};
 use crate::plugin::{Plugin, PluginKind, sha256_hex};
@@ -24,8 +24,9 @@ pub struct KindLoader {
     load: fn(&WasmRuntime, &str, &Component) -> Result<Plugin, RuntimeError>,
 }
 
-/// Every plugin kind the host runs; aggregates of both WIT versions (the component's export
-/// tells [`WasmAggregate::load`] which bindings run it).
+/// Every plugin kind the host runs; aggregates and projections of both WIT versions (the
+/// component's export tells [`WasmAggregate::load`] and [`WasmProjection::load`] which bindings
+/// run it).
 pub const KINDS: &[KindLoader] = &[
     KindLoader {
         kind: PluginKind::Aggregate,
@@ -43,7 +44,14 @@ pub const KINDS: &[KindLoader] = &[
     },
     KindLoader {
         kind: PluginKind::Projection,
-        export: "sluice:plugin/projection@0.1.0",
+        export: projection::EXPORT_V2,
+        load: |runtime, origin, component| {
+            Ok(Plugin::Projection(Arc::new(WasmProjection::load(runtime, origin, component)?)))
+        },
+    },
+    KindLoader {
+        kind: PluginKind::Projection,
+        export: projection::EXPORT_V1,
         load: |runtime, origin, component| {
             Ok(Plugin::Projection(Arc::new(WasmProjection::load(runtime, origin, component)?)))
         },

@@ -81,4 +81,4 @@ impl Projection for Snoop {
 }
 
 // Only the component exports it: natively the crate is a library for the tests.
-sluice_projection_sdk::export_projection!(Snoop);
+sluice_projection_sdk::export_projection_v1!(Snoop);

@@ -18,7 +18,7 @@ const state = {
   eventsRunning: false,
   refused: false, // the host refused the token: no more polling until another one is typed
   refreshing: false, // one poll at a time
-  shown: { plugins: "", letters: "" }, // what the tables show, so an unchanged answer keeps its buttons
+  shown: { plugins: "", letters: "", deliveries: "" }, // what the tables show, so an unchanged answer keeps its buttons
 };
 
 const $ = (id) => document.getElementById(id);
@@ -328,6 +328,50 @@ function renderLetters(list) {
   $("letters-empty").hidden = list.letters.length > 0;
 }
 
+// Reactors' messages whose delivery retries ran out: retried under the same message id, or
+// dropped (never sent; the host records who and when).
+function renderDeliveries(list) {
+  const deliveries = list.deliveries || [];
+  const seen = JSON.stringify(deliveries);
+  if (seen === state.shown.deliveries) return;
+  state.shown.deliveries = seen;
+  const body = $("deliveries").tBodies[0];
+  body.replaceChildren();
+  for (const d of deliveries) {
+    const row = document.createElement("tr");
+    row.dataset.delivery = d.id;
+    cell(row, d.messageId, "mono", d.id);
+    cell(row, d.consumer);
+    cell(row, d.channel);
+    cell(row, d.key);
+    cell(row, d.position, "num");
+    cell(row, d.attempts, "num");
+    cell(row, d.reason, "", d.reason);
+    cell(row, when(d.parkedAt), "time", d.parkedAt);
+    const actions = cell(row, "", "actions");
+    actions.textContent = "";
+    const path = `/admin/dead-letters/${encodeURIComponent(d.id)}`;
+    actions.appendChild(
+      button("Retry", () =>
+        action(`delivery:${d.id}`, `sending ${d.messageId} again`, async () => {
+          await admin("POST", `${path}/retry`);
+          return `${d.messageId} is pending again (same message id)`;
+        }), "retry"),
+    );
+    actions.appendChild(
+      button("Drop", () => {
+        if (!window.confirm(`Drop ${d.messageId}? It is never sent to ${d.channel}.`)) return;
+        action(`delivery:${d.id}`, `dropping ${d.messageId}`, async () => {
+          await admin("DELETE", `${path}?by=dashboard`);
+          return `dropped ${d.messageId}`;
+        });
+      }, "drop"),
+    );
+    body.appendChild(row);
+  }
+  $("deliveries-empty").hidden = deliveries.length > 0;
+}
+
 // ---- live events ------------------------------------------------------------------------------
 
 function renderEvents() {
@@ -396,6 +440,7 @@ async function refresh() {
     renderPlugins(plugins);
     sampleLag(plugins);
     renderLetters(letters);
+    renderDeliveries(letters);
     if (!wasConnected) followEvents();
   } catch (e) {
     disconnect(e);

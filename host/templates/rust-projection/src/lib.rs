@@ -3,7 +3,8 @@
 //!
 //! Replace the subscriptions, tables and queries with your read model's. `handle` and `query`
 //! run inside the host's transaction through the `sql` capability ([`Db`]); `tests/{{snake}}.rs`
-//! runs them natively on the SDK's in-memory store.
+//! runs them natively on the SDK's in-memory store. [`log`] writes to the host's log under the
+//! projection's name (WIT 0.2.0's `log`, rate-limited by the host).
 
 use serde::Deserialize;
 use serde_json::json;
@@ -11,6 +12,7 @@ use sluice_projection_sdk::{
     Answer, Assignment, Column, ColumnType, Condition, Db, Event, Manifest, Params, Projection, QueryError, QueryRoute,
     Select, Table, Value,
 };
+use sluice_projection_sdk::{Level, log};
 
 pub struct {{Pascal}};
 
@@ -66,12 +68,16 @@ impl Projection for {{Pascal}} {
             }
             "ItemRenamedEvent" => {
                 let item: Named = event.parse()?;
-                db.update(
+                let matched = db.update(
                     ITEMS,
                     vec![Assignment::set("name", Value::Text(item.name)), Assignment::add("renames", Value::Integer(1))],
-                    vec![Condition::eq("id", Value::Text(item.id))],
-                )
-                .map(drop)
+                    vec![Condition::eq("id", Value::Text(item.id.clone()))],
+                );
+                if matched == Ok(0) {
+                    let at = event.global_position;
+                    log(Level::Warn, &format!("rename of unknown item {} at position {at}", item.id));
+                }
+                matched.map(drop)
             }
             "ItemArchivedEvent" => {
                 let item: Id = event.parse()?;
