@@ -82,22 +82,42 @@ build_polyglot() {
 }
 
 # `sluice new` for every template (kind and language) into a fresh folder; each skeleton must
-# pass its own tests, build into a component, and load in the host (`sluice plugins` lists it).
-# Rust skeletons build in a target folder of their own under ~/.cache/sluice.
-templates=("aggregate rust" "projection rust" "reactor rust" "projection js" "projection python")
+# pass its own tests and build into a component. Every skeleton of a language is named
+# `tide-LANG`, so its reactor reacts to its aggregate's events (`TideLangCreatedEvent`, …).
+# The host loads the Rust skeletons and the projections here (`sluice plugins` lists them); the
+# JavaScript and Python aggregates and reactors are kept in $template_out as KIND_LANG.wasm,
+# where tests/tests/templates.rs serves them in a real host, sends commands and receives what
+# the reactor sends (compiling each language runtime once there rather than twice).
+# Rust skeletons build with the plugins workspace's lock file and target folder.
+templates=("aggregate rust" "projection rust" "reactor rust"
+  "aggregate js" "projection js" "reactor js"
+  "aggregate python" "projection python" "reactor python")
+template_out="$polyglot_out/templates"
+
+# world_of KIND: the world a JavaScript or Python skeleton of KIND builds for.
+world_of() {
+  case "$1" in
+    aggregate) echo upcasting-aggregate-plugin ;;
+    projection) echo projection-plugin ;;
+    reactor) echo reactor-plugin ;;
+  esac
+}
 
 test_templates() {
-  local sluice work spec kind lang dir started venv wasm listed
+  local sluice work spec kind lang name snake dir started venv wasm listed world
   sluice="$(sluice_bin)"
   venv="$(py_venv)"
   work="$(mktemp -d)"
-  mkdir -p "$work/plugins"
+  mkdir -p "$work/plugins" "$template_out"
   for spec in "${templates[@]}"; do
     read -r kind lang <<<"$spec"
+    name="tide-$lang"
+    snake="tide_$lang"
     dir="$work/$kind-$lang"
+    world="$(world_of "$kind")"
     started=$SECONDS
-    "$sluice" new "$kind" "tide-gauge-$kind" --lang "$lang" --dir "$dir" --sdk "$repo/plugins" || return 1
-    wasm="$work/plugins/tide_gauge_${kind}.wasm"
+    "$sluice" new "$kind" "$name" --lang "$lang" --dir "$dir" --sdk "$repo/plugins" || return 1
+    wasm="$work/plugins/${kind}_$lang.wasm"
     case "$lang" in
       rust)
         # The plugins workspace's lock file and target folder: the skeleton's dependencies are
@@ -106,24 +126,32 @@ test_templates() {
         cp "$repo/plugins/Cargo.lock" "$dir/Cargo.lock" || return 1
         (cd "$dir" && CARGO_TARGET_DIR="$plugins_target" cargo test --quiet \
           && CARGO_TARGET_DIR="$plugins_target" cargo component-build --quiet) || return 1
-        cp "$plugins_target/wasm32-wasip2/release/tide_gauge_${kind}.wasm" "$wasm" || return 1
+        cp "$plugins_target/wasm32-wasip2/release/$snake.wasm" "$wasm" || return 1
         ;;
       js)
-        (cd "$dir" && npm ci --cache "$cache_root/npm" --prefer-offline --no-audit --no-fund --loglevel=error \
-          && node --test && node build.mjs component.js "$wasm") || return 1
+        # The skeleton's package-lock.json is plugins/js's, whose toolchain `npm ci` installed
+        # (ensure_js_toolchain): the same packages, so it links them instead of a second install.
+        ln -s "$js_dir/node_modules" "$dir/node_modules" || return 1
+        (cd "$dir" && node --test && node build.mjs component.js "$wasm" "$world") || return 1
         ;;
       python)
-        (cd "$dir" && COMPONENTIZE_PY="$venv/bin/componentize-py" PYTHON="$venv/bin/python" ./build.sh test . \
+        (cd "$dir" && export SLUICE_WORLD="$world" && COMPONENTIZE_PY="$venv/bin/componentize-py" \
+          PYTHON="$venv/bin/python" ./build.sh test . \
           && COMPONENTIZE_PY="$venv/bin/componentize-py" ./build.sh build . "$wasm") || return 1
         ;;
     esac
+    if [[ "$lang" != rust && "$kind" != projection ]]; then
+      cp "$wasm" "$template_out/" || return 1
+      say "sluice new $kind --lang $lang: tested and built in $(elapsed "$started") (served by tests/tests/templates.rs)"
+      continue
+    fi
     # The host loads it: its manifest is listed.
     rm -rf "$work/plugins-one" && mkdir -p "$work/plugins-one" && cp "$wasm" "$work/plugins-one/"
     # A reactor loads only with its channel granted.
-    printf '[channels.tide_gauge_%s]\nwebhook = "http://127.0.0.1:9/unused"\n' "$kind" >"$work/granted.toml"
+    printf '[channels.%s]\nwebhook = "http://127.0.0.1:9/unused"\n' "$snake" >"$work/granted.toml"
     listed="$("$sluice" --config "$work/granted.toml" plugins --plugins "$work/plugins-one" \
       --data-dir "$work/data-$kind-$lang")" || return 1
-    if ! grep -q "tide_gauge_${kind}\|TideGauge" <<<"$listed"; then
+    if ! grep -qi "$snake\|tide$lang" <<<"$listed"; then
       say "the host did not load the $lang $kind skeleton: $listed"
       return 1
     fi
