@@ -6,8 +6,11 @@
 //! contents carry placeholders (`{{name}}`, `{{snake}}`, `{{Pascal}}`, `{{camel}}`, and for Rust
 //! `{{sdk_dir}}`, the `plugins/` folder of a Sluice checkout holding the guest SDKs). The
 //! JavaScript and Python skeletons carry their toolchain's pinned manifest, their build script,
-//! the in-memory `sql` their tests run on and the WIT package, all taken from `plugins/` and
-//! `wit/` at compile time, so they stay the same as the repository's own plugins.
+//! (projections) the in-memory `sql` their tests run on, and the WIT package of their world
+//! (`wit/v0.1` for projections, `wit/v0.2` for aggregates and reactors), all taken from
+//! `plugins/` and `wit/` at compile time, so they stay the same as the repository's own plugins.
+//! Each keeps its logic in a plain module its tests (`node --test`, `python -m unittest`) run
+//! natively, apart from the component glue (`component.js`, `app.py`).
 //!
 //! A new plugin kind or language is one more [`Kind`] or [`Lang`] variant and its entries in
 //! [`TEMPLATES`].
@@ -86,13 +89,24 @@ pub struct Template {
     pub next_steps: &'static str,
 }
 
-/// The WIT package the JavaScript and Python skeletons build against (`wit/` in the skeleton).
+/// The WIT package the JavaScript and Python projection skeletons build against (`wit/` in the
+/// skeleton).
 const WIT_V0_1: &[File] = &[
     ("wit/aggregate.wit", include_str!("../../wit/v0.1/aggregate.wit")),
     ("wit/projection.wit", include_str!("../../wit/v0.1/projection.wit")),
     ("wit/sql.wit", include_str!("../../wit/v0.1/sql.wit")),
     ("wit/types.wit", include_str!("../../wit/v0.1/types.wit")),
     ("wit/worlds.wit", include_str!("../../wit/v0.1/worlds.wit")),
+];
+
+/// The WIT package the JavaScript and Python aggregate and reactor skeletons build against
+/// (worlds `upcasting-aggregate-plugin` and `reactor-plugin`).
+const WIT_V0_2: &[File] = &[
+    ("wit/aggregate.wit", include_str!("../../wit/v0.2/aggregate.wit")),
+    ("wit/log.wit", include_str!("../../wit/v0.2/log.wit")),
+    ("wit/reactor.wit", include_str!("../../wit/v0.2/reactor.wit")),
+    ("wit/types.wit", include_str!("../../wit/v0.2/types.wit")),
+    ("wit/worlds.wit", include_str!("../../wit/v0.2/worlds.wit")),
 ];
 
 const RUST_AGGREGATE: &[File] = &[
@@ -125,6 +139,44 @@ const JS_PROJECTION: &[File] = &[
     ("component.js", include_str!("../templates/js-projection/component.js")),
     ("projection.js", include_str!("../templates/js-projection/projection.js")),
     ("projection.test.js", include_str!("../templates/js-projection/projection.test.js")),
+];
+
+const JS_AGGREGATE: &[File] = &[
+    ("package.json", include_str!("../../plugins/js/package.json")),
+    ("package-lock.json", include_str!("../../plugins/js/package-lock.json")),
+    (".gitignore", include_str!("../../plugins/js/.gitignore")),
+    ("build.mjs", include_str!("../../plugins/js/build.mjs")),
+    ("component.js", include_str!("../templates/js-aggregate/component.js")),
+    ("aggregate.js", include_str!("../templates/js-aggregate/aggregate.js")),
+    ("aggregate.test.js", include_str!("../templates/js-aggregate/aggregate.test.js")),
+];
+
+const PYTHON_AGGREGATE: &[File] = &[
+    ("requirements.txt", include_str!("../../plugins/python/requirements.txt")),
+    (".gitignore", include_str!("../../plugins/python/.gitignore")),
+    ("build.sh", include_str!("../../plugins/python/build.sh")),
+    ("app.py", include_str!("../templates/python-aggregate/app.py")),
+    ("aggregate.py", include_str!("../templates/python-aggregate/aggregate.py")),
+    ("test_aggregate.py", include_str!("../templates/python-aggregate/test_aggregate.py")),
+];
+
+const JS_REACTOR: &[File] = &[
+    ("package.json", include_str!("../../plugins/js/package.json")),
+    ("package-lock.json", include_str!("../../plugins/js/package-lock.json")),
+    (".gitignore", include_str!("../../plugins/js/.gitignore")),
+    ("build.mjs", include_str!("../../plugins/js/build.mjs")),
+    ("component.js", include_str!("../templates/js-reactor/component.js")),
+    ("reactor.js", include_str!("../templates/js-reactor/reactor.js")),
+    ("reactor.test.js", include_str!("../templates/js-reactor/reactor.test.js")),
+];
+
+const PYTHON_REACTOR: &[File] = &[
+    ("requirements.txt", include_str!("../../plugins/python/requirements.txt")),
+    (".gitignore", include_str!("../../plugins/python/.gitignore")),
+    ("build.sh", include_str!("../../plugins/python/build.sh")),
+    ("app.py", include_str!("../templates/python-reactor/app.py")),
+    ("reactor.py", include_str!("../templates/python-reactor/reactor.py")),
+    ("test_reactor.py", include_str!("../templates/python-reactor/test_reactor.py")),
 ];
 
 const PYTHON_PROJECTION: &[File] = &[
@@ -168,6 +220,42 @@ pub const TEMPLATES: &[Template] = &[
         next_steps: "npm ci                      # the pinned toolchain (componentize-js)\n\
                      node --test                 # the given/when/then tests, natively\n\
                      node build.mjs component.js {{snake}}.wasm",
+    },
+    Template {
+        kind: Kind::Aggregate,
+        lang: Lang::Js,
+        files: JS_AGGREGATE,
+        next_steps: "npm ci                      # the pinned toolchain (componentize-js)\n\
+                     node --test                 # the given/when/then tests, natively\n\
+                     node build.mjs component.js {{snake}}.wasm upcasting-aggregate-plugin",
+    },
+    Template {
+        kind: Kind::Aggregate,
+        lang: Lang::Python,
+        files: PYTHON_AGGREGATE,
+        next_steps: "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt\n\
+                     export SLUICE_WORLD=upcasting-aggregate-plugin PATH=.venv/bin:$PATH\n\
+                     ./build.sh test .                 # the given/when/then tests, natively\n\
+                     ./build.sh build . {{snake}}.wasm",
+    },
+    Template {
+        kind: Kind::Reactor,
+        lang: Lang::Js,
+        files: JS_REACTOR,
+        next_steps: "npm ci                      # the pinned toolchain (componentize-js)\n\
+                     node --test                 # the given/when/then tests, natively\n\
+                     node build.mjs component.js {{snake}}.wasm reactor-plugin\n\
+                     # grant its channel in the host's config: [channels.{{snake}}] webhook = \"http://…\"",
+    },
+    Template {
+        kind: Kind::Reactor,
+        lang: Lang::Python,
+        files: PYTHON_REACTOR,
+        next_steps: "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt\n\
+                     export SLUICE_WORLD=reactor-plugin PATH=.venv/bin:$PATH\n\
+                     ./build.sh test .                 # the given/when/then tests, natively\n\
+                     ./build.sh build . {{snake}}.wasm\n\
+                     # grant its channel in the host's config: [channels.{{snake}}] webhook = \"http://…\"",
     },
     Template {
         kind: Kind::Projection,
@@ -271,7 +359,11 @@ pub fn create(
     if not_empty {
         return Err(ScaffoldError::NotEmpty(dir.to_path_buf()));
     }
-    let wit: &[File] = if lang == Lang::Rust { &[] } else { WIT_V0_1 };
+    let wit: &[File] = match (lang, kind) {
+        (Lang::Rust, _) => &[],
+        (_, Kind::Projection) => WIT_V0_1,
+        (_, Kind::Aggregate | Kind::Reactor) => WIT_V0_2,
+    };
     let mut written = Vec::new();
     for (path, contents) in template.files.iter().chain(wit) {
         let path = dir.join(names.fill(path, &sdk_dir));
@@ -334,8 +426,28 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_template_names_the_ones_there_are() {
-        let message = template(Kind::Aggregate, Lang::Python).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(message.contains("aggregate rust") && message.contains("projection python"), "{message}");
+    fn every_kind_has_a_template_in_every_language() {
+        for kind in [Kind::Aggregate, Kind::Projection, Kind::Reactor] {
+            for lang in [Lang::Rust, Lang::Js, Lang::Python] {
+                let found = template(kind, lang).map(|t| (t.kind, t.lang)).ok();
+                assert_eq!(found, Some((kind, lang)), "{kind} {lang}");
+            }
+        }
+        assert_eq!(TEMPLATES.len(), 9, "one template per kind and language");
+    }
+
+    #[test]
+    fn a_skeleton_carries_the_wit_of_its_world() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (kind, world) in [
+            (Kind::Aggregate, "world upcasting-aggregate-plugin"),
+            (Kind::Reactor, "world reactor-plugin"),
+            (Kind::Projection, "world projection-plugin"),
+        ] {
+            let target = dir.path().join(kind.to_string());
+            create(kind, Lang::Python, "tide-gauge", &target, None).expect("written");
+            let worlds = std::fs::read_to_string(target.join("wit/worlds.wit")).expect("worlds.wit");
+            assert!(worlds.contains(world), "{kind}: {worlds}");
+        }
     }
 }

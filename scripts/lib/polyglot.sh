@@ -82,54 +82,99 @@ build_polyglot() {
 }
 
 # `sluice new` for every template (kind and language) into a fresh folder; each skeleton must
-# pass its own tests, build into a component, and load in the host (`sluice plugins` lists it).
-# Rust skeletons build in a target folder of their own under ~/.cache/sluice.
-templates=("aggregate rust" "projection rust" "reactor rust" "projection js" "projection python")
+# pass its own tests and build into a component. Every skeleton of a language is named
+# `tide-LANG`, so its reactor reacts to its aggregate's events (`TideLangCreatedEvent`, …).
+# The host loads the Rust skeletons and the projections here (`sluice plugins` lists them); the
+# JavaScript and Python aggregates and reactors are kept in $template_out as KIND_LANG.wasm,
+# where tests/tests/templates.rs serves them in a real host, sends commands and receives what
+# the reactor sends (compiling each language runtime once there rather than twice).
+template_kinds=(aggregate projection reactor)
+template_langs=(rust js python)
+template_out="$polyglot_out/templates"
 
-test_templates() {
-  local sluice work spec kind lang dir started venv wasm listed
+# world_of KIND: the world a JavaScript or Python skeleton of KIND builds for.
+world_of() {
+  case "$1" in
+    aggregate) echo upcasting-aggregate-plugin ;;
+    projection) echo projection-plugin ;;
+    reactor) echo reactor-plugin ;;
+  esac
+}
+
+# template_one KIND LANG WORK: scaffold, test and build one skeleton in WORK/KIND-LANG.
+template_one() {
+  local kind="$1" lang="$2" work="$3" sluice venv name snake dir world wasm listed one started=$SECONDS
   sluice="$(sluice_bin)"
   venv="$(py_venv)"
+  name="tide-$lang"
+  snake="tide_$lang"
+  dir="$work/$kind-$lang"
+  world="$(world_of "$kind")"
+  "$sluice" new "$kind" "$name" --lang "$lang" --dir "$dir" --sdk "$repo/plugins" || return 1
+  wasm="$work/plugins/${kind}_$lang.wasm"
+  case "$lang" in
+    rust)
+      # The plugins workspace's lock file and target folder: the skeleton's dependencies are the
+      # reference plugins' (same versions, same profile), so they are already built there and
+      # only the skeleton itself compiles (a separate target took 16 min on 2 cores).
+      cp "$repo/plugins/Cargo.lock" "$dir/Cargo.lock" || return 1
+      (cd "$dir" && CARGO_TARGET_DIR="$plugins_target" cargo test --quiet \
+        && CARGO_TARGET_DIR="$plugins_target" cargo component-build --quiet) || return 1
+      cp "$plugins_target/wasm32-wasip2/release/$snake.wasm" "$wasm" || return 1
+      ;;
+    js)
+      # The skeleton's package-lock.json is plugins/js's, whose toolchain `npm ci` installed
+      # (ensure_js_toolchain): the same packages, so it links them instead of a second install.
+      ln -s "$js_dir/node_modules" "$dir/node_modules" || return 1
+      (cd "$dir" && node --test && node build.mjs component.js "$wasm" "$world") || return 1
+      ;;
+    python)
+      (cd "$dir" && export SLUICE_WORLD="$world" && COMPONENTIZE_PY="$venv/bin/componentize-py" \
+        PYTHON="$venv/bin/python" ./build.sh test . \
+        && COMPONENTIZE_PY="$venv/bin/componentize-py" ./build.sh build . "$wasm") || return 1
+      ;;
+  esac
+  if [[ "$lang" != rust && "$kind" != projection ]]; then
+    cp "$wasm" "$template_out/" || return 1
+    say "sluice new $kind --lang $lang: tested and built in $(elapsed "$started") (served by tests/tests/templates.rs)"
+    return 0
+  fi
+  # The host loads it: its manifest is listed. A reactor loads only with its channel granted.
+  one="$work/one-$kind-$lang"
+  mkdir -p "$one/plugins" && cp "$wasm" "$one/plugins/" || return 1
+  printf '[channels.%s]\nwebhook = "http://127.0.0.1:9/unused"\n' "$snake" >"$one/granted.toml"
+  listed="$("$sluice" --config "$one/granted.toml" plugins --plugins "$one/plugins" --data-dir "$one/data")" || return 1
+  if ! grep -qi "$snake\|tide$lang" <<<"$listed"; then
+    say "the host did not load the $lang $kind skeleton: $listed"
+    return 1
+  fi
+  say "sluice new $kind --lang $lang: tested, built and loaded in $(elapsed "$started")"
+}
+
+# Every template, one lane per language side by side (building a JavaScript or Python component
+# uses one core; on two cores the lanes take about the time of the longest one instead of the
+# sum). Rust skeletons share the plugins' target folder, so their lane runs them one by one. Each
+# lane's output is shown when all are done.
+test_templates() {
+  local work lang kind i status=0 started=$SECONDS
+  local -a pids=()
   work="$(mktemp -d)"
-  mkdir -p "$work/plugins"
-  for spec in "${templates[@]}"; do
-    read -r kind lang <<<"$spec"
-    dir="$work/$kind-$lang"
-    started=$SECONDS
-    "$sluice" new "$kind" "tide-gauge-$kind" --lang "$lang" --dir "$dir" --sdk "$repo/plugins" || return 1
-    wasm="$work/plugins/tide_gauge_${kind}.wasm"
-    case "$lang" in
-      rust)
-        # The plugins workspace's lock file and target folder: the skeleton's dependencies are
-        # the reference plugins' (same versions, same profile), so they are already built there
-        # and only the skeleton itself compiles (a separate target took 16 min on 2 cores).
-        cp "$repo/plugins/Cargo.lock" "$dir/Cargo.lock" || return 1
-        (cd "$dir" && CARGO_TARGET_DIR="$plugins_target" cargo test --quiet \
-          && CARGO_TARGET_DIR="$plugins_target" cargo component-build --quiet) || return 1
-        cp "$plugins_target/wasm32-wasip2/release/tide_gauge_${kind}.wasm" "$wasm" || return 1
-        ;;
-      js)
-        (cd "$dir" && npm ci --cache "$cache_root/npm" --prefer-offline --no-audit --no-fund --loglevel=error \
-          && node --test && node build.mjs component.js "$wasm") || return 1
-        ;;
-      python)
-        (cd "$dir" && COMPONENTIZE_PY="$venv/bin/componentize-py" PYTHON="$venv/bin/python" ./build.sh test . \
-          && COMPONENTIZE_PY="$venv/bin/componentize-py" ./build.sh build . "$wasm") || return 1
-        ;;
-    esac
-    # The host loads it: its manifest is listed.
-    rm -rf "$work/plugins-one" && mkdir -p "$work/plugins-one" && cp "$wasm" "$work/plugins-one/"
-    # A reactor loads only with its channel granted.
-    printf '[channels.tide_gauge_%s]\nwebhook = "http://127.0.0.1:9/unused"\n' "$kind" >"$work/granted.toml"
-    listed="$("$sluice" --config "$work/granted.toml" plugins --plugins "$work/plugins-one" \
-      --data-dir "$work/data-$kind-$lang")" || return 1
-    if ! grep -q "tide_gauge_${kind}\|TideGauge" <<<"$listed"; then
-      say "the host did not load the $lang $kind skeleton: $listed"
-      return 1
-    fi
-    say "sluice new $kind --lang $lang: tested, built and loaded in $(elapsed "$started")"
+  mkdir -p "$work/plugins" "$template_out"
+  for lang in "${template_langs[@]}"; do
+    (for kind in "${template_kinds[@]}"; do template_one "$kind" "$lang" "$work" || exit 1; done) >"$work/$lang.log" 2>&1 &
+    pids+=("$!")
   done
+  for i in "${!pids[@]}"; do
+    lang="${template_langs[$i]}"
+    if ! wait "${pids[$i]}"; then
+      status=1
+      say "sluice new --lang $lang: FAILED (its output follows)"
+    fi
+    cat "$work/$lang.log" >&2
+  done
+  say "every template in $(elapsed "$started")"
   rm -rf "$work"
+  return "$status"
 }
 
 ensure_js_toolchain_and_py() { ensure_js_toolchain && ensure_py_toolchain; }
