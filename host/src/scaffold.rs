@@ -100,11 +100,14 @@ const WIT_V0_1: &[File] = &[
 ];
 
 /// The WIT package the JavaScript and Python aggregate and reactor skeletons build against
-/// (worlds `upcasting-aggregate-plugin` and `reactor-plugin`).
+/// (worlds `upcasting-aggregate-plugin` and `reactor-plugin`): all of 0.2.0, since its
+/// `worlds.wit` names every interface of the package.
 const WIT_V0_2: &[File] = &[
     ("wit/aggregate.wit", include_str!("../../wit/v0.2/aggregate.wit")),
     ("wit/log.wit", include_str!("../../wit/v0.2/log.wit")),
+    ("wit/projection.wit", include_str!("../../wit/v0.2/projection.wit")),
     ("wit/reactor.wit", include_str!("../../wit/v0.2/reactor.wit")),
+    ("wit/sql.wit", include_str!("../../wit/v0.2/sql.wit")),
     ("wit/types.wit", include_str!("../../wit/v0.2/types.wit")),
     ("wit/worlds.wit", include_str!("../../wit/v0.2/worlds.wit")),
 ];
@@ -448,6 +451,24 @@ mod tests {
             create(kind, Lang::Python, "tide-gauge", &target, None).expect("written");
             let worlds = std::fs::read_to_string(target.join("wit/worlds.wit")).expect("worlds.wit");
             assert!(worlds.contains(world), "{kind}: {worlds}");
+            // Every interface a world names is declared in the skeleton's package, or the
+            // toolchains cannot even parse it.
+            let mut declared = Vec::new();
+            for entry in std::fs::read_dir(target.join("wit")).expect("wit dir") {
+                let text = std::fs::read_to_string(entry.expect("entry").path()).expect("wit file");
+                declared.extend(
+                    text.lines()
+                        .filter_map(|l| l.trim().strip_prefix("interface "))
+                        .filter_map(|l| l.split_whitespace().next())
+                        .map(str::to_owned),
+                );
+            }
+            for named in worlds.lines().filter_map(|l| {
+                let l = l.trim();
+                l.strip_prefix("import ").or_else(|| l.strip_prefix("export ")).map(|n| n.trim_end_matches(';'))
+            }) {
+                assert!(declared.iter().any(|d| d == named), "{kind}: {named} is not declared in {declared:?}");
+            }
         }
     }
 }
