@@ -64,7 +64,11 @@
 //!   ends at P has `_id` P + 1, and no document there means the log ends at P. The commits this
 //!   process wrote (and those it read last) are kept in memory in commit order ([`Recent`]), so
 //!   the relay publishes this host's own commits without a query and looks up other hosts'
-//!   commits one by one, plus one lookup that finds the end. A read that starts inside a commit
+//!   commits one by one. At the end of everything it knows, a reader reads the `log_head` hint
+//!   and looks in `commits` only when the hint is past that end, or at most once per
+//!   [`END_PROBE_INTERVAL`] ([`EndProbes`]): another process's newest commits reach this one's
+//!   readers within the hint's interval plus that, a second at most, while a reader that just
+//!   drained the log (the relay, after every batch) costs FerretDB nothing. A read that starts inside a commit
 //!   the process does not know, or falls more than [`WALK`] commits behind the end, reads the rest
 //!   by range: on MongoDB through the `log` index, on FerretDB a scan, paid once per
 //!   [`PAGE`] commits while catching up.
@@ -77,6 +81,7 @@
 //! |---|---|---|---|
 //! | append (the writer) | `insert_many`, ordered | — | `_id` and `stream` (unique) decide races |
 //! | the writer's clash check, log walk, head steps | `_id` = P | — | `_id` |
+//! | a reader at the end of what it knows: the hint first | `log_head`: `_id` = `head` | — | `_id` |
 //! | range read of the log (catch-up) | `last_position` > P, limit | `last_position` ↑ | `log` |
 //! | read a stream | `aggregate_type`, `aggregate_id`, `start` ≤ V, `end` > A | `start` ↑ | `stream` (prefix and `start` range; `end` checked on the stream's commits) |
 //! | a stream's version (cold stream, refused append) | `aggregate_type`, `aggregate_id` | `start` ↓, limit 1 | `stream` |
@@ -129,6 +134,9 @@ const MAX_CLASHES: u32 = 10_000;
 const KNOWN_STREAMS: NonZeroUsize = NonZeroUsize::new(100_000).expect("non-zero");
 /// Appends that may wait for the writer.
 const QUEUE: usize = 4096;
+/// How long a reader at the end of every commit this process knows trusts the `log_head` hint
+/// instead of looking in `commits` for a newer commit (see [`EndProbes`]).
+pub const END_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One document of `commits`: an appended batch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,6 +224,33 @@ impl Recent {
     }
 }
 
+/// When a reader last looked in `commits` past the end of every commit this process knows. On
+/// FerretDB even an `_id` equality costs time in proportion to the collection, and the relay
+/// reaches the end of the log after every drain: looking each time kept FerretDB busy with
+/// nothing to find. A reader at that end reads the one-document `log_head` hint instead (cheap
+/// at any size) and looks in `commits` only when the hint is past its end (another process wrote)
+/// or at most once per [`END_PROBE_INTERVAL`] (a writer that stopped before publishing its hint).
+#[derive(Default)]
+struct EndProbes {
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+impl EndProbes {
+    /// Whether a reader at `end`, the end of everything this process knows, should look in
+    /// `commits` for the commit after it, given the published `hint`.
+    fn due(&self, end: u64, hint: u64) -> bool {
+        if hint > end {
+            return true;
+        }
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < END_PROBE_INTERVAL) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
+    }
+}
+
 /// An append waiting for the writer; the answer is its first position.
 struct PendingAppend {
     commit: Commit,
@@ -255,6 +290,8 @@ pub struct MongoEventStore {
     head: LogHead,
     /// The commits written or read last (shared with the writer).
     recent: Arc<Recent>,
+    /// When a reader last looked past the end it knew.
+    probes: EndProbes,
 }
 
 impl std::fmt::Debug for MongoEventStore {
@@ -328,6 +365,7 @@ impl MongoEventStore {
             known: Mutex::new(LruCache::new(KNOWN_STREAMS)),
             head: LogHead::default(),
             recent,
+            probes: EndProbes::default(),
         })
     }
 
@@ -645,12 +683,22 @@ impl EventStore for MongoEventStore {
         // Whether a commit ends at `at`, so that the next one, if any, has `_id` `at + 1`.
         let mut boundary = at == 0 || self.recent.ends_at(at);
         let mut lookups = 0;
+        let mut hint = None;
         while events.len() < limit {
             if let Some(kept) = self.recent.holding(at + 1) {
                 boundary = take(&kept, &mut at, &mut events, limit)?;
                 continue;
             }
             if boundary && lookups < WALK {
+                if at >= self.recent.end() {
+                    let published = match hint {
+                        Some(published) => published,
+                        None => *hint.insert(read_hint(&self.log_head).await?),
+                    };
+                    if !self.probes.due(at, published) {
+                        break;
+                    }
+                }
                 lookups += 1;
                 // Commits tile the log: none at `at + 1` means the log ends at `at`.
                 let Some(next) = self.commits.find_one(doc! { "_id": position_id(at + 1) }).await? else { break };
