@@ -229,25 +229,31 @@ impl Recent {
 /// reaches the end of the log after every drain: looking each time kept FerretDB busy with
 /// nothing to find. A reader at that end reads the one-document `log_head` hint instead (cheap
 /// at any size) and looks in `commits` only when the hint is past its end (another process wrote)
-/// or at most once per [`END_PROBE_INTERVAL`] (a writer that stopped before publishing its hint).
+/// or when no look confirmed an end within the last [`END_PROBE_INTERVAL`] (which also finds the
+/// commits of a writer that stopped before publishing its hint). A walk over commits it finds
+/// is never slowed: only a confirmed end is trusted for a while.
 #[derive(Default)]
 struct EndProbes {
-    last: Mutex<Option<std::time::Instant>>,
+    /// The last end a look in `commits` confirmed (nothing after it), and when.
+    confirmed: Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 impl EndProbes {
     /// Whether a reader at `end`, the end of everything this process knows, should look in
-    /// `commits` for the commit after it, given the published `hint`.
+    /// `commits` for the commit after it, given the published `hint`: unless the hint is not past
+    /// it and a look confirmed an end at or before it lately (what lies between is this
+    /// process's own commits, which it knows).
     fn due(&self, end: u64, hint: u64) -> bool {
         if hint > end {
             return true;
         }
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|at| at.elapsed() < END_PROBE_INTERVAL) {
-            return false;
-        }
-        *last = Some(std::time::Instant::now());
-        true
+        let confirmed = self.confirmed.lock().unwrap_or_else(PoisonError::into_inner);
+        !confirmed.is_some_and(|(at, when)| at <= end && when.elapsed() < END_PROBE_INTERVAL)
+    }
+
+    /// A look in `commits` found nothing after `end`.
+    fn confirm(&self, end: u64) {
+        *self.confirmed.lock().unwrap_or_else(PoisonError::into_inner) = Some((end, std::time::Instant::now()));
     }
 }
 
@@ -701,7 +707,10 @@ impl EventStore for MongoEventStore {
                 }
                 lookups += 1;
                 // Commits tile the log: none at `at + 1` means the log ends at `at`.
-                let Some(next) = self.commits.find_one(doc! { "_id": position_id(at + 1) }).await? else { break };
+                let Some(next) = self.commits.find_one(doc! { "_id": position_id(at + 1) }).await? else {
+                    self.probes.confirm(at);
+                    break;
+                };
                 let next = Arc::new(next);
                 self.recent.keep(next.clone());
                 boundary = take(&next, &mut at, &mut events, limit)?;
