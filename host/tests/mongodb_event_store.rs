@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice::event_store::mongodb::MongoEventStore;
+use sluice::event_store::mongodb::{self as mongodb_store, MongoEventStore};
 use sluice::event_store::{EventStore, EventStoreError, NewEvent, StoredEvent};
 
 const URL_VARIABLE: &str = "SLUICE_TEST_MONGODB_URL";
@@ -161,7 +161,21 @@ async fn the_global_log_is_in_commit_order_across_streams() {
     // A second store on the same database (another host, or a restart) continues the log.
     let again = db.open().await;
     assert_eq!(again.append("U", "b", 2, &[event(5)]).await.expect("append").positions, vec![5]);
-    assert_eq!(positions(&store.read_all(0, 10).await.expect("read")), vec![1, 2, 3, 4, 5]);
+    assert_eq!(positions(&again.read_all(0, 10).await.expect("read")), vec![1, 2, 3, 4, 5]);
+    // The first store's head sees it at once; its log readers within the documented bound (the
+    // hint's interval plus the end-probe interval), never out of order.
+    assert_eq!(store.head_position().await.expect("head"), 5);
+    let bound = mongodb_store::HINT_INTERVAL + mongodb_store::END_PROBE_INTERVAL;
+    let deadline = std::time::Instant::now() + bound + Duration::from_secs(2);
+    loop {
+        let seen = positions(&store.read_all(0, 10).await.expect("read"));
+        if seen == vec![1, 2, 3, 4, 5] {
+            break;
+        }
+        assert_eq!(seen, vec![1, 2, 3, 4], "the log reads in commit order or not at all");
+        assert!(std::time::Instant::now() < deadline, "another host's commit never reached this host's log reader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     db.drop().await;
 }
 
