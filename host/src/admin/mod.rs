@@ -781,7 +781,7 @@ impl Admin {
 
     /// The log's head, for lag (0, logged, when the store cannot tell).
     async fn head(&self) -> u64 {
-        match self.parts().store.head_position().await {
+        match self.parts().store.known_head().await {
             Ok(head) => head,
             Err(e) => {
                 tracing::warn!("cannot read the log's head: {e}");

@@ -30,7 +30,7 @@ impl Admin {
         loop {
             let events = store.read_all(after, limit).await?;
             if !events.is_empty() || Instant::now() >= deadline {
-                let head = store.head_position().await?;
+                let head = store.known_head().await?;
                 return Ok((events, head));
             }
             tokio::time::sleep(POLL).await;

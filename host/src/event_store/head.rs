@@ -83,7 +83,7 @@ pub(crate) fn poll(store: &Arc<dyn EventStore>, every: Duration) {
                 () = stopped.cancelled() => return,
             }
             let Some(store) = store.upgrade() else { return };
-            match store.head_position().await {
+            match store.known_head().await {
                 Ok(head) => store.log_head().advanced(head),
                 Err(e) => tracing::debug!("cannot read the event store's head (polled again): {e}"),
             }

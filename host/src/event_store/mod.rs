@@ -220,6 +220,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// The position of the last committed event (0 when the store is empty).
     async fn head_position(&self) -> Result<u64, EventStoreError>;
 
+    /// The log's head as far as this store can tell cheaply, for status, lag and polling: never
+    /// past [`Self::head_position`], and behind it only by another process's newest commits,
+    /// for no longer than [`Self::read_all`] may be (MongoDB: see its `EndProbes`, where the
+    /// exact head costs FerretDB a scan of the log). The exact head by default.
+    async fn known_head(&self) -> Result<u64, EventStoreError> {
+        self.head_position().await
+    }
+
     /// The stream's current version (0 when empty).
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError>;
 

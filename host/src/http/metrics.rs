@@ -40,7 +40,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// Set the gauges of the present: the log's head and, per consumer, position, lag and state.
 async fn refresh_gauges(state: &AppState) {
     let store = state.commands.store();
-    match store.head_position().await {
+    match store.known_head().await {
         Ok(head) => telemetry::log_head(head),
         Err(e) => tracing::warn!("metrics: cannot read the log's head: {e}"),
     }

@@ -96,7 +96,12 @@ pub async fn run_query(
 /// A position no event has yet is the caller's mistake (400), not a projection that is behind
 /// (503 after the bounded wait). A store that cannot tell its head leaves the wait to decide.
 async fn check_position_exists(state: &AppState, wanted: u64) -> Result<(), ApiError> {
-    match state.commands.store().head_position().await {
+    let store = state.commands.store();
+    // The cheap head settles the usual case; only a position past it asks for the exact one.
+    if store.known_head().await.is_ok_and(|known| wanted <= known) {
+        return Ok(());
+    }
+    match store.head_position().await {
         Ok(head) if wanted > head => Err(ApiError::BadQuery(format!(
             "position {wanted} is beyond the last event in the log ({head}): no command has answered it yet"
         ))),
