@@ -395,3 +395,44 @@ async fn the_log_reads_the_same_from_memory_by_id_and_by_range() {
     assert_eq!(cold.head_position().await.expect("head"), 640);
     db.drop().await;
 }
+
+/// A follower of this process's own commits reads them all from memory while the writer keeps
+/// adding to it from another thread: it never takes a commit kept a moment after it asked for one
+/// it had not seen. (It raced into a lookup per group, each a scan of `commits` on FerretDB.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_of_its_own_writer_never_looks_a_commit_up() {
+    let Some(db) = TestDb::new() else { return };
+    let store = Arc::new(db.open().await);
+    store.append("T", "first", 0, &[event(0)]).await.expect("append");
+    // Confirms the end once, so the follower's looks past the end are at most one a second.
+    assert_eq!(positions(&store.read_all(0, 10).await.expect("read")), vec![1]);
+    let before = store.commits_looked_up();
+    let writers: Vec<_> = (0..8u32)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..100u32 {
+                    store.append("T", &format!("s{w}-{n}"), 0, &[event(n)]).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut after = 1;
+    while after < 801 {
+        let batch = store.read_all(after, 50).await.expect("read");
+        if let Some(last) = batch.last() {
+            assert_eq!(last.global_position, after + batch.len() as u64, "a gap after {after}");
+            after = last.global_position;
+        }
+        tokio::task::yield_now().await;
+        assert!(started.elapsed() < Duration::from_secs(60), "the follower stalled at {after}");
+    }
+    for writer in writers {
+        writer.await.expect("join");
+    }
+    let looked_up = store.commits_looked_up() - before;
+    let allowed = started.elapsed().as_secs() + 1;
+    assert!(looked_up <= allowed, "{looked_up} commits looked up by `_id` in {:?}", started.elapsed());
+    db.drop().await;
+}

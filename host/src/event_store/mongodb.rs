@@ -328,6 +328,8 @@ pub struct MongoEventStore {
     recent: Arc<Recent>,
     /// When a reader last looked past the end it knew.
     probes: EndProbes,
+    /// Single commits read of the log by `_id` (see [`Self::commits_looked_up`]).
+    looked_up: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for MongoEventStore {
@@ -339,6 +341,13 @@ impl std::fmt::Debug for MongoEventStore {
 impl MongoEventStore {
     /// Open the store at a `mongodb://…` URL: connect, create the indexes if they are missing and
     /// start the writer task (it stops when the store is dropped).
+    /// How many single commits reads of the log have looked up in `commits` by `_id` so far (on
+    /// FerretDB each one is a scan): a reader of this process's own commits should need none.
+    /// For tests and diagnostics.
+    pub fn commits_looked_up(&self) -> u64 {
+        self.looked_up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub async fn open(url: &str) -> Result<Self, EventStoreError> {
         if url.starts_with("mongodb+srv:") {
             return Err(EventStoreError::Unsupported(
@@ -402,6 +411,7 @@ impl MongoEventStore {
             head: LogHead::default(),
             recent,
             probes: EndProbes::default(),
+            looked_up: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -740,6 +750,7 @@ impl EventStore for MongoEventStore {
                     }
                 }
                 lookups += 1;
+                self.looked_up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Commits tile the log: none at `at + 1` means the log ends at `at`.
                 let Some(next) = self.commits.find_one(doc! { "_id": position_id(at + 1) }).await? else {
                     self.probes.confirm(at);
