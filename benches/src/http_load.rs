@@ -91,7 +91,7 @@ pub async fn bench(setup: &LoadSetup) -> Result<()> {
 async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
     let ids = Arc::new(server.open_accounts(setup.accounts).await?);
     server.caught_up().await?;
-    let relay = relay_store(&setup.args).await?;
+    let relay = runs_a_relay(&setup.args);
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..setup.clients)
@@ -104,7 +104,7 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
     let sampler = {
         let stop = stop.clone();
         let (http, base) = (server.http.clone(), server.base.clone());
-        tokio::spawn(async move { sample_lags(&http, &base, relay.as_deref(), started, &stop).await })
+        tokio::spawn(async move { sample_lags(&http, &base, relay, started, &stop).await })
     };
     // At each window's end: the log's head and the projection's lag (in events), when the host
     // answers its status in time (a host that cannot is part of the result, not the end of it).
@@ -272,19 +272,20 @@ async fn deposits(http: &reqwest::Client, base: &str, ids: &[String], started: I
     record
 }
 
-/// The event store the host's arguments name, if it is not the embedded default: the relay's
-/// saved position is read from it.
-async fn relay_store(args: &[String]) -> Result<Option<Arc<dyn sluice::event_store::EventStore>>> {
-    let value = |flag: &str| {
-        args.iter().enumerate().find_map(|(i, arg)| match arg.strip_prefix(flag) {
-            Some("") => args.get(i + 1).cloned(),
-            Some(rest) => rest.strip_prefix('=').map(str::to_owned),
-            None => None,
-        })
-    };
-    let (Some(url), Some(_)) = (value("--event-store"), value("--bus")) else { return Ok(None) };
-    let store = sluice::event_store::open(&url).await.context("failed to open the host's event store")?;
-    Ok(Some(store))
+/// Whether the host's arguments give it a relay (an event store other than the embedded default
+/// and a bus): then the relay's saved position is sampled too.
+fn runs_a_relay(args: &[String]) -> bool {
+    let named = |flag: &str| args.iter().any(|arg| arg == flag || arg.starts_with(&format!("{flag}=")));
+    named("--event-store") && named("--bus")
+}
+
+/// The relay's saved position as the host reports it (`sluice_relay_position` in `/metrics`).
+/// Read from the host rather than from the store: a second client of the store would add its
+/// own reads to what is measured (on FerretDB each costs a scan of the log).
+async fn relay_position(http: &reqwest::Client, base: &str) -> Option<u64> {
+    let text = http.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("sluice_relay_position ")?.trim().parse::<f64>().ok().map(|p| p as u64))
 }
 
 /// Sample the head, the projection's position and the relay's position every [`SAMPLE`] until
@@ -292,7 +293,7 @@ async fn relay_store(args: &[String]) -> Result<Option<Arc<dyn sluice::event_sto
 async fn sample_lags(
     http: &reqwest::Client,
     base: &str,
-    relay: Option<&dyn sluice::event_store::EventStore>,
+    relay: bool,
     started: Instant,
     stop: &AtomicBool,
 ) -> Vec<Sample> {
@@ -305,10 +306,7 @@ async fn sample_lags(
             Ok(response) => response.json::<serde_json::Value>().await.ok(),
             Err(_) => None,
         };
-        let relayed = match relay {
-            Some(store) => store.relay_position().await.ok(),
-            None => None,
-        };
+        let relayed = if relay { relay_position(http, base).await } else { None };
         if let Some(json) = json
             && let (Some(head), Some(lag)) = (json["head"].as_u64(), json["lag"].as_u64())
         {
