@@ -215,7 +215,7 @@ async fn a_follower_never_skips_a_commit_while_writers_race() {
                     let after = seen.last().map_or(0, |e: &StoredEvent| e.global_position);
                     let batch = store.read_all(after, 10).await.expect("read");
                     // The end is the head (another process's last commits may reach `read_all`
-                    // up to a second late; the head is never late).
+                    // a little late; the head is never late).
                     if batch.is_empty() && done && after >= store.head_position().await.expect("head") {
                         break;
                     }

@@ -213,8 +213,9 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<StoredEvent>, EventStoreError>;
 
     /// Up to `limit` events of the global log with `position > after`, in position order, with
-    /// no gap. Another process's newest commits may show here up to a second late (MongoDB: see
-    /// its `EndProbes`); [`Self::head_position`] is not late.
+    /// no gap. Another process's newest commits may show here a little late (MongoDB: once that
+    /// process has published its hint, a fifth of a second; see its `EndProbes`);
+    /// [`Self::head_position`] is not late.
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError>;
 
     /// The position of the last committed event (0 when the store is empty).

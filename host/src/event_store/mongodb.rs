@@ -65,10 +65,11 @@
 //!   process wrote (and those it read last) are kept in memory in commit order ([`Recent`]), so
 //!   the relay publishes this host's own commits without a query and looks up other hosts'
 //!   commits one by one. At the end of everything it knows, a reader reads the `log_head` hint
-//!   and looks in `commits` only when the hint is past that end, or at most once per
-//!   [`END_PROBE_INTERVAL`] ([`EndProbes`]): another process's newest commits reach this one's
-//!   readers within the hint's interval plus that, a second at most, while a reader that just
-//!   drained the log (the relay, after every batch) costs FerretDB nothing. A read that starts inside a commit
+//!   and looks in `commits` only when the hint is past that end, or at most once per probe
+//!   interval ([`EndProbes`]: a second, longer where a look costs more than a twentieth of that):
+//!   another process's newest commits reach this one's readers within the hint's interval of
+//!   being published, while a reader that just drained the log (the relay, after every batch)
+//!   costs FerretDB nothing. A read that starts inside a commit
 //!   the process does not know, or falls more than [`WALK`] commits behind the end, reads the rest
 //!   by range: on MongoDB through the `log` index, on FerretDB a scan, paid once per
 //!   [`PAGE`] commits while catching up.
@@ -137,9 +138,15 @@ const MAX_CLASHES: u32 = 10_000;
 const KNOWN_STREAMS: NonZeroUsize = NonZeroUsize::new(100_000).expect("non-zero");
 /// Appends that may wait for the writer.
 const QUEUE: usize = 4096;
-/// How long a reader at the end of every commit this process knows trusts the `log_head` hint
-/// instead of looking in `commits` for a newer commit (see [`EndProbes`]).
+/// How long, at least, a reader at the end of every commit this process knows trusts the
+/// `log_head` hint instead of looking in `commits` for a newer commit (see [`EndProbes`]).
 pub const END_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long, at most, it trusts the hint: looks that cost more than a twentieth of this stop
+/// being spaced further apart.
+pub const MAX_END_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+/// Looks past the end take at most this share of the time (the interval is this many times
+/// what the last look took).
+const END_PROBE_SPACING: u32 = 20;
 
 /// One document of `commits`: an appended batch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,17 +262,35 @@ enum Kept {
 }
 
 /// When a reader last looked in `commits` past the end of every commit this process knows. On
-/// FerretDB even an `_id` equality costs time in proportion to the collection, and the relay
-/// reaches the end of the log after every drain: looking each time kept FerretDB busy with
-/// nothing to find. A reader at that end reads the one-document `log_head` hint instead (cheap
-/// at any size) and looks in `commits` only when the hint is past its end (another process wrote)
-/// or when no look confirmed an end within the last [`END_PROBE_INTERVAL`] (which also finds the
-/// commits of a writer that stopped before publishing its hint). A walk over commits it finds
-/// is never slowed: only a confirmed end is trusted for a while.
+/// FerretDB even an `_id` equality costs time in proportion to the collection (0.6 s at 40,000
+/// commits here), and the relay reaches the end of the log after every drain: looking each time
+/// kept FerretDB busy with nothing to find. A reader at that end reads the one-document
+/// `log_head` hint instead (cheap at any size) and looks in `commits` only when the hint is past
+/// its end (another process wrote and published it), or when no look confirmed an end within the
+/// probe interval, which finds the commits of a writer that stopped before publishing its hint.
+/// The interval is [`END_PROBE_INTERVAL`], or [`END_PROBE_SPACING`] times what the last look
+/// took when that is longer (at most [`MAX_END_PROBE_INTERVAL`]): on MongoDB a look costs a
+/// millisecond and happens once a second; on FerretDB looking never takes more than a twentieth
+/// of its time, however long the log. A walk over commits it finds is never slowed: only a
+/// confirmed end is trusted for a while.
 #[derive(Default)]
 struct EndProbes {
+    state: Mutex<ProbeState>,
+}
+
+#[derive(Default)]
+struct ProbeState {
     /// The last end a look in `commits` confirmed (nothing after it), and when.
-    confirmed: Mutex<Option<(u64, std::time::Instant)>>,
+    confirmed: Option<(u64, std::time::Instant)>,
+    /// How long that look took.
+    took: Duration,
+}
+
+impl ProbeState {
+    /// How long a confirmed end is trusted.
+    fn interval(&self) -> Duration {
+        (self.took * END_PROBE_SPACING).clamp(END_PROBE_INTERVAL, MAX_END_PROBE_INTERVAL)
+    }
 }
 
 impl EndProbes {
@@ -277,13 +302,15 @@ impl EndProbes {
         if hint > end {
             return true;
         }
-        let confirmed = self.confirmed.lock().unwrap_or_else(PoisonError::into_inner);
-        !confirmed.is_some_and(|(at, when)| at <= end && when.elapsed() < END_PROBE_INTERVAL)
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let interval = state.interval();
+        !state.confirmed.is_some_and(|(at, when)| at <= end && when.elapsed() < interval)
     }
 
-    /// A look in `commits` found nothing after `end`.
-    fn confirm(&self, end: u64) {
-        *self.confirmed.lock().unwrap_or_else(PoisonError::into_inner) = Some((end, std::time::Instant::now()));
+    /// A look in `commits` that started at `started` found nothing after `end`.
+    fn confirm(&self, end: u64, started: std::time::Instant) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        *state = ProbeState { confirmed: Some((end, std::time::Instant::now())), took: started.elapsed() };
     }
 }
 
@@ -751,9 +778,10 @@ impl EventStore for MongoEventStore {
                 }
                 lookups += 1;
                 self.looked_up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let started = std::time::Instant::now();
                 // Commits tile the log: none at `at + 1` means the log ends at `at`.
                 let Some(next) = self.commits.find_one(doc! { "_id": position_id(at + 1) }).await? else {
-                    self.probes.confirm(at);
+                    self.probes.confirm(at, started);
                     break;
                 };
                 let next = Arc::new(next);
@@ -812,8 +840,9 @@ impl EventStore for MongoEventStore {
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {
+        let started = std::time::Instant::now();
         let end = log_end(&self.raw, &self.log_head, &self.recent).await?;
-        self.probes.confirm(end);
+        self.probes.confirm(end, started);
         Ok(end)
     }
 
@@ -950,6 +979,32 @@ mod tests {
     use super::*;
 
     // The behaviour against a real server is tested in `host/tests/mongodb_event_store.rs`.
+
+    #[test]
+    fn looks_past_the_end_are_spaced_by_what_they_cost() {
+        let probes = EndProbes::default();
+        assert!(probes.due(10, 0), "nothing confirmed yet");
+        let now = std::time::Instant::now();
+        probes.confirm(10, now);
+        assert!(!probes.due(10, 10), "a cheap look is trusted for a second");
+        assert!(!probes.due(12, 12), "what lies past a confirmed end is this process's own");
+        assert!(probes.due(10, 11), "a hint past the end is looked into at once");
+        assert!(probes.due(9, 9), "an end before the confirmed one is not confirmed");
+
+        // A look that took half a second is trusted for ten (twenty times as long).
+        let costly = EndProbes::default();
+        costly.confirm(10, now - Duration::from_millis(500));
+        let interval = costly.state.lock().expect("lock").interval();
+        assert!(interval >= Duration::from_secs(10) && interval < Duration::from_secs(11), "{interval:?}");
+        // And one that took an hour, for a minute at most.
+        let endless = EndProbes::default();
+        endless.confirm(10, now - Duration::from_secs(3600));
+        let state = endless.state.lock().expect("lock");
+        assert_eq!(
+            (state.took * END_PROBE_SPACING).clamp(END_PROBE_INTERVAL, MAX_END_PROBE_INTERVAL),
+            MAX_END_PROBE_INTERVAL
+        );
+    }
 
     #[tokio::test]
     async fn urls_it_cannot_use_are_refused_before_connecting() {
