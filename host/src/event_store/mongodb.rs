@@ -297,14 +297,26 @@ impl EndProbes {
     /// Whether a reader at `end`, the end of everything this process knows, should look in
     /// `commits` for the commit after it, given the published `hint`: unless the hint is not past
     /// it and a look confirmed an end at or before it lately (what lies between is this
-    /// process's own commits, which it knows).
+    /// process's own commits, which it knows). A reader told to look has the look to itself:
+    /// the others trust `end` until the interval has passed again.
     fn due(&self, end: u64, hint: u64) -> bool {
         if hint > end {
             return true;
         }
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let interval = state.interval();
-        !state.confirmed.is_some_and(|(at, when)| at <= end && when.elapsed() < interval)
+        if state.confirmed.is_some_and(|(at, when)| at <= end && when.elapsed() < interval) {
+            return false;
+        }
+        // This reader looks; the others trust `end` meanwhile. On FerretDB a look at a long log
+        // takes seconds, and every reader that came by during it looked too.
+        state.confirmed = Some((end, std::time::Instant::now()));
+        true
+    }
+
+    /// A look found a commit: the reader walks on, and so may the others.
+    fn found(&self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).confirmed = None;
     }
 
     /// A look in `commits` that started at `started` found nothing after `end`.
@@ -784,6 +796,9 @@ impl EventStore for MongoEventStore {
                     self.probes.confirm(at, started);
                     break;
                 };
+                if past_end {
+                    self.probes.found();
+                }
                 let next = Arc::new(next);
                 self.recent.keep(next.clone());
                 boundary = take(&next, &mut at, &mut events, limit)?;
@@ -984,6 +999,7 @@ mod tests {
     fn looks_past_the_end_are_spaced_by_what_they_cost() {
         let probes = EndProbes::default();
         assert!(probes.due(10, 0), "nothing confirmed yet");
+        assert!(!probes.due(10, 0), "one look at a time");
         let now = std::time::Instant::now();
         probes.confirm(10, now);
         assert!(!probes.due(10, 10), "a cheap look is trusted for a second");
