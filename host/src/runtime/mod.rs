@@ -319,11 +319,7 @@ pub(crate) async fn observed_async<T>(
     let span = tracing::info_span!("plugin", plugin, call);
     let started = std::time::Instant::now();
     let result = run.instrument(span.clone()).await;
-    let outcome = outcome(&result);
-    if !matches!(outcome, "ok" | "refused") {
-        span.in_scope(|| tracing::warn!(reason = outcome, "the plugin's {call} call faulted"));
-    }
-    crate::telemetry::plugin_call(plugin, call, started.elapsed(), outcome);
+    settle(&span, plugin, call, started, outcome(&result));
     result
 }
 
@@ -339,12 +335,17 @@ pub(crate) fn observed<T>(
     let _entered = span.enter();
     let started = std::time::Instant::now();
     let result = run();
-    let outcome = outcome(&result);
+    settle(&span, plugin, call, started, outcome(&result));
+    result
+}
+
+/// What [`observed`] and [`observed_async`] do once a call returned: warn of a fault inside the
+/// call's span, then count and time the call by `outcome`.
+fn settle(span: &tracing::Span, plugin: &str, call: &'static str, started: std::time::Instant, outcome: &'static str) {
     if !matches!(outcome, "ok" | "refused") {
-        tracing::warn!(reason = outcome, "the plugin's {call} call faulted");
+        span.in_scope(|| tracing::warn!(reason = outcome, "the plugin's {call} call faulted"));
     }
     crate::telemetry::plugin_call(plugin, call, started.elapsed(), outcome);
-    result
 }
 
 /// The metrics' outcome of a call that answers or faults.
