@@ -384,8 +384,6 @@ impl std::fmt::Debug for MongoEventStore {
 }
 
 impl MongoEventStore {
-    /// Open the store at a `mongodb://…` URL: connect, create the indexes if they are missing and
-    /// start the writer task (it stops when the store is dropped).
     /// How many single commits reads of the log have looked up in `commits` by `_id` so far (on
     /// FerretDB each one is a scan): a reader of this process's own commits should need none.
     /// For tests and diagnostics.
@@ -393,6 +391,8 @@ impl MongoEventStore {
         self.looked_up.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Open the store at a `mongodb://…` URL: connect, create the indexes if they are missing and
+    /// start the writer task (it stops when the store is dropped).
     pub async fn open(url: &str) -> Result<Self, EventStoreError> {
         if url.starts_with("mongodb+srv:") {
             return Err(EventStoreError::Unsupported(
@@ -871,10 +871,7 @@ impl EventStore for MongoEventStore {
         // The hint and this process's own commits; `commits` only when a reader at that end
         // would look there too.
         let hint = read_hint(&self.log_head).await?;
-        let mut end = hint.max(self.recent.end());
-        while let Some(kept) = self.recent.holding(end + 1) {
-            end = to_u64(kept.last_position);
-        }
+        let end = hint.max(self.recent.end());
         if self.probes.due(end, hint) { self.head_position().await } else { Ok(end) }
     }
 
