@@ -131,6 +131,9 @@ impl Host {
     /// plugins directory.
     pub async fn run(&self) -> Result<(), StartError> {
         self.admin.start_consumers().await;
+        if let Err(e) = self.supervisor.spawn("metrics-upkeep", |stop| Box::pin(crate::telemetry::upkeep(stop))) {
+            tracing::error!("metrics upkeep not started: {e}");
+        }
         if let Some(bus) = &self.bus {
             let (store, bus, registry, owner) =
                 (self.store.clone(), bus.clone(), self.registry.clone(), self.host_id.clone());

@@ -84,6 +84,25 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// How often [`upkeep`] folds the histograms' recorded samples into their buckets.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Fold the histograms' samples into their buckets every [`UPKEEP_INTERVAL`] until `stop`. The
+/// recorder keeps every sample a histogram records until upkeep runs; [`render`] runs it, but a
+/// host nobody scrapes would otherwise keep them all (three samples per command: about 0.5 GB an
+/// hour at 6,000 commands/s).
+pub async fn upkeep(stop: tokio_util::sync::CancellationToken) {
+    let handle = handle();
+    let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => handle.run_upkeep(),
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
 /// The Prometheus text exposition of every metric recorded so far.
 pub fn render() -> String {
     let handle = handle();
