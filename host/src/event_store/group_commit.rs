@@ -5,9 +5,11 @@
 //! One fsync'd SQLite commit costs about a millisecond on the machines we measure on, so a
 //! commit per append caps the host near a thousand commands a second however fast the rest is.
 //! Here every append is a request to one writer thread that owns the write connection; the
-//! thread takes whatever requests are waiting (up to [`MAX_GROUP`]), runs each inside its own
-//! `SAVEPOINT` with its expected-version check, and commits the group once. An append whose check
-//! fails rolls back to its savepoint and is refused alone; the others commit. Nobody hears
+//! thread takes whatever requests are waiting (up to [`MAX_GROUP`]), runs each with its
+//! expected-version check — an append of several events inside its own `SAVEPOINT`, one event as
+//! one statement, which SQLite applies whole or not at all — and commits the group once. An
+//! append whose check fails is taken back (to its savepoint) and refused alone; the others
+//! commit. Nobody hears
 //! "appended" before the commit that made the append durable (`synchronous = FULL` stays).
 //!
 //! The thread calls SQLite in place (rusqlite) rather than through sqlx, whose SQLite driver
@@ -188,7 +190,14 @@ fn append_one(
     if request.events.is_empty() {
         return Ok(Ok(Appended::nothing(actual)));
     }
-    run(conn, "SAVEPOINT append")?;
+    // One row is one statement, which SQLite applies whole or not at all: a savepoint is needed
+    // only to take back the earlier rows of a longer append.
+    let savepoint = request.events.len() > 1;
+    if savepoint {
+        run(conn, "SAVEPOINT append")?;
+    }
+    let undo =
+        |conn: &Connection| if savepoint { conn.execute_batch("ROLLBACK TO append; RELEASE append") } else { Ok(()) };
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (aggregate_type, aggregate_id, version, event_type, schema_version, data, recorded_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING position",
@@ -211,22 +220,25 @@ fn append_one(
                 rusqlite::ffi::Error { code: rusqlite::ErrorCode::ConstraintViolation, .. },
                 _,
             )) => {
-                conn.execute_batch("ROLLBACK TO append; RELEASE append")?;
+                undo(conn)?;
                 let actual = stream_version(conn, kind, id)?;
                 return Ok(Err(EventStoreError::Conflict { expected, actual }));
             }
             Err(e) => {
-                conn.execute_batch("ROLLBACK TO append; RELEASE append")?;
+                undo(conn)?;
                 return Err(e);
             }
         }
     }
-    run(conn, "RELEASE append")?;
+    if savepoint {
+        run(conn, "RELEASE append")?;
+    }
     Ok(Ok(Appended { version: expected + request.events.len() as u64, positions, recorded_at: recorded_at.to_owned() }))
 }
 
-/// Run a statement of the hot path (SAVEPOINT and RELEASE per append, BEGIN and COMMIT per group)
-/// from the connection's statement cache, where `execute_batch` would parse it again each time.
+/// Run a statement of the hot path (SAVEPOINT and RELEASE per append of several events, BEGIN and
+/// COMMIT per group) from the connection's statement cache, where `execute_batch` would parse it
+/// again each time.
 fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
