@@ -10,6 +10,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::apply::{Progress, Rows};
 use super::{BATCH, Projection, ProjectionError};
+
+/// After a batch of fewer events than this, the follower waits [`LINGER`] before reading again.
+/// Under load a follower at the head otherwise applies each group commit alone (about ten events
+/// at 6,000 commands/s), paying a transaction and a plugin call for each; idle, it still applies
+/// the first event at once.
+const LINGER_BELOW: usize = 64;
+
+/// How long a busy follower lets commits gather: what it adds to read-your-writes under load.
+const LINGER: Duration = Duration::from_millis(2);
 use crate::read_store::{Checkpoint, ReadStoreError};
 
 impl Projection {
@@ -33,9 +42,19 @@ impl Projection {
                     () = stop.cancelled() => return,
                 }
             }
-            match self.catch_up_once().await {
-                Ok(true) => continue,
-                Ok(false) => {}
+            match self.apply_next_batch().await {
+                Ok(0) => {}
+                Ok(applied) => {
+                    // Busy at the head: let the next batch gather a few commits (each costs a
+                    // transaction and a plugin call) instead of taking every commit alone.
+                    if applied < LINGER_BELOW {
+                        tokio::select! {
+                            () = tokio::time::sleep(LINGER) => {}
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                    continue;
+                }
                 // Waits for an operator at the top of the loop.
                 Err(ProjectionError::Paused(_)) => continue,
                 Err(e) => {
@@ -77,13 +96,18 @@ impl Projection {
 
     /// Apply the next batch, if any. Returns whether there was one.
     pub async fn catch_up_once(&self) -> Result<bool, ProjectionError> {
+        Ok(self.apply_next_batch().await? > 0)
+    }
+
+    /// Apply the next batch, if any. Returns how many events it held.
+    async fn apply_next_batch(&self) -> Result<usize, ProjectionError> {
         let mut checkpoint = self.checkpoint.lock().await;
         let read_ahead = self.read_ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         let batch = match read_ahead {
             Some((after, batch)) if after == checkpoint.position => batch,
             _ => self.events.read_all(checkpoint.position, BATCH).await?,
         };
-        let Some(last) = batch.last().map(|e| e.global_position) else { return Ok(false) };
+        let Some(last) = batch.last().map(|e| e.global_position) else { return Ok(0) };
         let generation = checkpoint.generation;
         let next = Checkpoint { position: last, ..checkpoint.clone() };
         let progress = Progress::Checkpoint(next.clone());
@@ -118,6 +142,6 @@ impl Projection {
         *checkpoint = next;
         self.note_commit(&plugin);
         self.position.send_replace(last);
-        Ok(true)
+        Ok(batch.len())
     }
 }
