@@ -88,14 +88,55 @@ use crate::plugin::{AggregateManifest, PluginRegistry, ProjectionManifest};
 )]
 struct HostApi;
 
-/// The admin routes' bearer token, as a security scheme.
+/// The admin routes' bearer token, as a security scheme, and the two refusals of its guard
+/// ([`super::admin_auth`]) on every operation that needs it.
 struct AdminToken;
 
 impl utoipa::Modify for AdminToken {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        let refusal = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let guarded =
+                    operation.security.iter().flatten().any(|requirement| {
+                        serde_json::to_value(requirement).is_ok_and(|r| r.get("admin_token").is_some())
+                    });
+                if guarded {
+                    let responses = &mut operation.responses.responses;
+                    responses.entry("401".into()).or_insert_with(|| {
+                        refusal(
+                            "No bearer token, or not the admin token (`unauthorized`, with `WWW-Authenticate: Bearer`)",
+                        )
+                        .into()
+                    });
+                    responses.entry("403".into()).or_insert_with(|| {
+                        refusal("The host runs with no admin token: the admin API is off (`admin_disabled`)").into()
+                    });
+                }
+            }
+        }
     }
 }
 
