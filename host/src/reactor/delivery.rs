@@ -223,8 +223,12 @@ async fn deliver_one(
         Ok(()) => Some(attempts),
         Err(e) => {
             tracing::error!(reactor = %message.reactor, id = %message.id, attempts, "delivery parked after its retries: {e}");
-            if let Err(e) = outbox.park(&message.id, attempts, &e.to_string()).await {
-                tracing::warn!(reactor = %message.reactor, id = %message.id, "cannot record the parking: {e}");
+            match outbox.park(&message.id, attempts, &e.to_string()).await {
+                // Counted with the event letters, by consumer: a parked delivery is the reactor's dead letter.
+                Ok(()) => crate::telemetry::dead_letter(&message.reactor),
+                Err(e) => {
+                    tracing::warn!(reactor = %message.reactor, id = %message.id, "cannot record the parking: {e}")
+                }
             }
             None
         }
