@@ -454,4 +454,31 @@ mod tests {
         assert!(document["paths"]["/api/aggregates/{aggregate_type}/{id}/commands/{command}"]["post"].is_object());
         assert!(document["components"]["schemas"]["ErrorBody"].is_object());
     }
+
+    #[test]
+    fn every_admin_operation_has_a_typed_answer_and_the_guards_refusals() {
+        let document = host_document();
+        let paths = document["paths"].as_object().expect("paths");
+        let mut operations = 0;
+        for (path, item) in paths.iter().filter(|(path, _)| path.starts_with("/admin")) {
+            for (method, operation) in item.as_object().expect("a path item") {
+                operations += 1;
+                let responses = &operation["responses"];
+                for refusal in ["401", "403", "default"] {
+                    let schema = &responses[refusal]["content"]["application/json"]["schema"]["$ref"];
+                    assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {refusal}");
+                }
+                let success = &responses["200"]["content"]["application/json"]["schema"]["$ref"];
+                let name = success.as_str().and_then(|r| r.strip_prefix("#/components/schemas/"));
+                let name = name.unwrap_or_else(|| panic!("{method} {path}: 200 is no typed body: {responses}"));
+                assert!(document["components"]["schemas"][name].is_object(), "{method} {path}: {name} is missing");
+            }
+        }
+        assert!(operations >= 19, "only {operations} admin operations");
+        let upload = &document["paths"]["/admin/plugins/{name}"]["put"]["responses"];
+        assert_eq!(
+            upload["201"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/InstallAnswer"
+        );
+    }
 }
