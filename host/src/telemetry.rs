@@ -35,7 +35,8 @@ pub const CONSUMER_LAG_EVENTS: &str = "sluice_consumer_lag_events";
 pub const CONSUMER_LAG_SECONDS: &str = "sluice_consumer_lag_seconds";
 /// 1 for a consumer's current `state`, 0 for the others, by `consumer` and `state`.
 pub const CONSUMER_STATE: &str = "sluice_consumer_state";
-/// Events parked as dead letters, by `consumer`.
+/// Dead letters parked, by `consumer`: events a projection could not apply, and reactors'
+/// messages whose delivery retries ran out.
 pub const DEAD_LETTERS: &str = "sluice_dead_letters_parked_total";
 /// Calls into plugins, by `plugin`, `call` and `outcome` (`ok` or a fault reason).
 pub const PLUGIN_CALLS: &str = "sluice_plugin_calls_total";
@@ -121,7 +122,11 @@ fn describe() {
     describe_gauge!(CONSUMER_LAG_EVENTS, Unit::Count, "Events between a consumer's position and the log's head.");
     describe_gauge!(CONSUMER_LAG_SECONDS, Unit::Seconds, "Age of the oldest event a consumer has not applied.");
     describe_gauge!(CONSUMER_STATE, "1 for a consumer's current state, 0 for the others.");
-    describe_counter!(DEAD_LETTERS, Unit::Count, "Events parked as dead letters.");
+    describe_counter!(
+        DEAD_LETTERS,
+        Unit::Count,
+        "Dead letters parked: events a projection could not apply, reactor messages out of delivery retries."
+    );
     describe_counter!(PLUGIN_CALLS, Unit::Count, "Calls into plugins, by outcome.");
     describe_histogram!(PLUGIN_CALL_DURATION, Unit::Seconds, "Plugin call durations.");
     describe_counter!(PLUGIN_TRAPS, Unit::Count, "Plugin calls that trapped or broke the contract.");
@@ -177,7 +182,7 @@ pub fn consumer(name: &str, position: u64, lag_events: u64, lag: Duration, state
     }
 }
 
-/// An event was parked as a dead letter of `consumer`.
+/// A dead letter of `consumer` was parked: an event of a projection, or a reactor's message.
 pub fn dead_letter(consumer: &str) {
     counter!(DEAD_LETTERS, "consumer" => consumer.to_owned()).increment(1);
 }

@@ -2,6 +2,10 @@
 //! and `sluice rebuild NAME`, against a running host (`--url`, `--token`, or `SLUICE_URL` and
 //! `SLUICE_ADMIN_TOKEN`) and locally, on the data and plugins folders of a stopped host.
 //!
+//! Also `sluice dead-letters drop ID --url` on a running host (the letter goes, the drop is
+//! audited with who did it) and a local in-place `sluice rebuild NAME` on a stopped host's
+//! folders.
+//!
 //! Each command runs to completion as its own process; what it prints on stdout is what an
 //! operator reads, so that is what is checked, against the admin API and the components' bytes.
 
@@ -10,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
 use sluice_e2e::under_load::caught_up;
 use sluice_e2e::{Api, Check, Host, HostOptions, Ledger, Plugin, sha256_hex, sluice_bin, wait_until};
 
@@ -276,5 +281,108 @@ async fn the_cli_lists_plugins_and_consumers_rebuilds_and_refuses_a_wrong_token(
     // The stopped host starts again with the same read model.
     host.restart().await?;
     ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn dead_letters_drop_removes_a_running_hosts_letter_and_records_who_dropped_it() -> Result<()> {
+    // The brittle projection refuses every withdrawal: after 2 attempts the event parks.
+    let config = tempfile::tempdir().context("failed to create a config folder")?;
+    let config_file = config.path().join("sluice.toml");
+    std::fs::write(&config_file, "[dead_letters]\nattempts = 2\nbackoff_ms = 50\n").context("failed to write")?;
+    let options = HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountsProjectionBrittle])
+        .arg("--config")
+        .arg(path(&config_file))
+        .admin_token(TOKEN);
+    let host = Host::start(options).await?;
+    let id = host.open_account("dropped holder", "100").await?;
+    let withdrawal = host.put_json(&format!("/api/v1/withdrawFunds/{id}"), &json!({ "amount": 10 })).await?;
+    let position = withdrawal.expect_status(200)?.u64_field("position")?;
+    let letter = wait_until("the withdrawal is parked", CATCH_UP, || async {
+        let listing = host.admin_get("/admin/dead-letters?consumer=accounts").await?.expect_status(200)?;
+        Ok(match listing.body["letters"].as_array().map(Vec::as_slice) {
+            Some([letter]) => Check::Done(letter.clone()),
+            _ => Check::NotYet(listing.to_string()),
+        })
+    })
+    .await?;
+    ensure!(letter["position"] == position && letter["eventType"] == "FundsWithdrawnEvent", "{letter}");
+    let letter_id = letter["id"].as_i64().context("a letter id is a number")?.to_string();
+
+    // Dropped by the operator the environment names (no --by): the CLI prints the admin API's answer.
+    let url = host.base_url().to_owned();
+    let stdout = sluice_ok(
+        &["dead-letters", "drop", &letter_id, "--url", &url, "--token", TOKEN],
+        &[("USER", "night-operator")],
+    )
+    .await?;
+    eprintln!("sluice dead-letters drop:\n{stdout}");
+    let answer: Value =
+        serde_json::from_str(stdout.trim()).with_context(|| format!("not one JSON answer: {stdout}"))?;
+    let dropped = &answer["dropped"];
+    ensure!(dropped["droppedBy"] == "night-operator" && dropped["position"] == position, "{answer}");
+    ensure!(dropped["droppedAt"].is_string(), "no time of the drop: {answer}");
+
+    // The letter is gone from the parked ones and listed as dropped, with who and when.
+    let listing = host.admin_get("/admin/dead-letters?consumer=accounts").await?.expect_status(200)?;
+    ensure!(listing.body["letters"].as_array().is_some_and(Vec::is_empty), "still parked: {listing}");
+    let audited = listing.body["dropped"].as_array().context("no dropped letters listed")?;
+    ensure!(audited.len() == 1, "{listing}");
+    ensure!(
+        audited[0]["droppedBy"] == "night-operator"
+            && audited[0]["position"] == position
+            && audited[0]["consumer"] == "accounts"
+            && audited[0]["eventType"] == "FundsWithdrawnEvent",
+        "{listing}"
+    );
+    // Dropping it again is refused, saying why, and changes nothing.
+    let again = sluice(&["dead-letters", "drop", &letter_id, "--url", &url, "--token", TOKEN], &[]).await?;
+    ensure!(!again.success && again.stderr.contains("404"), "a second drop: {again}");
+    let listing = host.admin_get("/admin/dead-letters?consumer=accounts").await?.expect_status(200)?;
+    ensure!(listing.body["dropped"].as_array().is_some_and(|d| d.len() == 1), "{listing}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn rebuild_in_place_on_a_stopped_hosts_folders_replays_through_the_plugin_there() -> Result<()> {
+    let options = HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountsProjection]).admin_token(TOKEN);
+    let mut host = Host::start(options).await?;
+    let mut ledger = Ledger::default();
+    some_history(&host, &mut ledger).await?;
+    ledger.wait_for_lookup(&host, CATCH_UP).await?;
+    caught_up(&host, "accounts", CATCH_UP).await?;
+    let last = ledger.last_position();
+    host.stop().await?;
+
+    // While it is stopped, the projection's file becomes the shouting build (the same schema: a
+    // restart alone would keep the rows it has, with the holders' names as they were written).
+    let file = host.plugins_dir().join(Plugin::AccountsProjection.file_name());
+    std::fs::write(&file, Plugin::AccountsProjectionShouting.bytes()?).context("failed to replace the file")?;
+    let (data, plugins) = (path(&host.data_dir()), path(&host.plugins_dir()));
+    let stdout = sluice_ok(&["rebuild", "accounts", "--data-dir", &data, "--plugins", &plugins], &[]).await?;
+    eprintln!("sluice rebuild (local):\n{stdout}");
+    let line = stdout.lines().last().unwrap_or_default();
+    ensure!(
+        line.starts_with(&format!("rebuilt accounts up to position {last} into ")),
+        "expected `rebuilt accounts up to position {last} into …`:\n{stdout}"
+    );
+
+    // Every row was written again by the version in the folder: each holder's name upper-cased,
+    // the balances exact.
+    host.restart().await?;
+    let accounts = wait_until("the rebuilt read model answers", CATCH_UP, || async {
+        let reply = host.get(sluice_e2e::LOOKUP).await?;
+        Ok(match reply.body["accounts"].as_array() {
+            Some(accounts) if reply.status == 200 && accounts.len() == ledger.len() => Check::Done(accounts.clone()),
+            _ => Check::NotYet(reply.to_string()),
+        })
+    })
+    .await?;
+    for account in &accounts {
+        // `holder N` as opened, `HOLDER N` as the shouting build writes it.
+        let holder = account["accountHolder"].as_str().context("an account without a holder")?;
+        ensure!(holder.starts_with("HOLDER "), "not rebuilt: {account}");
+    }
+    ensure!(host.balances_by_query(last).await? == ledger.balances(), "the balances changed in the rebuild");
     Ok(())
 }

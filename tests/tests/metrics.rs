@@ -1,16 +1,19 @@
 //! `/metrics`, request ids and JSON logs against the real binary: the Prometheus page's values
 //! move as commands run and consumers catch up, `x-request-id` is returned (and made when the
 //! client sends none), and `--log-format json` writes one JSON object per line, with the
-//! request's id and the plugin's name on a plugin's fault.
+//! request's id and the plugin's name on a plugin's fault. The rarer families have a test each:
+//! dead letters parked (a projection's event and a reactor's delivery), plugin swaps and the
+//! swap pause, sandbox limit hits, and the relay's position and lag on the Kafka stack.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use reqwest::Method;
 use serde_json::{Value, json};
-use sluice_e2e::{Api, Check, Host, HostOptions, Plugin, wait_until};
+use sluice_e2e::{Api, Check, Host, HostOptions, Plugin, Stack, distinct_build, wait_until};
 
 const CATCH_UP: Duration = Duration::from_secs(60);
+const TOKEN: &str = "metrics-token";
 
 /// One sample of the page: name, labels (sorted) and value.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,5 +203,153 @@ async fn json_logs_are_one_object_per_line_with_the_request_and_the_plugin() -> 
         .filter(|v| v["spans"].as_array().is_some_and(|s| s.iter().any(|s| s["plugin"] == "Faulty")))
         .count();
     ensure!(plugin_lines >= 1, "no line names the plugin: {log}");
+    Ok(())
+}
+
+/// A config file in `dir` with `text`, as the `--config` argument.
+fn config_file(dir: &tempfile::TempDir, text: &str) -> Result<String> {
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, text).context("failed to write the config file")?;
+    Ok(path.display().to_string())
+}
+
+/// Scrape until `done` holds for the samples; answers them.
+async fn scrape_until(api: &Api, what: &str, done: impl Fn(&[Sample]) -> bool) -> Result<Vec<Sample>> {
+    wait_until(what, CATCH_UP, || async {
+        let samples = scrape(api).await?;
+        Ok(if done(&samples) { Check::Done(samples) } else { Check::NotYet(format!("{samples:?}")) })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn dead_letters_of_projections_and_reactors_are_counted_by_consumer() -> Result<()> {
+    // A webhook nobody listens on: every delivery fails, and parks after its 2 calls.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").context("failed to bind")?.local_addr()?;
+    let dir = tempfile::tempdir()?;
+    let config = config_file(
+        &dir,
+        &format!(
+            "[dead_letters]\nattempts = 2\nbackoff_ms = 50\n\n\
+             [channels.notifications]\nwebhook = \"http://{closed}/notify\"\ntimeout_ms = 1000\n\n\
+             [delivery]\nattempts = 2\nbackoff_ms = 5\nmax_backoff_ms = 50\n"
+        ),
+    )?;
+    let plugins = [Plugin::BankAccount, Plugin::AccountsProjectionBrittle, Plugin::AccountNotifier];
+    let host = Host::start(HostOptions::with_plugins(&plugins).arg("--config").arg(config)).await?;
+    let before = scrape(&host).await?;
+    ensure!(value(&before, "sluice_dead_letters_parked_total", &[]) == 0.0, "letters before any failed");
+
+    // The brittle projection refuses the withdrawal; the notifier's deposit notification cannot
+    // be delivered. (The withdrawal's notification waits behind the deposit's: same key.)
+    let id = host.open_account("parked holder", "100").await?;
+    host.deposit(&id, "5").await?;
+    host.put_json(&format!("/api/v1/withdrawFunds/{id}"), &json!({ "amount": 10 })).await?.expect_status(200)?;
+
+    let samples = scrape_until(&host, "a projection's and a reactor's letter are counted", |samples| {
+        value(samples, "sluice_dead_letters_parked_total", &[("consumer", "accounts")]) >= 1.0
+            && value(samples, "sluice_dead_letters_parked_total", &[("consumer", "account-notifier")]) >= 1.0
+    })
+    .await?;
+    let letters = find(&samples, "sluice_dead_letters_parked_total");
+    ensure!(
+        value(&samples, "sluice_dead_letters_parked_total", &[("consumer", "accounts")]) == 1.0,
+        "one withdrawal parked: {letters:?}"
+    );
+    ensure!(
+        value(&samples, "sluice_dead_letters_parked_total", &[("consumer", "account-notifier")]) == 1.0,
+        "one delivery parked (the next waits behind it): {letters:?}"
+    );
+    ensure!(letters.len() == 2, "a series for another consumer: {letters:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn swaps_swap_pauses_and_limit_hits_are_counted() -> Result<()> {
+    let options = HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::AccountsProjection])
+        .admin_token(TOKEN)
+        .request_timeout(Duration::from_secs(30));
+    let host = Host::start(options).await?;
+    let first = host.open_account("swap holder", "10").await?;
+    let before = scrape_until(&host, "the first version commits", |samples| {
+        value(samples, "sluice_consumer_position", &[("consumer", "accounts")]) >= 1.0
+    })
+    .await?;
+    // The plugins the host started with count as installs; what follows counts on top.
+    let swapped = |samples: &[Sample], plugin: &str, action: &str| {
+        value(samples, "sluice_plugin_swaps_total", &[("plugin", plugin), ("action", action)])
+            - value(&before, "sluice_plugin_swaps_total", &[("plugin", plugin), ("action", action)])
+    };
+    ensure!(
+        value(&before, "sluice_plugin_swaps_total", &[("plugin", "accounts"), ("action", "install")]) == 1.0,
+        "the projection the host started with: {:?}",
+        find(&before, "sluice_plugin_swaps_total")
+    );
+
+    // Install, replace (the same projection, another build: a swap in place), remove.
+    host.admin_put_wasm("Faulty", Plugin::Faulty.bytes()?).await?.expect_status(201)?;
+    let second = distinct_build(&Plugin::AccountsProjection.bytes()?, "metrics");
+    let replaced = host.admin_put_wasm("accounts", second).await?.expect_status(200)?;
+    ensure!(replaced.body["replaced"] == true, "not a replace: {replaced}");
+    // The new version's first commit ends the pause.
+    host.deposit(&first, "1").await?;
+    let samples = scrape_until(&host, "the swap pause is recorded", |samples| {
+        value(samples, "sluice_plugin_swap_pause_seconds_count", &[("plugin", "accounts")]) >= 1.0
+    })
+    .await?;
+    let swaps = find(&samples, "sluice_plugin_swaps_total");
+    ensure!(swapped(&samples, "Faulty", "install") == 1.0, "{swaps:?}");
+    ensure!(swapped(&samples, "accounts", "replace") == 1.0, "{swaps:?}");
+    ensure!(value(&samples, "sluice_plugin_swap_pause_seconds_count", &[("plugin", "accounts")]) == 1.0, "one pause");
+    let pause = value(&samples, "sluice_plugin_swap_pause_seconds_sum", &[("plugin", "accounts")]);
+    ensure!(pause > 0.0, "a pause of {pause} s");
+    ensure!(
+        samples.iter().any(|s| s.name == "sluice_plugin_swap_pause_seconds_bucket"),
+        "the pause is not a histogram"
+    );
+
+    // The sandbox's limits: a spin runs out of time, a hog out of memory.
+    let spun = host.post_json("/api/aggregates/Faulty/spin-1/commands/Spin", &json!({})).await?;
+    ensure!(spun.status == 500 && spun.body["code"] == "plugin_timeout", "a spin: {spun}");
+    let hogged = host.post_json("/api/aggregates/Faulty/hog-1/commands/Hog", &json!({})).await?;
+    ensure!(hogged.status == 500 && hogged.body["code"] == "plugin_out_of_memory", "a hog: {hogged}");
+    host.admin_delete("/admin/plugins/Faulty").await?.expect_status(200)?;
+
+    let samples = scrape(&host).await?;
+    let hits = find(&samples, "sluice_plugin_limit_hits_total");
+    ensure!(
+        value(&samples, "sluice_plugin_limit_hits_total", &[("plugin", "Faulty"), ("reason", "time")]) == 1.0,
+        "{hits:?}"
+    );
+    ensure!(
+        value(&samples, "sluice_plugin_limit_hits_total", &[("plugin", "Faulty"), ("reason", "memory")]) == 1.0,
+        "{hits:?}"
+    );
+    ensure!(value(&samples, "sluice_plugin_limit_hits_total", &[]) == 2.0, "other limit hits: {hits:?}");
+    let swaps = find(&samples, "sluice_plugin_swaps_total");
+    ensure!(swapped(&samples, "Faulty", "remove") == 1.0, "{swaps:?}");
+    let total = value(&samples, "sluice_plugin_swaps_total", &[]) - value(&before, "sluice_plugin_swaps_total", &[]);
+    ensure!(total == 3.0, "other swaps: {swaps:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_relay_reports_its_position_and_lag_on_the_kafka_stack() -> Result<()> {
+    // Kafka for the bus, this test's fresh PostgreSQL database for the log (the relay reads it).
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let options = HostOptions::with_plugins(&[Plugin::BankAccount])
+        .arg("--event-store")
+        .arg(&stack.read_store)
+        .arg("--bus")
+        .arg(stack.bus());
+    let host = Host::start(options).await?;
+    let id = host.open_account("relayed holder", "10").await?;
+    let head = host.deposit(&id, "1").await? as f64;
+    let samples = scrape_until(&host, "the relay catches up with the head", |samples| {
+        value(samples, "sluice_relay_position", &[]) >= head && value(samples, "sluice_relay_lag_events", &[]) == 0.0
+    })
+    .await?;
+    ensure!(value(&samples, "sluice_relay_position", &[]) == head, "{:?}", find(&samples, "sluice_relay_position"));
+    ensure!(find(&samples, "sluice_relay_lag_events").len() == 1, "no relay lag series");
     Ok(())
 }

@@ -174,5 +174,60 @@ async fn the_docs_page_is_served_from_the_binary() -> Result<()> {
     ensure!(script.text.len() > 100_000, "the bundle is {} bytes", script.text.len());
     let config = host.get("/docs/swagger-initializer.js").await?.expect_status(200)?;
     ensure!(config.text.contains("/openapi.json"), "the page does not load /openapi.json: {}", config.text);
+    // No call to validator.swagger.io (Swagger UI's default when reached by a non-local name).
+    let compact: String = config.text.chars().filter(|c| !c.is_whitespace()).collect();
+    ensure!(compact.contains(r#""validatorUrl":"none""#), "the initializer sets no validatorUrl none: {}", config.text);
+    // Neither the page nor its initializer names an address outside the host.
+    for (what, text) in [("the docs page", &page.text), ("the initializer", &config.text)] {
+        let outside = outside_addresses(text, host.base_url());
+        ensure!(outside.is_empty(), "{what} names addresses outside the host: {outside:?}");
+    }
+    Ok(())
+}
+
+/// The `http://` and `https://` addresses in `text` that do not start with `base_url`.
+fn outside_addresses<'a>(text: &'a str, base_url: &str) -> Vec<&'a str> {
+    let mut found = Vec::new();
+    for scheme in ["http://", "https://"] {
+        for (start, _) in text.match_indices(scheme) {
+            let rest = &text[start..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')'))
+                .unwrap_or(rest.len());
+            let address = &rest[..end];
+            if !address.starts_with(base_url) {
+                found.push(address);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_document_follows_a_plugin_replaced_by_a_version_with_another_route() -> Result<()> {
+    let component = |file: &str| -> Result<Vec<u8>> {
+        let path = std::path::Path::new(sluice_e2e::PLUGINS_DIR).join(file);
+        std::fs::read(&path).with_context(|| format!("failed to read {} (built by tests/build.rs)", path.display()))
+    };
+    let host = Host::start(HostOptions::with_plugins(&[Plugin::BankAccount]).admin_token(TOKEN)).await?;
+    host.admin_put_wasm("hostile", component("hostile_projection.wasm")?).await?.expect_status(201)?;
+    let (first, first_etag) = document(&host).await?;
+    ensure!(operation(&first, "/api/test/hostile/streams", "get").is_some(), "the hostile build's route is not listed");
+    ensure!(operation(&first, "/api/test/hostile/fixed/streams", "get").is_none(), "the fixed build's route is listed");
+
+    // The fixed build: the same projection, one more route. A replace, not a new plugin.
+    let replaced = host.admin_put_wasm("hostile", component("hostile_projection_fixed.wasm")?).await?;
+    let replaced = replaced.expect_status(200)?;
+    ensure!(replaced.body["replaced"] == true, "not a replace: {replaced}");
+    let (second, second_etag) = document(&host).await?;
+    ensure!(second_etag != first_etag, "the ETag did not change when the plugin was replaced");
+    ensure!(second["paths"] != first["paths"], "the paths did not change when the plugin was replaced");
+    let fixed = operation(&second, "/api/test/hostile/fixed/streams", "get")
+        .context("the fixed build's route is not listed once it runs")?;
+    ensure!(fixed["operationId"] == "hostile.streams.2", "the second route to one query: {fixed}");
+    ensure!(operation(&second, "/api/test/hostile/streams", "get").is_some(), "the shared route went");
+    validate(&second)?;
+    // The route is served, not only listed.
+    host.get("/api/test/hostile/fixed/streams").await?.expect_status(200)?;
     Ok(())
 }

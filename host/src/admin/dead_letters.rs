@@ -11,7 +11,7 @@ use crate::projection::letters::RetryOutcome;
 use crate::read_store::{DroppedLetter, Letter, LetterState, ReadStore, ReadStoreError};
 
 /// A parked letter and the events of its aggregate held back behind it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ParkedLetter {
     /// Always `event` (a parked outbox message is a `delivery` letter,
@@ -29,7 +29,7 @@ fn event_kind() -> String {
 }
 
 /// An event held back behind a parked letter.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockedEvent {
     pub id: i64,
@@ -39,7 +39,7 @@ pub struct BlockedEvent {
 }
 
 /// What resuming a consumer found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resumed {
     pub consumer: String,

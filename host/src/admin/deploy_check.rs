@@ -20,7 +20,7 @@ use crate::event_store::SchemaCount;
 use crate::plugin::{Plugin, PluginRegistry};
 
 /// Stored events a plugin cannot read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Unreadable {
     pub aggregate_type: String,

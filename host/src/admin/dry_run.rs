@@ -42,7 +42,7 @@ const FAILURES_LISTED: usize = 100;
 const SCRATCH_GENERATION: i64 = 1;
 
 /// What a dry run found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DryRunReport {
     pub projection: String,
@@ -64,7 +64,7 @@ pub struct DryRunReport {
 }
 
 /// An event the candidate refused, alone, in the scratch database.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DryRunFailure {
     pub position: u64,
@@ -74,7 +74,7 @@ pub struct DryRunFailure {
 }
 
 /// One table, candidate against live.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TableDiff {
     pub table: String,
@@ -92,7 +92,7 @@ pub struct TableDiff {
 }
 
 /// How a row differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RowChange {
     Added,
@@ -101,12 +101,15 @@ pub enum RowChange {
 }
 
 /// A differing row: its key and both versions of it (the side that lacks it has none).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RowSample {
     pub change: RowChange,
+    #[schema(value_type = Object)]
     pub key: Map<String, Json>,
+    #[schema(value_type = Option<Object>)]
     pub live: Option<Map<String, Json>>,
+    #[schema(value_type = Option<Object>)]
     pub candidate: Option<Map<String, Json>>,
 }
 

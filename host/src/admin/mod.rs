@@ -112,7 +112,7 @@ pub enum Installed {
 }
 
 /// A component the host refused, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Refused {
     pub source: String,
@@ -122,7 +122,7 @@ pub struct Refused {
 }
 
 /// A plugin as the admin listing shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginStatus {
     pub name: String,
@@ -153,7 +153,7 @@ pub struct PluginStatus {
 }
 
 /// A stored version of a plugin, for the versions listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionStatus {
     #[serde(flatten)]

@@ -19,7 +19,7 @@ pub fn delivery_task(name: &str) -> String {
 }
 
 /// What a reset did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Reset {
     pub reactor: String,
@@ -31,7 +31,7 @@ pub struct Reset {
 }
 
 /// A reactor's outbox as the admin listing shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboxListing {
     pub reactor: String,

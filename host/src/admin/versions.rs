@@ -36,7 +36,7 @@ const MAX_PLUGIN_NAME: usize = 100;
 const INDEX_FILE: &str = "index.json";
 
 /// One stored version of a plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredVersion {
     /// The lower-case hex sha256 of the component's bytes; also its file name.
@@ -46,8 +46,10 @@ pub struct StoredVersion {
     /// Where these bytes came from when first stored (a path, `upload`, …), as the caller said.
     pub source: String,
     /// When these bytes were first recorded (RFC 3339, UTC).
+    #[schema(value_type = String, format = DateTime)]
     pub first_seen: DateTime<Utc>,
     /// When these bytes were last made the running version (RFC 3339, UTC).
+    #[schema(value_type = String, format = DateTime)]
     pub last_activated: DateTime<Utc>,
 }
 

@@ -16,7 +16,7 @@ use crate::admin::dry_run::DryRunReport;
 use crate::admin::{Installed, PluginStatus, Refused, VersionStatus};
 use crate::read_store::ReadStore;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PluginList {
     pub plugins: Vec<PluginStatus>,
     pub refused: Vec<Refused>,
@@ -30,7 +30,7 @@ pub struct PluginList {
     description = "The plugins with status, position, head and lag, and the refused components",
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The plugins and the refused components", body = PluginList),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -48,7 +48,8 @@ pub async fn plugins(State(state): State<AppState>) -> Result<Json<PluginList>, 
     security(("admin_token" = [])),
     params(("name" = String, Path)),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The plugin", body = PluginStatus),
+        (status = 404, description = "No plugin of that name (`unknown_plugin`)", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -56,7 +57,7 @@ pub async fn plugin(State(state): State<AppState>, Path(name): Path<String>) -> 
     Ok(Json(state.admin()?.plugin(&name).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct VersionList {
     pub name: String,
     pub active: Option<String>,
@@ -72,7 +73,9 @@ pub struct VersionList {
     security(("admin_token" = [])),
     params(("name" = String, Path)),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The stored versions, newest first", body = VersionList),
+        (status = 400, description = "Not a plugin name (`invalid_plugin_name`)", body = super::error::ErrorBody),
+        (status = 404, description = "No plugin of that name (`unknown_plugin`)", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -81,7 +84,7 @@ pub async fn versions(State(state): State<AppState>, Path(name): Path<String>) -
     Ok(Json(VersionList { name, active, versions }))
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct InstallAnswer {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub created: bool,
@@ -111,7 +114,13 @@ pub struct UploadQuery {
     params(("name" = String, Path), ("force" = Option<bool>, Query)),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Replaced, or the same sha256 again (`unchanged`)", body = InstallAnswer),
+        (status = 201, description = "Installed a new plugin", body = InstallAnswer),
+        (status = 400, description = "A bad `force`, or a component of another name (`wrong_plugin_name`)", body = super::error::ErrorBody),
+        (status = 409, description = "It cannot read stored events (`unreadable_events`, unless forced), its routes or name collide, or another change runs", body = super::error::ErrorBody),
+        (status = 413, description = "Larger than the upload limit", body = super::error::ErrorBody),
+        (status = 415, description = "Not sent as `application/wasm`", body = super::error::ErrorBody),
+        (status = 422, description = "Not a loadable plugin (`plugin_refused`, `channel_not_granted`)", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -147,7 +156,7 @@ pub async fn upload(
     Ok((code, Json(answer)).into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Removed {
     pub removed: String,
 }
@@ -161,7 +170,9 @@ pub struct Removed {
     security(("admin_token" = [])),
     params(("name" = String, Path)),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Removed", body = Removed),
+        (status = 404, description = "No plugin of that name (`unknown_plugin`)", body = super::error::ErrorBody),
+        (status = 409, description = "Another change of it runs (`plugin_busy`)", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -179,7 +190,11 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> 
     security(("admin_token" = [])),
     params(("name" = String, Path), ("sha256" = String, Path)),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "That version runs now", body = InstallAnswer),
+        (status = 400, description = "Not a plugin name or not a sha256 (`invalid_plugin_name`, `invalid_sha256`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such plugin or stored version", body = super::error::ErrorBody),
+        (status = 409, description = "It cannot read stored events, or another change runs", body = super::error::ErrorBody),
+        (status = 422, description = "The stored version is not a loadable plugin", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -198,7 +213,7 @@ pub struct RebuildRequest {
     pub into: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Rebuilt {
     pub projection: String,
     pub position: u64,
@@ -214,7 +229,11 @@ pub struct Rebuilt {
     params(("name" = String, Path)),
     request_body(content = Option<Object>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Rebuilt up to `position`", body = Rebuilt),
+        (status = 400, description = "A body that is not `{\"into\": URL}`, or an `into` that cannot be opened", body = super::error::ErrorBody),
+        (status = 404, description = "No projection of that name (`unknown_projection`)", body = super::error::ErrorBody),
+        (status = 409, description = "A rebuild of it runs, or it cannot be replayed", body = super::error::ErrorBody),
+        (status = 413, description = "A body larger than the limit", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -237,7 +256,7 @@ pub async fn rebuild(
     Ok(Json(Rebuilt { projection: name, position }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConsumerList {
     pub consumers: Vec<PluginStatus>,
 }
@@ -250,7 +269,7 @@ pub struct ConsumerList {
     description = "Each consumer with status, position, head and lag",
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The consumers", body = ConsumerList),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -269,7 +288,11 @@ pub async fn consumers(State(state): State<AppState>) -> Result<Json<ConsumerLis
     params(("name" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "What the candidate would change", body = DryRunReport),
+        (status = 400, description = "A component of another name (`wrong_plugin_name`)", body = super::error::ErrorBody),
+        (status = 413, description = "Larger than the upload limit", body = super::error::ErrorBody),
+        (status = 415, description = "Not sent as `application/wasm`", body = super::error::ErrorBody),
+        (status = 422, description = "Not a loadable projection (`plugin_refused`)", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]

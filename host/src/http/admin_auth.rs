@@ -17,9 +17,10 @@ use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use super::error::ErrorBody;
 
 /// The challenge sent with every 401.
 const CHALLENGE: &str = r#"Bearer realm="sluice""#;
@@ -142,7 +143,8 @@ impl IntoResponse for Denied {
             ),
             Denied::Wrong => (StatusCode::UNAUTHORIZED, "unauthorized", "the bearer token is not the admin token"),
         };
-        let mut response = (status, axum::Json(json!({ "message": message, "code": code }))).into_response();
+        let body = ErrorBody { message: message.to_owned(), code, expected_version: None, actual_version: None };
+        let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
         }

@@ -69,12 +69,10 @@ fn letter_id(id: &str) -> Result<LetterId<'_>, ApiError> {
 #[serde(rename_all = "camelCase")]
 pub struct LetterList {
     /// Parked event letters (`kind: event`), each with the events held back behind it.
-    #[schema(value_type = Vec<Object>)]
     pub letters: Vec<ParkedLetter>,
     /// Parked deliveries of the reactors (`kind: delivery`).
     pub deliveries: Vec<DeliveryLetter>,
     /// Dropped event letters: who dropped which event, when.
-    #[schema(value_type = Vec<Object>)]
     pub dropped: Vec<DroppedLetter>,
     /// Dropped deliveries, with who dropped them and when.
     pub dropped_deliveries: Vec<DeliveryLetter>,
@@ -120,7 +118,10 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
     security(("admin_token" = [])),
     params(("id" = String, Path, description = "An event letter's number, or delivery:<message id>")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "What the retry did: the applied positions and the letter that failed again, or the delivery now pending", body = Retried),
+        (status = 400, description = "Not a letter id (`bad_query`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such letter (`unknown_dead_letter`)", body = super::error::ErrorBody),
+        (status = 409, description = "The letter is not parked (`dead_letter_not_parked`, `message_not_parked`)", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -133,7 +134,7 @@ pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Res
 }
 
 /// What a retry did: an event letter's outcome, or the delivery letter now pending.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Retried {
     Event(RetryOutcome),
@@ -149,7 +150,9 @@ pub enum Retried {
     security(("admin_token" = [])),
     params(("name" = String, Path), ("aggregate" = Option<String>, Query)),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The applied positions and the letter that failed again", body = RetryOutcome),
+        (status = 400, description = "A bad query (`bad_query`)", body = super::error::ErrorBody),
+        (status = 404, description = "No consumer of that name", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -162,7 +165,7 @@ pub async fn retry_consumer(
     Ok(Json(state.admin()?.retry_consumer(&name, aggregate.as_deref()).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Dropped {
     pub dropped: DroppedLetter,
     /// The events that were held back behind it and are now applied.
@@ -183,7 +186,10 @@ pub struct Dropped {
         ("by" = Option<String>, Query),
     ),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The dropped letter (with who and when) and what it released", body = DropAnswer),
+        (status = 400, description = "Not a letter id, or a bad query (`bad_query`)", body = super::error::ErrorBody),
+        (status = 404, description = "No such letter (`unknown_dead_letter`)", body = super::error::ErrorBody),
+        (status = 409, description = "The letter is not parked", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -205,7 +211,7 @@ pub async fn drop_letter(
 }
 
 /// What a drop did, by the kind of letter.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum DropAnswer {
     Event(Dropped),
@@ -224,7 +230,8 @@ pub enum DropAnswer {
     security(("admin_token" = [])),
     params(("name" = String, Path)),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Whether it was paused", body = Resumed),
+        (status = 404, description = "No consumer of that name", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::admin::AdminError;
+use crate::admin::versions::VersionError;
 use crate::command::CommandError;
 use crate::event_store::EventStoreError;
 use crate::plugin::{PluginFault, Refusal, RegistryError};
@@ -111,6 +112,10 @@ impl ApiError {
                 AdminError::UnknownMessage { .. } => (StatusCode::NOT_FOUND, "unknown_message"),
                 AdminError::MessageNotParked { .. } => (StatusCode::CONFLICT, "message_not_parked"),
                 AdminError::Outbox(_) => (StatusCode::SERVICE_UNAVAILABLE, "read_store_unavailable"),
+                AdminError::Versions(VersionError::InvalidPluginName(_)) => {
+                    (StatusCode::BAD_REQUEST, "invalid_plugin_name")
+                }
+                AdminError::Versions(VersionError::InvalidSha256(_)) => (StatusCode::BAD_REQUEST, "invalid_sha256"),
                 AdminError::Versions(_) | AdminError::Projection(_) | AdminError::File { .. } | AdminError::Task(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal")
                 }

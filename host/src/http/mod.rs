@@ -102,7 +102,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(openapi::health))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::document))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+        // `validatorUrl: "none"`: Swagger UI would otherwise send the document to
+        // validator.swagger.io for a badge whenever the page is reached by a non-local name.
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none")),
+        )
         .route("/api/aggregates/{aggregate_type}/{id}", get(aggregates::state))
         .route("/api/aggregates/{aggregate_type}/{id}/events", get(aggregates::events))
         .route("/api/aggregates/{aggregate_type}/{id}/commands/{command}", post(aggregates::command))

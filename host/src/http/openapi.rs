@@ -88,14 +88,55 @@ use crate::plugin::{AggregateManifest, PluginRegistry, ProjectionManifest};
 )]
 struct HostApi;
 
-/// The admin routes' bearer token, as a security scheme.
+/// The admin routes' bearer token, as a security scheme, and the two refusals of its guard
+/// ([`super::admin_auth`]) on every operation that needs it.
 struct AdminToken;
 
 impl utoipa::Modify for AdminToken {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        let refusal = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let guarded =
+                    operation.security.iter().flatten().any(|requirement| {
+                        serde_json::to_value(requirement).is_ok_and(|r| r.get("admin_token").is_some())
+                    });
+                if guarded {
+                    let responses = &mut operation.responses.responses;
+                    responses.entry("401".into()).or_insert_with(|| {
+                        refusal(
+                            "No bearer token, or not the admin token (`unauthorized`, with `WWW-Authenticate: Bearer`)",
+                        )
+                        .into()
+                    });
+                    responses.entry("403".into()).or_insert_with(|| {
+                        refusal("The host runs with no admin token: the admin API is off (`admin_disabled`)").into()
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -412,5 +453,32 @@ mod tests {
         assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", document["openapi"]);
         assert!(document["paths"]["/api/aggregates/{aggregate_type}/{id}/commands/{command}"]["post"].is_object());
         assert!(document["components"]["schemas"]["ErrorBody"].is_object());
+    }
+
+    #[test]
+    fn every_admin_operation_has_a_typed_answer_and_the_guards_refusals() {
+        let document = host_document();
+        let paths = document["paths"].as_object().expect("paths");
+        let mut operations = 0;
+        for (path, item) in paths.iter().filter(|(path, _)| path.starts_with("/admin")) {
+            for (method, operation) in item.as_object().expect("a path item") {
+                operations += 1;
+                let responses = &operation["responses"];
+                for refusal in ["401", "403", "default"] {
+                    let schema = &responses[refusal]["content"]["application/json"]["schema"]["$ref"];
+                    assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {refusal}");
+                }
+                let success = &responses["200"]["content"]["application/json"]["schema"]["$ref"];
+                let name = success.as_str().and_then(|r| r.strip_prefix("#/components/schemas/"));
+                let name = name.unwrap_or_else(|| panic!("{method} {path}: 200 is no typed body: {responses}"));
+                assert!(document["components"]["schemas"][name].is_object(), "{method} {path}: {name} is missing");
+            }
+        }
+        assert!(operations >= 19, "only {operations} admin operations");
+        let upload = &document["paths"]["/admin/plugins/{name}"]["put"]["responses"];
+        assert_eq!(
+            upload["201"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/InstallAnswer"
+        );
     }
 }

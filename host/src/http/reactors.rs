@@ -35,7 +35,10 @@ struct ResetRequest {
     params(("name" = String, Path)),
     request_body(content = Option<Object>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Where the reactor continues", body = Reset),
+        (status = 400, description = "A body that is not `{\"position\": N}`", body = super::error::ErrorBody),
+        (status = 404, description = "No reactor of that name (`unknown_reactor`)", body = super::error::ErrorBody),
+        (status = 413, description = "A body larger than the limit", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -69,7 +72,9 @@ struct OutboxParams {
     security(("admin_token" = [])),
     params(("name" = String, Path), ("state" = Option<String>, Query), ("limit" = Option<u32>, Query)),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The counts by state and the messages in the one asked", body = OutboxListing),
+        (status = 400, description = "A bad `state` or `limit` (`bad_query`)", body = super::error::ErrorBody),
+        (status = 404, description = "No reactor of that name (`unknown_reactor`)", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -97,7 +102,9 @@ pub async fn list_outbox(
     security(("admin_token" = [])),
     params(("name" = String, Path), ("id" = String, Path, description = "The message id: reactor:position:index")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The message, pending again", body = Message),
+        (status = 404, description = "No such reactor or message", body = super::error::ErrorBody),
+        (status = 409, description = "The message is not parked (`message_not_parked`)", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]

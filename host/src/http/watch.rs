@@ -25,7 +25,7 @@ struct EventsParams {
     wait_ms: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
     /// Event envelopes in log order (as `/api/aggregates/…/events` answers them).
@@ -48,7 +48,9 @@ pub struct EventPage {
     security(("admin_token" = [])),
     params(("after" = Option<u64>, Query), ("limit" = Option<u32>, Query), ("wait_ms" = Option<u64>, Query)),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The page of events", body = EventPage),
+        (status = 400, description = "A bad `after`, `limit` or `wait_ms` (`bad_query`)", body = super::error::ErrorBody),
+        (status = 503, description = "The event store cannot be read", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]
@@ -81,7 +83,7 @@ pub async fn events(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     Ok(Json(EventPage { events, head, next_after }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RebuildState {
     pub projection: String,
     /// The latest rebuild since the host started; none if it was not rebuilt.
@@ -97,7 +99,8 @@ pub struct RebuildState {
     security(("admin_token" = [])),
     params(("name" = String, Path)),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "The latest rebuild, if any", body = RebuildState),
+        (status = 404, description = "No projection of that name (`unknown_projection`)", body = super::error::ErrorBody),
         (status = "default", description = "Refused: see `code`", body = super::error::ErrorBody),
     ),
 )]

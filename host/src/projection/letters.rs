@@ -125,7 +125,7 @@ enum AttemptError {
 }
 
 /// What a retry or a release did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryOutcome {
     /// Positions applied, in order.

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::channels::{Channels, Delivery, DeliveryError};
 use super::outbox::{Message, Outbox};
@@ -169,18 +170,23 @@ async fn deliver_batch(
         let Some(queue) = by_key.remove(&key) else { continue };
         let (channels, gate, stop) = (channels.clone(), gate.clone(), stop.clone());
         let outbox = outbox.clone();
-        tasks.spawn(async move {
-            let mut delivered = Vec::new();
-            let Ok(_permit) = gate.acquire_owned().await else { return delivered };
-            for message in queue {
-                match deliver_one(&outbox, &channels, policy, &message, &stop).await {
-                    Some(attempts) => delivered.push((message.id, attempts)),
-                    // Parked or stopped: the key's later messages wait.
-                    None => break,
+        // In the worker's span (the supervisor's `task`, naming the delivery worker): a key's
+        // delivery lines say whose they are, as the worker's own lines do.
+        tasks.spawn(
+            async move {
+                let mut delivered = Vec::new();
+                let Ok(_permit) = gate.acquire_owned().await else { return delivered };
+                for message in queue {
+                    match deliver_one(&outbox, &channels, policy, &message, &stop).await {
+                        Some(attempts) => delivered.push((message.id, attempts)),
+                        // Parked or stopped: the key's later messages wait.
+                        None => break,
+                    }
                 }
+                delivered
             }
-            delivered
-        });
+            .in_current_span(),
+        );
     }
     let mut delivered = Vec::new();
     while let Some(done) = tasks.join_next().await {
@@ -223,8 +229,12 @@ async fn deliver_one(
         Ok(()) => Some(attempts),
         Err(e) => {
             tracing::error!(reactor = %message.reactor, id = %message.id, attempts, "delivery parked after its retries: {e}");
-            if let Err(e) = outbox.park(&message.id, attempts, &e.to_string()).await {
-                tracing::warn!(reactor = %message.reactor, id = %message.id, "cannot record the parking: {e}");
+            match outbox.park(&message.id, attempts, &e.to_string()).await {
+                // Counted with the event letters, by consumer: a parked delivery is the reactor's dead letter.
+                Ok(()) => crate::telemetry::dead_letter(&message.reactor),
+                Err(e) => {
+                    tracing::warn!(reactor = %message.reactor, id = %message.id, "cannot record the parking: {e}")
+                }
             }
             None
         }

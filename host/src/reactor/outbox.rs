@@ -118,7 +118,7 @@ pub fn row(reactor: &str, resets: u64, message: &Outgoing) -> (Vec<String>, Vec<
 }
 
 /// One message as the outbox holds it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: String,
@@ -142,7 +142,7 @@ pub struct Message {
 }
 
 /// Counts by state, for the admin listing.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub pending: u64,
     pub delivered: u64,

@@ -18,7 +18,7 @@ use super::{Dialect, ReadStore, ReadStoreError};
 use crate::event_store::StoredEvent;
 
 /// Where a letter stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LetterState {
     /// Being applied alone, with its attempts counted.
@@ -48,7 +48,7 @@ impl LetterState {
 }
 
 /// One event a consumer could not apply (or holds back).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Letter {
     pub id: i64,
@@ -68,7 +68,7 @@ pub struct Letter {
 }
 
 /// A dropped letter: what was skipped for good, by whom and when.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DroppedLetter {
     pub consumer: String,

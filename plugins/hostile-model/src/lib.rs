@@ -48,6 +48,18 @@ impl<const FIXED: bool> Hostile<FIXED> {
     }
 }
 
+impl<const FIXED: bool> Hostile<FIXED> {
+    /// The query routes; the fixed build adds one of its own, so replacing the hostile build
+    /// with it changes the host's API (what the OpenAPI tests look for).
+    fn routes() -> Vec<QueryRoute> {
+        let mut routes = vec![QueryRoute::new("/api/test/hostile/streams", "streams")];
+        if FIXED {
+            routes.push(QueryRoute::new("/api/test/hostile/fixed/streams", "streams"));
+        }
+        routes
+    }
+}
+
 impl<const FIXED: bool> Projection for Hostile<FIXED> {
     fn manifest() -> Manifest {
         Manifest {
@@ -66,7 +78,7 @@ impl<const FIXED: bool> Projection for Hostile<FIXED> {
                 &["id"],
             )],
             queries: vec!["streams".to_owned()],
-            routes: vec![QueryRoute::new("/api/test/hostile/streams", "streams")],
+            routes: Self::routes(),
             rebuild_routes: Vec::new(),
         }
     }

@@ -1,5 +1,6 @@
 //! The `hostile` test projection, fixed build: the same name, schema and read model as the
-//! hostile build, handling every event — what tests hot-swap in before retrying the letters.
+//! hostile build, handling every event — what tests hot-swap in before retrying the letters —
+//! and one more query route, `/api/test/hostile/fixed/streams`.
 
 pub use hostile_model::Hostile;
 
