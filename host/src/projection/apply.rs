@@ -15,6 +15,7 @@ use super::letters::Tried;
 use super::{Projection, ProjectionError, kafka};
 use crate::event_store::StoredEvent;
 use crate::plugin::{HandleFailure, ProjectionLogic};
+use crate::read_store::direct::{self, DirectWriter};
 use crate::read_store::session::SqlSession;
 use crate::read_store::staging::Staging;
 use crate::read_store::{Checkpoint, OffsetAdvance, ReadStore, ReadStoreError};
@@ -236,6 +237,11 @@ impl Projection {
             Rows::Store(store) => store,
             Rows::Staged { staging, .. } => return self.handle_staged(plugin, staging, events).await,
         };
+        if let Some(direct) = store.direct()
+            && !matches!(step, Step::Offsets(_))
+        {
+            return self.handle_direct(plugin, direct, generation, events, step, books).await;
+        }
         let mut tx = store.pool().begin().await.map_err(ReadStoreError::from)?;
         if let Step::Offsets(advances) = step
             && !events.is_empty()
@@ -285,6 +291,59 @@ impl Projection {
             }
         }
         Ok(())
+    }
+
+    /// [`Self::handle_in_tx`] on a SQLite read store's file, called in place ([`direct`]): the
+    /// rows, the checkpoint and the letter books in one transaction on one blocking thread.
+    async fn handle_direct(
+        &self,
+        plugin: &Arc<dyn ProjectionLogic>,
+        writer: &DirectWriter,
+        generation: i64,
+        events: &[StoredEvent],
+        step: &Step,
+        books: &[Book],
+    ) -> Result<Result<(), HandleFailure>, ProjectionError> {
+        let conn = writer.take()?;
+        let schema = Arc::new(plugin.manifest().schema.clone());
+        let (plugin, events, name) = (plugin.clone(), events.to_vec(), self.name().to_owned());
+        let checkpoint = match step {
+            Step::Checkpoint(checkpoint) => Some(checkpoint.clone()),
+            Step::None | Step::Offsets(_) => None,
+        };
+        let cleared: Vec<u64> = books.iter().map(|Book::Clear(position)| *position).collect();
+        let (conn, outcome) = tokio::task::spawn_blocking(move || {
+            if let Err(e) = direct::begin(&conn) {
+                return (Some(conn), Err(e));
+            }
+            let (session, handled) = if events.is_empty() {
+                (SqlSession::direct(schema, generation, conn), Ok(()))
+            } else {
+                plugin.handle(SqlSession::direct(schema, generation, conn), &events)
+            };
+            let Some(conn) = session.into_staging() else {
+                return (None, Err(ReadStoreError::Backend("a direct session lost its connection".into())));
+            };
+            if handled.is_err() {
+                let ended = direct::end(&conn, false);
+                return (Some(conn), ended.map(|()| handled));
+            }
+            let booked = checkpoint
+                .iter()
+                .try_for_each(|checkpoint| direct::save_checkpoint(&conn, &name, checkpoint))
+                .and_then(|()| cleared.iter().try_for_each(|position| direct::remove_letter(&conn, &name, *position)));
+            let ended = match booked {
+                Ok(()) => direct::end(&conn, true),
+                Err(e) => direct::end(&conn, false).and(Err(e)),
+            };
+            (Some(conn), ended.map(|()| Ok(())))
+        })
+        .await
+        .map_err(|e| ProjectionError::Task(e.to_string()))?;
+        if let Some(conn) = conn {
+            writer.give_back(conn);
+        }
+        Ok(outcome?)
     }
 
     /// [`Self::handle_in_tx`] on a staging database: the whole call runs on a blocking thread,

@@ -124,6 +124,12 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Remove a consumer's letter at a position (binds: consumer, position).
+pub(super) fn remove_letter_sql(dialect: Dialect) -> String {
+    let p = |n| dialect.placeholder(n);
+    format!("DELETE FROM sluice_letters WHERE consumer = {} AND position = {}", p(1), p(2))
+}
+
 fn position(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -342,8 +348,7 @@ impl ReadStore {
         consumer: &str,
         position_: u64,
     ) -> Result<(), ReadStoreError> {
-        let p = |n| self.dialect.placeholder(n);
-        let sql = format!("DELETE FROM sluice_letters WHERE consumer = {} AND position = {}", p(1), p(2));
+        let sql = remove_letter_sql(self.dialect);
         sqlx::query(&sql).bind(consumer).bind(position(position_)).execute(&mut *tx).await?;
         Ok(())
     }

@@ -10,6 +10,7 @@
 
 pub mod dead_letters;
 pub mod dialect;
+pub mod direct;
 pub mod offsets;
 pub mod schema;
 pub mod session;
@@ -17,6 +18,7 @@ pub mod staging;
 pub mod statement;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -60,6 +62,8 @@ pub struct ReadStore {
     pool: AnyPool,
     dialect: Dialect,
     url: String,
+    /// Live projection batches called in place, on a SQLite file ([`direct`]).
+    direct: Option<Arc<direct::DirectWriter>>,
 }
 
 impl std::fmt::Debug for ReadStore {
@@ -97,7 +101,8 @@ impl ReadStore {
             .connect_with(options)
             .await
             .map_err(|e| open_error(e.to_string()))?;
-        let store = Self { pool, dialect, url };
+        let direct = (dialect == Dialect::Sqlite).then(|| direct::DirectWriter::for_url(&url)).flatten().map(Arc::new);
+        let store = Self { pool, dialect, url, direct };
         for statement in dialect.bookkeeping_ddl().into_iter().chain(dead_letters::ddl(dialect)) {
             sqlx::query(&statement).execute(&store.pool).await.map_err(|e| open_error(e.to_string()))?;
         }
@@ -110,6 +115,11 @@ impl ReadStore {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The in-place writer of live batches, on a SQLite file.
+    pub fn direct(&self) -> Option<&direct::DirectWriter> {
+        self.direct.as_deref()
     }
 
     /// The URL with any password hidden, for logs.

@@ -25,8 +25,10 @@ enum Access {
     Write(Transaction<'static, Any>),
     /// Reads only, from the pool.
     Read(AnyPool),
-    /// Writes into a rebuild's staging database, inside a transaction the caller opened.
-    Staging(rusqlite::Connection),
+    /// Writes called in place on a SQLite connection, inside a transaction the caller opened:
+    /// a rebuild's staging database, or a live batch on a SQLite read store
+    /// ([`super::direct`]); `.1` names it in failures.
+    Staging(rusqlite::Connection, &'static str),
 }
 
 /// One call's access to a projection's tables.
@@ -76,23 +78,33 @@ impl SqlSession {
             dialect: Dialect::Sqlite,
             schema,
             generation,
-            access: Access::Staging(conn),
+            access: Access::Staging(conn, "staging database"),
             backend_failure: None,
         }
+    }
+
+    /// A write session on a SQLite read store's own file, called in place
+    /// ([`super::direct`]), for the tables of `generation`.
+    pub fn direct(schema: Arc<ProjectionSchema>, generation: i64, conn: rusqlite::Connection) -> Self {
+        let mut session = Self::staging(schema, generation, conn);
+        if let Access::Staging(_, what) = &mut session.access {
+            *what = "read store";
+        }
+        session
     }
 
     /// The transaction of a write session, to commit or roll back.
     pub fn into_transaction(self) -> Option<Transaction<'static, Any>> {
         match self.access {
             Access::Write(tx) => Some(tx),
-            Access::Read(_) | Access::Staging(_) => None,
+            Access::Read(_) | Access::Staging(..) => None,
         }
     }
 
     /// The connection of a staging session, to commit or roll back.
     pub fn into_staging(self) -> Option<rusqlite::Connection> {
         match self.access {
-            Access::Staging(conn) => Some(conn),
+            Access::Staging(conn, _) => Some(conn),
             Access::Write(_) | Access::Read(_) => None,
         }
     }
@@ -118,7 +130,7 @@ impl SqlSession {
 
     fn writable(&self) -> Result<(), SqlError> {
         match self.access {
-            Access::Write(_) | Access::Staging(_) => Ok(()),
+            Access::Write(_) | Access::Staging(..) => Ok(()),
             Access::Read(_) => Err(SqlError::ReadOnly),
         }
     }
@@ -127,8 +139,9 @@ impl SqlSession {
     fn execute(&mut self, sql: &str, binds: Vec<Bind>) -> Result<u64, SqlError> {
         let result = match &mut self.access {
             Access::Read(_) => return Err(SqlError::ReadOnly),
-            Access::Staging(conn) => {
-                return staged_execute(conn, sql, &binds).map_err(|e| self.classify_staged(e));
+            Access::Staging(conn, what) => {
+                let what = *what;
+                return staged_execute(conn, sql, &binds).map_err(|e| self.classify_staged(what, e));
             }
             Access::Write(tx) => {
                 let handle = self.handle.clone();
@@ -146,8 +159,9 @@ impl SqlSession {
         let handle = self.handle.clone();
         let dialect = self.dialect;
         let fetched = match &mut self.access {
-            Access::Staging(conn) => {
-                return staged_fetch(conn, sql, &binds, types).map_err(|e| self.classify_staged(e));
+            Access::Staging(conn, what) => {
+                let what = *what;
+                return staged_fetch(conn, sql, &binds, types).map_err(|e| self.classify_staged(what, e));
             }
             Access::Write(tx) => {
                 handle.block_on(async { bind_all(sqlx::query(sql), binds).fetch_all(&mut **tx).await })
@@ -166,11 +180,11 @@ impl SqlSession {
         Ok(rows)
     }
 
-    fn classify_staged(&mut self, error: rusqlite::Error) -> SqlError {
+    fn classify_staged(&mut self, what: &str, error: rusqlite::Error) -> SqlError {
         match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => SqlError::Constraint(error.to_string()),
             _ => {
-                let message = format!("staging database: {error}");
+                let message = format!("{what}: {error}");
                 self.backend_failure = Some(message.clone());
                 SqlError::Backend(message)
             }
