@@ -180,7 +180,8 @@ enum LetterAction {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Resume a consumer its dead letters paused (a running host's: needs `--url`).
+    /// Resume a consumer its dead letters paused: on a running host (`--url`), or in the read
+    /// store of a stopped one, which then starts resumed.
     Resume {
         /// The consumer (projection) to resume.
         consumer: String,
@@ -629,13 +630,17 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
             println!("{answer}");
             Ok(())
         }
-        LetterAction::Resume { consumer, args: _, remote } => {
-            if remote.url.is_none() {
-                anyhow::bail!(
-                    "only a running host has paused consumers (a stopped one checks its limit again when it starts): pass --url"
-                );
-            }
-            let answer = remote.call(Method::POST, &format!("/admin/consumers/{consumer}/resume"), None).await?;
+        LetterAction::Resume { consumer, args, remote } => {
+            let answer = if remote.url.is_some() {
+                remote.call(Method::POST, &format!("/admin/consumers/{consumer}/resume"), None).await?
+            } else {
+                // A stopped host's pause is in its read store: lifted there, it starts resumed.
+                let config = Config::load(&args, config_file)?;
+                let read_store = ReadStore::open(&config.read_store).await.context("failed to open the read store")?;
+                let was_paused = read_store.stored_pause(&consumer).await.context("failed to read the pause")?;
+                read_store.store_pause(&consumer, false).await.context("failed to lift the pause")?;
+                serde_json::json!({ "consumer": consumer, "wasPaused": was_paused })
+            };
             println!("{answer}");
             Ok(())
         }

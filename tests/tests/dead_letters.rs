@@ -322,11 +322,12 @@ async fn fix_and_retry_kafka_mariadb() -> Result<()> {
 
 /// With room for one parked letter, the second failure pauses the consumer (later events wait,
 /// whatever their aggregate); a drop skips its event, is audited and releases the events behind
-/// it; a resume through the CLI lets the paused event park and the rest flow.
+/// it; the pause outlives a restart; a resume through the CLI lets the paused event park and the
+/// rest flow.
 async fn drop_pause_and_resume(place: Place) -> Result<()> {
     let config = "[dead_letters]\nattempts = 1\nbackoff_ms = 10\npause_after = 1\n";
     let Some((options, _config)) = options(place, config)? else { return Ok(()) };
-    let host = hostile_host(options).await?;
+    let mut host = hostile_host(options).await?;
     let opened = open(&host, "fail-1").await?;
     let deposited = deposit(&host, "fail-1").await?;
     let letters = parked_until(&host, "fail-1 parked with its deposit behind it", |letters| {
@@ -365,6 +366,17 @@ async fn drop_pause_and_resume(place: Place) -> Result<()> {
     );
     host.admin_delete(&format!("/admin/dead-letters/{id}")).await?.check_error(404, &["unknown_dead_letter"])?;
     host.admin_delete("/admin/dead-letters/nine").await?.check_error(400, &["bad_query"])?;
+
+    // The pause outlives the host: with no letter parked now (the drop freed its place), a host
+    // that forgot it would park the paused event and go on; this one is paused from its start.
+    host.restart().await?;
+    for _ in 0..3 {
+        let plugin = host.admin_plugin("hostile").await?.context("hostile is listed")?;
+        ensure!(plugin["status"] == "paused: dead letters", "paused after a restart: {plugin}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ensure!(!streams(&host).await?.contains_key("ok-1"), "a paused consumer went on after a restart");
+    ensure!(parked_now(&host).await?.is_empty(), "a paused consumer parked after a restart");
 
     // Resume through the CLI against the running host: the paused event parks, the rest flows.
     let remote = ["--url", host.base_url(), "--token", TOKEN];

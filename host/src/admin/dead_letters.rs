@@ -137,10 +137,11 @@ impl Admin {
         Ok((dropped, outcome))
     }
 
-    /// Resume `consumer`, paused by its dead letters.
-    pub fn resume_consumer(&self, consumer: &str) -> Result<Resumed, AdminError> {
+    /// Resume `consumer`, paused by its dead letters (on every host sharing the read store).
+    pub async fn resume_consumer(&self, consumer: &str) -> Result<Resumed, AdminError> {
         let projection = self.consumer(consumer)?;
-        Ok(Resumed { consumer: consumer.to_owned(), was_paused: projection.resume() })
+        let was_paused = projection.resume().await?;
+        Ok(Resumed { consumer: consumer.to_owned(), was_paused })
     }
 
     async fn parked_letter(&self, id: i64) -> Result<Letter, AdminError> {

@@ -229,5 +229,5 @@ pub enum DropAnswer {
     ),
 )]
 pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Resumed>, ApiError> {
-    Ok(Json(state.admin()?.resume_consumer(&name)?))
+    Ok(Json(state.admin()?.resume_consumer(&name).await?))
 }

@@ -148,7 +148,7 @@ impl Projection {
                 }
             };
             if let Tried::Park { reason, attempts } = tried {
-                if tracked && self.pause_instead(&held) {
+                if tracked && self.pause_instead(&held).await? {
                     return Err(ProjectionError::Paused(self.name().to_owned()));
                 }
                 self.park(store, event, &sha256, &reason, attempts, &step).await?;

@@ -157,6 +157,12 @@ impl Projection {
                 }
             }
             if consumer.context().changed.swap(false, Ordering::SeqCst) || !loaded {
+                // The partitions may come from another host: take up what it left in the read
+                // store (letters retried or dropped there, a pause or a resume).
+                if self.reload_pause().await? {
+                    return Err(ProjectionError::Paused(self.name().to_owned()));
+                }
+                self.reload_held().await?;
                 states = self
                     .read_store
                     .partition_offsets(self.name())

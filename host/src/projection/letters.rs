@@ -24,6 +24,9 @@ use crate::event_store::StoredEvent;
 use crate::plugin::{HandleFailure, ProjectionLogic};
 use crate::read_store::{DroppedLetter, Letter, LetterState, ReadStore, ReadStoreError};
 
+/// How often a paused consumer looks whether another host resumed it.
+const PAUSE_POLL: Duration = Duration::from_secs(2);
+
 /// How a consumer treats an event that keeps failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeadLetterPolicy {
@@ -168,6 +171,16 @@ impl Projection {
         }
     }
 
+    /// Read the serving store's held-back events again, at a committed batch boundary: after a
+    /// Kafka rebalance, partitions may come from a host whose retries and drops this one never
+    /// saw.
+    pub(crate) async fn reload_held(&self) -> Result<(), ProjectionError> {
+        let _boundary = self.checkpoint.lock().await;
+        let held = Held::load(&self.read_store, self.name()).await?;
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = held;
+        Ok(())
+    }
+
     /// Apply a change to the serving store's held-back events.
     pub(crate) fn update_held(&self, store: &ReadStore, change: impl FnOnce(&mut Held)) {
         if std::ptr::eq(store, &self.read_store) {
@@ -180,36 +193,75 @@ impl Projection {
         *self.paused.borrow()
     }
 
-    /// Wait until the consumer is not paused.
+    /// Wait until the consumer is not paused: resumed here, or on another host sharing the read
+    /// store (seen within [`PAUSE_POLL`]).
     pub(crate) async fn until_resumed(&self) {
         let mut paused = self.paused.subscribe();
-        // An error means the sender is gone, which it never is while `self` lives.
-        let _ = paused.wait_for(|paused| !paused).await;
+        loop {
+            tokio::select! {
+                // An error means the sender is gone, which it never is while `self` lives.
+                _ = async { paused.wait_for(|paused| !paused).await.is_ok() } => return,
+                () = tokio::time::sleep(PAUSE_POLL) => match self.read_store.stored_pause(self.name()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if self.resume_here() {
+                            tracing::info!(projection = %self.name(), "resumed on another host");
+                        }
+                        return;
+                    }
+                    Err(e) => tracing::warn!(projection = %self.name(), "cannot read whether the consumer is still paused: {e}"),
+                },
+            }
+        }
     }
 
     /// Parking `event` would take the consumer past its limit: pause instead (unless an operator
-    /// resumed it since, which lets this one park).
-    pub(crate) fn pause_instead(&self, held: &Held) -> bool {
+    /// resumed it since, which lets this one park). The pause is remembered in the read store
+    /// first, so it outlives this process and other hosts see it.
+    pub(crate) async fn pause_instead(&self, held: &Held) -> Result<bool, ProjectionError> {
         let granted = self.resumed.swap(false, Ordering::SeqCst);
         if held.parked < self.policy.pause_after || granted {
-            return false;
+            return Ok(false);
         }
+        self.read_store.store_pause(self.name(), true).await?;
         if !self.paused.send_replace(true) {
             tracing::error!(projection = %self.name(), parked = held.parked, "paused: more dead letters than the limit");
         }
-        true
+        Ok(true)
     }
 
-    /// Resume a consumer paused by its dead letters; the event it stopped at parks. Returns
-    /// whether it was paused.
-    pub fn resume(&self) -> bool {
+    /// Take up the pause the read store holds for this consumer (a host that paused it, or a
+    /// resume elsewhere, since this one last looked). Returns whether it is paused now.
+    pub(crate) async fn reload_pause(&self) -> Result<bool, ProjectionError> {
+        let stored = self.read_store.stored_pause(self.name()).await?;
+        if stored {
+            self.paused.send_replace(true);
+        } else {
+            self.resume_here();
+        }
+        Ok(stored)
+    }
+
+    /// Resume a consumer paused by its dead letters, on every host sharing its read store; the
+    /// event it stopped at parks. Returns whether it was paused (here or in the store).
+    pub async fn resume(&self) -> Result<bool, ProjectionError> {
+        let stored = self.read_store.stored_pause(self.name()).await?;
+        self.read_store.store_pause(self.name(), false).await?;
+        let here = self.resume_here();
+        if here || stored {
+            tracing::info!(projection = %self.name(), "resumed by an operator");
+        }
+        Ok(here || stored)
+    }
+
+    /// Lift this runner's pause; the event it stopped at may park. Returns whether it was paused.
+    fn resume_here(&self) -> bool {
         let was = self.paused.send_replace(false);
         if was {
             self.resumed.store(true, Ordering::SeqCst);
             // Event by event again, so the event it stopped at (out of attempts) parks rather
             // than riding along in a batch.
             self.careful.store(true, Ordering::SeqCst);
-            tracing::info!(projection = %self.name(), "resumed by an operator");
         }
         was
     }

@@ -9,6 +9,9 @@
 //! - `blocked`: a later event of a parked event's aggregate, held back behind it in order.
 //!
 //! `sluice_letter_drops` is the audit of dropped letters: who dropped which event and when.
+//!
+//! `sluice_consumer_pauses` holds the consumers paused by their dead letters, so that a pause
+//! outlives the host that paused and every host sharing the read store sees it.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -115,6 +118,10 @@ pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS sluice_letter_drops ({id}, consumer {text} NOT NULL, position BIGINT NOT NULL, \
              aggregate_type {text} NOT NULL, aggregate_id {text} NOT NULL, event_type {text} NOT NULL, \
              reason TEXT NOT NULL, dropped_by {text} NOT NULL, dropped_at {text} NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS sluice_consumer_pauses (consumer {text} NOT NULL PRIMARY KEY, \
+             paused_at {text} NOT NULL)"
         ),
     ]
 }
@@ -251,6 +258,33 @@ impl ReadStore {
         };
         tx.commit().await?;
         Ok(attempt)
+    }
+
+    /// Whether `consumer` is paused by its dead letters, as the read store remembers it.
+    pub async fn stored_pause(&self, consumer: &str) -> Result<bool, ReadStoreError> {
+        let sql =
+            format!("SELECT COUNT(*) FROM sluice_consumer_pauses WHERE consumer = {}", self.dialect.placeholder(1));
+        let count: i64 = sqlx::query_scalar(&sql).bind(consumer).fetch_one(&self.pool).await?;
+        Ok(count > 0)
+    }
+
+    /// Remember `consumer` as paused by its dead letters, or as running again.
+    pub async fn store_pause(&self, consumer: &str, paused: bool) -> Result<(), ReadStoreError> {
+        let p = |n| self.dialect.placeholder(n);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("DELETE FROM sluice_consumer_pauses WHERE consumer = {}", p(1)))
+            .bind(consumer)
+            .execute(&mut *tx)
+            .await?;
+        if paused {
+            sqlx::query(&format!("INSERT INTO sluice_consumer_pauses (consumer, paused_at) VALUES ({}, {})", p(1), p(2)))
+                .bind(consumer)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Record why the latest attempt at `position` failed.
