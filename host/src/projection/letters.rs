@@ -181,6 +181,18 @@ impl Projection {
         Ok(())
     }
 
+    /// Whether the event at `head` is still the parked letter that `event`'s aggregate waits
+    /// behind, as the read store says (another host may have retried or dropped it).
+    pub(crate) async fn still_parked(
+        &self,
+        store: &ReadStore,
+        event: &StoredEvent,
+        head: u64,
+    ) -> Result<bool, ProjectionError> {
+        let parked = store.letters(Some(self.name()), Some(&event.aggregate_id), &[LetterState::Parked]).await?;
+        Ok(parked.iter().any(|l| l.position == head && l.aggregate_type == event.aggregate_type))
+    }
+
     /// Apply a change to the serving store's held-back events.
     pub(crate) fn update_held(&self, store: &ReadStore, change: impl FnOnce(&mut Held)) {
         if std::ptr::eq(store, &self.read_store) {
