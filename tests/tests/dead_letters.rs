@@ -41,23 +41,32 @@ enum Place {
 /// Options for `place` with a config file of `config` (written in a fresh folder kept by the
 /// returned guard), or `None` when the place's servers are not configured.
 fn options(place: Place, config: &str) -> Result<Option<(HostOptions, tempfile::TempDir)>> {
+    Ok(options_and_read_store(place, config)?.map(|(options, folder, _)| (options, folder)))
+}
+
+/// [`options`], with the read store's URL when it is a server's (none: the host's own SQLite
+/// file).
+fn options_and_read_store(
+    place: Place,
+    config: &str,
+) -> Result<Option<(HostOptions, tempfile::TempDir, Option<String>)>> {
     let folder = tempfile::tempdir().context("failed to create a config folder")?;
     let file = folder.path().join("sluice.toml");
     std::fs::write(&file, config).context("failed to write the config")?;
     let plugins = [Plugin::BankAccount, Plugin::AccountsProjection];
-    let base = match place {
-        Place::Embedded => HostOptions::with_plugins(&plugins),
+    let (base, read_store) = match place {
+        Place::Embedded => (HostOptions::with_plugins(&plugins), None),
         Place::KafkaPostgres | Place::KafkaMariaDb => {
             let Some(mut stack) = Stack::fresh()? else { return Ok(None) };
             if matches!(place, Place::KafkaMariaDb) {
                 let Some(mariadb) = Server::MariaDb.fresh_database_url()? else { return Ok(None) };
                 stack.read_store = mariadb;
             }
-            stack.options_with(&plugins)
+            (stack.options_with(&plugins), Some(stack.read_store.clone()))
         }
     };
     let options = base.arg("--config").arg(file.to_string_lossy().into_owned()).admin_token(TOKEN);
-    Ok(Some((options, folder)))
+    Ok(Some((options, folder, read_store)))
 }
 
 /// Start a host and install the hostile projection through the admin API.
@@ -200,26 +209,40 @@ async fn hostile_consumers_park_and_the_rest_flows_kafka_mariadb() -> Result<()>
     hostile_consumers_park_and_the_rest_flows(Place::KafkaMariaDb).await
 }
 
-/// A projection call that spins until its time limit (10 s here, so each kill lands inside
-/// one); the host is killed (SIGKILL) in the middle of it three times, and still ends with the
-/// event parked and the rest flowing.
+/// A projection call that spins with no end in sight (its time limit is ten minutes here, longer
+/// than the test): only a kill ends it, so the attempts at the event can grow only by being
+/// counted before each call. The host is killed (SIGKILL) inside the batch's call and then inside
+/// each counted attempt, the count read from the read store while the host is down; after the
+/// third the restarted host parks the event without calling the plugin again (a call would spin
+/// until the test gave up), and the rest flows.
 async fn a_crash_loop_ends_parked(place: Place) -> Result<()> {
-    let config = "[dead_letters]\nattempts = 3\nbackoff_ms = 50\n[limits]\nplugin_timeout_ms = 10000\n";
-    let Some((options, _config)) = options(place, config)? else { return Ok(()) };
+    let config = "[dead_letters]\nattempts = 3\nbackoff_ms = 50\n[limits]\nplugin_timeout_ms = 600000\n";
+    let Some((options, _config, read_store)) = options_and_read_store(place, config)? else { return Ok(()) };
     let mut host = hostile_host(options).await?;
+    let read_store = read_store
+        .unwrap_or_else(|| format!("sqlite://{}?mode=ro", host.data_dir().join("read.db").display()));
     // One event applied first: on Kafka the consumer then has offsets, and a restart goes
     // through the bus rather than a catch-up from the log.
     let first = open(&host, "ok-0").await?;
     consumers_caught_up(&host).await?;
     let spinning = open(&host, "loop-1").await?;
-    for _ in 0..3 {
-        // Inside the spinning call (a batch's, or one of the counted attempts), which runs to
-        // the host's batch time limit.
-        tokio::time::sleep(Duration::from_millis(2000)).await;
+    // Inside the batch's call, which is not an attempt at the event yet (or, if the event has
+    // not arrived, before it: either way no attempt is counted).
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    host.kill()?;
+    for attempt in 1..=3 {
+        host.restart().await?;
+        wait_until(&format!("attempt {attempt} at the spinning event is counted"), SETTLE, || async {
+            let counted = attempts_counted(&read_store, spinning).await?;
+            Ok(if counted >= attempt { Check::Done(()) } else { Check::NotYet(format!("{counted} counted")) })
+        })
+        .await?;
         ensure!(parked_now(&host).await?.is_empty(), "parked before the kills were done");
         host.kill()?;
-        host.restart().await?;
+        let counted = attempts_counted(&read_store, spinning).await?;
+        ensure!(counted == attempt, "{counted} attempts counted after kill {attempt}");
     }
+    host.restart().await?;
     let ok = open(&host, "ok-1").await?;
     let letters = parked(&host, 1).await?;
     let letter = letter_of(&letters, "loop-1")?;
@@ -229,6 +252,26 @@ async fn a_crash_loop_ends_parked(place: Place) -> Result<()> {
     let wanted = BTreeMap::from([("ok-0".to_owned(), first.to_string()), ("ok-1".to_owned(), ok.to_string())]);
     ensure!(model == wanted, "{model:?}");
     Ok(())
+}
+
+/// The attempts the read store at `url` counts for `hostile` at the event at `position` (0
+/// before the first).
+async fn attempts_counted(url: &str, position: u64) -> Result<u32> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.with_context(|| format!("failed to open {url}"))?;
+    let placeholder = if url.starts_with("postgres") { "$1" } else { "?" };
+    let sql = format!("SELECT attempts FROM sluice_letters WHERE consumer = 'hostile' AND position = {placeholder}");
+    let row = sqlx::query(&sql)
+        .bind(i64::try_from(position)?)
+        .fetch_optional(&mut conn)
+        .await
+        .context("failed to read the attempts")?;
+    conn.close().await?;
+    Ok(match row {
+        Some(row) => u32::try_from(row.try_get::<i64, _>(0)?)?,
+        None => 0,
+    })
 }
 
 async fn parked_now(host: &Host) -> Result<Vec<Value>> {
