@@ -452,3 +452,102 @@ async fn drop_pause_and_resume_kafka_postgres() -> Result<()> {
 async fn drop_pause_and_resume_kafka_mariadb() -> Result<()> {
     drop_pause_and_resume(Place::KafkaMariaDb).await
 }
+
+/// The `letters` of a `GET /admin/dead-letters` query.
+async fn listed(host: &Host, query: &str) -> Result<Vec<Value>> {
+    let reply = host.admin_get(&format!("/admin/dead-letters?{query}")).await?.expect_status(200)?;
+    Ok(reply.body["letters"].as_array().cloned().unwrap_or_default())
+}
+
+/// The id of `letter`, as the CLI takes it.
+fn id_of(letter: &Value) -> Result<String> {
+    Ok(letter["id"].as_i64().with_context(|| format!("no id in {letter}"))?.to_string())
+}
+
+/// The listing's `aggregate` and `aggregateType` filters; the CLI's `retry ID`, `retry --consumer
+/// --aggregate --aggregate-type` and `drop` against a running host; then `retry ID` and `drop`
+/// without `--url`, on the stores of the stopped host; the restarted host shows the outcome.
+#[tokio::test]
+async fn cli_retry_and_drop_on_a_running_and_a_stopped_host() -> Result<()> {
+    let Some((options, config)) = options(Place::Embedded, "[dead_letters]\nattempts = 1\nbackoff_ms = 10\n")? else {
+        return Ok(());
+    };
+    let mut host = hostile_host(options).await?;
+    let f1 = [open(&host, "fail-1").await?, deposit(&host, "fail-1").await?];
+    let (f2, f3, f4) = (open(&host, "fail-2").await?, open(&host, "fail-3").await?, open(&host, "fail-4").await?);
+    let ok = open(&host, "ok-1").await?;
+    let letters = parked_until(&host, "four letters, fail-1's deposit behind its opening", |letters| {
+        letters.len() == 4 && letters.iter().any(|l| l["aggregateId"] == "fail-1" && blocked(l) == [f1[1]])
+    })
+    .await?;
+    let [l1, l2, l3, l4] = ["fail-1", "fail-2", "fail-3", "fail-4"].map(|id| letter_of(&letters, id).cloned());
+    let (l1, l2, l3, l4) = (l1?, l2?, l3?, l4?);
+
+    // The listing's filters: by id, and by id and type.
+    let one = listed(&host, "consumer=hostile&aggregate=fail-1").await?;
+    ensure!(one.len() == 1 && one[0]["position"] == f1[0] && blocked(&one[0]) == [f1[1]], "{one:?}");
+    let typed = listed(&host, "aggregate=fail-1&aggregateType=BankAccount").await?;
+    ensure!(typed.len() == 1 && typed[0]["id"] == l1["id"], "{typed:?}");
+    let other_type = listed(&host, "aggregate=fail-1&aggregateType=Post").await?;
+    ensure!(other_type.is_empty(), "another type's letters: {other_type:?}");
+    host.admin_get("/admin/dead-letters?aggregateKind=x").await?.check_error(400, &["bad_query"])?;
+
+    // Against the running host: a retry by id with the broken version fails again.
+    let remote = ["--url", host.base_url(), "--token", TOKEN];
+    let again = sluice_command(&[&["dead-letters", "retry", &id_of(&l1)?][..], &remote[..]].concat())?;
+    let again: Value = serde_json::from_str(again.trim()).context("retry answer")?;
+    ensure!(again["applied"] == json!([]) && again["failed"]["aggregateId"] == "fail-1", "{again}");
+
+    // With the fixed version, one aggregate's sequence by consumer, id and type.
+    host.admin_put_wasm("hostile", component(FIXED)?).await?.expect_status(200)?;
+    let sequence = ["--consumer", "hostile", "--aggregate", "fail-1", "--aggregate-type", "BankAccount"];
+    let retried = sluice_command(&[&["dead-letters", "retry"][..], &sequence[..], &remote[..]].concat())?;
+    let retried: Value = serde_json::from_str(retried.trim()).context("retry answer")?;
+    ensure!(retried["applied"] == json!(f1) && retried["failed"].is_null(), "{retried}");
+    let dropped =
+        sluice_command(&[&["dead-letters", "drop", &id_of(&l2)?, "--by", "remote-tester"][..], &remote[..]].concat())?;
+    let dropped: Value = serde_json::from_str(dropped.trim()).context("drop answer")?;
+    ensure!(dropped["dropped"]["position"] == f2 && dropped["dropped"]["droppedBy"] == "remote-tester", "{dropped}");
+
+    // Without --url, on the stopped host's stores.
+    host.stop().await?;
+    let (data, plugins) = (host.data_dir(), host.plugins_dir());
+    let config_file = config.path().join("sluice.toml");
+    let local: [&str; 6] = [
+        "--data-dir",
+        data.to_str().context("data dir")?,
+        "--plugins",
+        plugins.to_str().context("plugins dir")?,
+        "--config",
+        config_file.to_str().context("config file")?,
+    ];
+    let retried = sluice_command(&[&["dead-letters", "retry", &id_of(&l3)?][..], &local[..]].concat())?;
+    let retried: Value = serde_json::from_str(retried.trim()).context("local retry answer")?;
+    ensure!(retried["applied"] == json!([f3]) && retried["failed"].is_null(), "{retried}");
+    let dropped =
+        sluice_command(&[&["dead-letters", "drop", &id_of(&l4)?, "--by", "local-tester"][..], &local[..]].concat())?;
+    let dropped: Value = serde_json::from_str(dropped.trim()).context("local drop answer")?;
+    ensure!(dropped["dropped"]["position"] == f4 && dropped["dropped"]["droppedBy"] == "local-tester", "{dropped}");
+    let left = sluice_command(&[&["dead-letters", "list", "--consumer", "hostile"][..], &local[..]].concat())?;
+    ensure!(left.trim().is_empty(), "letters left: {left}");
+
+    host.restart().await?;
+    consumers_caught_up(&host).await?;
+    let wanted = BTreeMap::from([
+        ("fail-1".to_owned(), joined(&f1)),
+        ("fail-3".to_owned(), f3.to_string()),
+        ("ok-1".to_owned(), ok.to_string()),
+    ]);
+    ensure!(streams(&host).await? == wanted, "{:?} vs {wanted:?}", streams(&host).await?);
+    let listing = host.admin_get("/admin/dead-letters?consumer=hostile").await?.expect_status(200)?;
+    let audit: Vec<(Value, Value)> = listing.body["dropped"]
+        .as_array()
+        .context("dropped")?
+        .iter()
+        .map(|d| (d["position"].clone(), d["droppedBy"].clone()))
+        .collect();
+    ensure!(audit == [(json!(f2), json!("remote-tester")), (json!(f4), json!("local-tester"))], "{listing}");
+    let filtered = host.admin_get("/admin/dead-letters?aggregate=fail-4").await?.expect_status(200)?;
+    ensure!(filtered.body["dropped"].as_array().is_some_and(|d| d.len() == 1), "{filtered}");
+    Ok(())
+}

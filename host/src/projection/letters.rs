@@ -379,23 +379,50 @@ impl Projection {
         Ok(())
     }
 
-    /// Retry the sequence of aggregate `aggregate_id`: its parked event, then the events held
-    /// back behind it, in order, with the plugin version serving now; the first failure stops
-    /// it and becomes the parked head.
-    pub async fn retry_aggregate(&self, aggregate_id: &str) -> Result<RetryOutcome, ProjectionError> {
+    /// Retry the sequence of aggregate `aggregate_id` (of `aggregate_type`; of every type with
+    /// letters under that id when `None`, one after the other): its parked event, then the events
+    /// held back behind it, in order, with the plugin version serving now; the first failure
+    /// stops it and becomes the parked head.
+    pub async fn retry_aggregate(
+        &self,
+        aggregate_type: Option<&str>,
+        aggregate_id: &str,
+    ) -> Result<RetryOutcome, ProjectionError> {
         let checkpoint = self.checkpoint.lock().await;
-        let outcome = self.retry_locked(aggregate_id, checkpoint.generation).await;
+        let types: Vec<String> = match aggregate_type {
+            Some(aggregate_type) => vec![aggregate_type.to_owned()],
+            None => {
+                let states = [LetterState::Parked, LetterState::Blocked];
+                let mut types = Vec::new();
+                for letter in self.read_store.letters(Some(self.name()), Some(aggregate_id), &states).await? {
+                    if !types.contains(&letter.aggregate_type) {
+                        types.push(letter.aggregate_type);
+                    }
+                }
+                types
+            }
+        };
+        let mut outcome = RetryOutcome::default();
+        for aggregate_type in types {
+            outcome.absorb(self.retry_locked(&aggregate_type, aggregate_id, checkpoint.generation).await?);
+            if outcome.failed.is_some() {
+                break;
+            }
+        }
         drop(checkpoint);
-        outcome
+        Ok(outcome)
     }
 
-    /// Retry every parked sequence of the consumer, oldest head first, stopping at the first failure.
-    pub async fn retry_all(&self) -> Result<RetryOutcome, ProjectionError> {
+    /// Retry every parked sequence of the consumer (of aggregates of `aggregate_type` only, when
+    /// given), oldest head first, stopping at the first failure.
+    pub async fn retry_all(&self, aggregate_type: Option<&str>) -> Result<RetryOutcome, ProjectionError> {
         let checkpoint = self.checkpoint.lock().await;
-        let parked = self.read_store.letters(Some(self.name()), None, &[LetterState::Parked]).await?;
+        let mut parked = self.read_store.letters(Some(self.name()), None, &[LetterState::Parked]).await?;
+        parked.retain(|l| aggregate_type.is_none_or(|t| t == l.aggregate_type));
         let mut outcome = RetryOutcome::default();
         for letter in parked {
-            outcome.absorb(self.retry_locked(&letter.aggregate_id, checkpoint.generation).await?);
+            let (aggregate_type, aggregate_id) = (&letter.aggregate_type, &letter.aggregate_id);
+            outcome.absorb(self.retry_locked(aggregate_type, aggregate_id, checkpoint.generation).await?);
             if outcome.failed.is_some() {
                 break;
             }
@@ -429,16 +456,23 @@ impl Projection {
             held.blocked.remove(&(letter.aggregate_type.clone(), letter.aggregate_id.clone()));
             held.parked = held.parked.saturating_sub(1);
         });
-        let outcome = self.retry_locked(&letter.aggregate_id, checkpoint.generation).await;
+        let outcome = self.retry_locked(&letter.aggregate_type, &letter.aggregate_id, checkpoint.generation).await;
         drop(checkpoint);
         outcome
     }
 
-    /// [`Self::retry_aggregate`] under the checkpoint lock.
-    async fn retry_locked(&self, aggregate_id: &str, generation: i64) -> Result<RetryOutcome, ProjectionError> {
+    /// [`Self::retry_aggregate`] of one aggregate (type and id), under the checkpoint lock.
+    async fn retry_locked(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        generation: i64,
+    ) -> Result<RetryOutcome, ProjectionError> {
         let store = &self.read_store;
-        let letters =
+        let mut letters =
             store.letters(Some(self.name()), Some(aggregate_id), &[LetterState::Parked, LetterState::Blocked]).await?;
+        // Another aggregate type's stream of the same id is another sequence.
+        letters.retain(|l| l.aggregate_type == aggregate_type);
         let plugin = self.plugin();
         let sha256 = self.sha256_of(&plugin);
         let mut outcome = RetryOutcome::default();
