@@ -565,8 +565,11 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
             } else {
                 let config = Config::load(&args, config_file)?;
                 let read_store = ReadStore::open(&config.read_store).await.context("failed to open the read store")?;
-                let letters =
-                    sluice::admin::dead_letters::parked_letters(&read_store, filter.consumer.as_deref(), filter.aggregate())
+                let letters = sluice::admin::dead_letters::parked_letters(
+                    &read_store,
+                    filter.consumer.as_deref(),
+                    filter.aggregate(),
+                )
                 .await
                 .context("failed to read dead letters")?;
                 let mut consumers =

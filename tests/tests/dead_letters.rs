@@ -219,8 +219,8 @@ async fn a_crash_loop_ends_parked(place: Place) -> Result<()> {
     let config = "[dead_letters]\nattempts = 3\nbackoff_ms = 50\n[limits]\nplugin_timeout_ms = 600000\n";
     let Some((options, _config, read_store)) = options_and_read_store(place, config)? else { return Ok(()) };
     let mut host = hostile_host(options).await?;
-    let read_store = read_store
-        .unwrap_or_else(|| format!("sqlite://{}?mode=ro", host.data_dir().join("read.db").display()));
+    let read_store =
+        read_store.unwrap_or_else(|| format!("sqlite://{}?mode=ro", host.data_dir().join("read.db").display()));
     // One event applied first: on Kafka the consumer then has offsets, and a restart goes
     // through the bus rather than a catch-up from the log.
     let first = open(&host, "ok-0").await?;

@@ -146,7 +146,8 @@ async fn check_current_shape_everywhere(api: &Api, v1_head: u64, others: usize) 
 /// it upcast (a version 1 `AccountOpenedEvent` it were handed as stored fails it), the events the
 /// live consumer parked are passed by as live, so nothing differs and nothing fails.
 async fn check_dry_run_of_itself(api: &Api, handled_at_least: u64) -> Result<()> {
-    let component = std::fs::read(Plugin::AccountsProjection.path()).context("failed to read the accounts component")?;
+    let component =
+        std::fs::read(Plugin::AccountsProjection.path()).context("failed to read the accounts component")?;
     let request = api
         .admin_request(Method::POST, "/admin/plugins/accounts/dry-run")
         .header(reqwest::header::CONTENT_TYPE, sluice_e2e::WASM)

@@ -277,11 +277,15 @@ impl ReadStore {
             .execute(&mut *tx)
             .await?;
         if paused {
-            sqlx::query(&format!("INSERT INTO sluice_consumer_pauses (consumer, paused_at) VALUES ({}, {})", p(1), p(2)))
-                .bind(consumer)
-                .bind(now())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "INSERT INTO sluice_consumer_pauses (consumer, paused_at) VALUES ({}, {})",
+                p(1),
+                p(2)
+            ))
+            .bind(consumer)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
