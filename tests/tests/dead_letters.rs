@@ -551,26 +551,3 @@ async fn cli_retry_and_drop_on_a_running_and_a_stopped_host() -> Result<()> {
     ensure!(filtered.body["dropped"].as_array().is_some_and(|d| d.len() == 1), "{filtered}");
     Ok(())
 }
-
-/// A value the read store refuses as data (here MariaDB's "Data too long" for an indexed text
-/// column, SQLSTATE 22001: a stream id longer than 255 characters) is the projection's failure:
-/// its event parks after the attempts with the store's reason and the rest flows, where a
-/// failure of the store itself would be retried forever.
-#[tokio::test]
-async fn a_value_the_read_store_refuses_parks_its_event_mariadb() -> Result<()> {
-    let Some(mariadb) = Server::MariaDb.fresh_database_url()? else { return Ok(()) };
-    let Some((options, _config)) = options(Place::Embedded, "[dead_letters]\nattempts = 2\nbackoff_ms = 10\n")? else {
-        return Ok(());
-    };
-    let host = hostile_host(options.arg("--read-store").arg(mariadb)).await?;
-    let long = format!("ok-{}", "x".repeat(300));
-    let refused = open(&host, &long).await?;
-    let ok = open(&host, "ok-1").await?;
-    let letters = parked(&host, 1).await?;
-    let letter = letter_of(&letters, &long)?;
-    let reason = letter["reason"].as_str().unwrap_or_default();
-    ensure!(letter["position"] == refused && reason.to_lowercase().contains("too long"), "{letter}");
-    consumers_caught_up(&host).await?;
-    ensure!(streams(&host).await?.get("ok-1") == Some(&ok.to_string()), "the rest flows");
-    Ok(())
-}

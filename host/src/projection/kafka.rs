@@ -120,7 +120,9 @@ impl Projection {
     /// bus at the same time, since the two write no common row.
     pub async fn catch_up_if_fresh(&self) -> Result<(), ProjectionError> {
         use std::sync::atomic::Ordering;
-        if self.caught_up_from_log.load(Ordering::SeqCst) {
+        // Paused by its dead letters (a pause kept from before a restart): nothing is applied
+        // until an operator resumes it; the consumer catches up then.
+        if self.caught_up_from_log.load(Ordering::SeqCst) || self.is_paused() {
             return Ok(());
         }
         if self.read_store.partition_offsets(self.name()).await?.is_empty() {
