@@ -551,3 +551,86 @@ async fn cli_retry_and_drop_on_a_running_and_a_stopped_host() -> Result<()> {
     ensure!(filtered.body["dropped"].as_array().is_some_and(|d| d.len() == 1), "{filtered}");
     Ok(())
 }
+
+/// `hostile`'s status on `host`, once `done` holds for it.
+async fn status_until(host: &Host, what: &str, done: impl Fn(&str) -> bool) -> Result<String> {
+    wait_until(what, SETTLE, || async {
+        let plugin = host.admin_plugin("hostile").await?.context("hostile is listed")?;
+        let status = plugin["status"].as_str().unwrap_or_default().to_owned();
+        Ok(if done(&status) { Check::Done(status) } else { Check::NotYet(plugin.to_string()) })
+    })
+    .await
+}
+
+/// Two hosts on one stack (Kafka, MongoDB, PostgreSQL) share `hostile`'s consumer group and read
+/// store: a pause reached on one is taken up by the other (the paused host leaves the group, and
+/// the host that gets its partitions finds the pause in the read store); a resume on one host
+/// lifts it on both; letters parked by either are retried through the other; and an event of an
+/// aggregate released there is applied, not held back behind the letter that is gone.
+#[tokio::test]
+async fn two_hosts_share_the_pause_and_the_letters_kafka_postgres() -> Result<()> {
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let folder = tempfile::tempdir().context("failed to create a config folder")?;
+    let file = folder.path().join("sluice.toml");
+    std::fs::write(&file, "[dead_letters]\nattempts = 1\nbackoff_ms = 10\npause_after = 1\n")?;
+    let options = || {
+        stack
+            .options_with(&[Plugin::BankAccount, Plugin::AccountsProjection])
+            .arg("--config")
+            .arg(file.to_string_lossy().into_owned())
+            .admin_token(TOKEN)
+    };
+    let (a, b) = (hostile_host(options()).await?, hostile_host(options()).await?);
+    let f1 = [open(&a, "fail-1").await?, deposit(&a, "fail-1").await?];
+    parked_until(&a, "fail-1 parked with its deposit behind it", |letters| {
+        letters.len() == 1 && blocked(&letters[0]) == [f1[1]]
+    })
+    .await?;
+
+    // The second failure pauses whichever host meets it; the other takes up the pause.
+    let f2 = open(&b, "fail-2").await?;
+    for host in [&a, &b] {
+        status_until(host, "hostile is paused on both hosts", |s| s == "paused: dead letters").await?;
+    }
+    let ok = open(&a, "ok-1").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(!streams(&a).await?.contains_key("ok-1"), "a paused consumer went on");
+
+    // A resume on one host lifts the pause on both: the paused event parks, the rest flows.
+    let resumed = a.admin_post("/admin/consumers/hostile/resume", &json!({})).await?.expect_status(200)?;
+    ensure!(resumed.body["wasPaused"] == true, "{resumed}");
+    for host in [&a, &b] {
+        status_until(host, "hostile runs again on both hosts", |s| s == "running").await?;
+    }
+    let letters = parked(&a, 2).await?;
+    ensure!(letter_of(&letters, "fail-2")?["position"] == f2, "{letters:?}");
+    wait_until("ok-1 is applied", SETTLE, || async {
+        let model = streams(&a).await?;
+        Ok(if model.get("ok-1") == Some(&ok.to_string()) {
+            Check::Done(())
+        } else {
+            Check::NotYet(format!("{model:?}"))
+        })
+    })
+    .await?;
+
+    // The fixed version on both, then a retry through the other host than the one that resumed.
+    for host in [&a, &b] {
+        host.admin_put_wasm("hostile", component(FIXED)?).await?.expect_status(200)?;
+    }
+    let retried = b.admin_post("/admin/consumers/hostile/retry", &json!({})).await?.expect_status(200)?;
+    ensure!(retried.body["applied"] == json!([f1[0], f1[1], f2]) && retried.body["failed"].is_null(), "{retried}");
+    // fail-1's next event reaches whichever host holds its partition, which may have parked its
+    // first: it is applied, not held back behind a letter the other host retried.
+    let later = deposit(&a, "fail-1").await?;
+    wait_until("fail-1's next deposit is applied", SETTLE, || async {
+        let model = streams(&b).await?;
+        let wanted = joined(&[f1[0], f1[1], later]);
+        Ok(if model.get("fail-1") == Some(&wanted) { Check::Done(()) } else { Check::NotYet(format!("{model:?}")) })
+    })
+    .await?;
+    ensure!(parked_now(&a).await?.is_empty(), "letters left: {:?}", parked_now(&a).await?);
+    let held = a.admin_get("/admin/dead-letters?consumer=hostile").await?.expect_status(200)?;
+    ensure!(held.body["letters"] == json!([]), "{held}");
+    Ok(())
+}
