@@ -7,7 +7,8 @@
 //! stored, and with `?upcast=true` as current; the stored rows never change.
 //!
 //! A dry run of the live `accounts` projection against itself over such a log upcasts the same
-//! way and passes by the events the live consumer parked, so it finds no difference.
+//! way and passes by the events the live consumer parked, so it finds no difference; without a
+//! live consumer, an event its aggregate cannot upcast is one of the dry run's failures.
 //!
 //! On SQLite (embedded bus) and on the scale-out stack (FerretDB, Kafka, PostgreSQL).
 
@@ -283,5 +284,22 @@ async fn an_event_the_upcaster_cannot_read_is_parked_and_the_other_accounts_flow
 
     // The dry run passes the parked event by, as the live consumer does: no failure.
     check_dry_run_of_itself(host.api(), 3).await?;
+
+    // With no live consumer to pass it by, the dry run meets the event its aggregate cannot
+    // upcast, and reports it as a failure.
+    host.api().admin_delete("/admin/plugins/accounts").await?.expect_status(200)?;
+    let component =
+        std::fs::read(Plugin::AccountsProjection.path()).context("failed to read the accounts component")?;
+    let request = host
+        .api()
+        .admin_request(Method::POST, "/admin/plugins/accounts/dry-run")
+        .header(reqwest::header::CONTENT_TYPE, sluice_e2e::WASM)
+        .body(component);
+    let report = host.api().send(request).await?.expect_status(200)?;
+    let failures = report.body["failures"].as_array().cloned().unwrap_or_default();
+    let [failure] = failures.as_slice() else { bail!("one failure expected: {report}") };
+    ensure!(failure["position"] == 2 && failure["aggregateId"] == CAROL, "{report}");
+    ensure!(failure["reason"].as_str().is_some_and(|r| r.contains("createdDate")), "{report}");
+    ensure!(report.body["eventsHandled"] == 3, "the readable events are handled: {report}");
     Ok(())
 }
