@@ -180,7 +180,8 @@ enum LetterAction {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Resume a consumer its dead letters paused (a running host's: needs `--url`).
+    /// Resume a consumer its dead letters paused: on a running host (`--url`), or in the read
+    /// store of a stopped one, which then starts resumed.
     Resume {
         /// The consumer (projection) to resume.
         consumer: String,
@@ -220,6 +221,18 @@ struct LetterFilter {
     /// Only this aggregate id's.
     #[arg(long)]
     aggregate: Option<String>,
+    /// Only aggregates of this type (streams of different types may share an id).
+    #[arg(long)]
+    aggregate_type: Option<String>,
+}
+
+impl LetterFilter {
+    fn aggregate(&self) -> sluice::admin::dead_letters::AggregateFilter<'_> {
+        sluice::admin::dead_letters::AggregateFilter {
+            aggregate_type: self.aggregate_type.as_deref(),
+            aggregate_id: self.aggregate.as_deref(),
+        }
+    }
 }
 
 /// Address a running host instead of opening the stores here.
@@ -343,7 +356,7 @@ async fn main() -> anyhow::Result<()> {
             let action = action.unwrap_or(LetterAction::List {
                 args,
                 remote,
-                filter: LetterFilter { consumer: None, aggregate: None },
+                filter: LetterFilter { consumer: None, aggregate: None, aggregate_type: None },
             });
             dead_letters(action, cli.config.as_deref()).await
         }
@@ -536,8 +549,11 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
         LetterAction::List { args, remote, filter } => {
             // Event letters, then parked deliveries (`"kind": "delivery"`), one JSON object a line.
             let (letters, deliveries): (Vec<ParkedLetter>, Vec<DeliveryLetter>) = if remote.url.is_some() {
-                let query =
-                    encode(&[("consumer", filter.consumer.as_deref()), ("aggregate", filter.aggregate.as_deref())]);
+                let query = encode(&[
+                    ("consumer", filter.consumer.as_deref()),
+                    ("aggregate", filter.aggregate.as_deref()),
+                    ("aggregateType", filter.aggregate_type.as_deref()),
+                ]);
                 let answer = remote.call(Method::GET, &format!("/admin/dead-letters{query}"), None).await?;
                 let letters = serde_json::from_value(answer["letters"].clone()).context("unexpected answer")?;
                 // A host older than the delivery letters has no `deliveries`.
@@ -552,7 +568,7 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
                 let letters = sluice::admin::dead_letters::parked_letters(
                     &read_store,
                     filter.consumer.as_deref(),
-                    filter.aggregate.as_deref(),
+                    filter.aggregate(),
                 )
                 .await
                 .context("failed to read dead letters")?;
@@ -563,6 +579,10 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
                     .await
                     .context("failed to read parked deliveries")?;
                 deliveries.retain(|d| filter.aggregate.as_deref().is_none_or(|aggregate| aggregate == d.key));
+                if filter.aggregate_type.is_some() {
+                    // A delivery belongs to no aggregate type.
+                    deliveries.clear();
+                }
                 (letters, deliveries)
             };
             for letter in letters {
@@ -574,20 +594,23 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
             Ok(())
         }
         LetterAction::Retry { id, filter, args, remote } => {
-            let LetterFilter { consumer, aggregate } = filter;
-            let target = match (id, consumer) {
-                (Some(id), None) if aggregate.is_none() => Ok(id),
+            let aggregate = filter.aggregate();
+            let target = match (id, filter.consumer.as_deref()) {
+                (Some(id), None) if aggregate.aggregate_id.is_none() && aggregate.aggregate_type.is_none() => Ok(id),
                 (None, Some(consumer)) => Err(consumer),
                 _ => {
-                    anyhow::bail!("retry takes a letter id, or --consumer NAME (with --aggregate ID for one sequence)")
+                    anyhow::bail!(
+                        "retry takes a letter id, or --consumer NAME (with --aggregate ID [--aggregate-type TYPE] for one sequence)"
+                    )
                 }
             };
             let outcome = if remote.url.is_some() {
                 let path = match &target {
                     Ok(id) => format!("/admin/dead-letters/{id}/retry"),
-                    Err(consumer) => {
-                        format!("/admin/consumers/{consumer}/retry{}", encode(&[("aggregate", aggregate.as_deref())]))
-                    }
+                    Err(consumer) => format!(
+                        "/admin/consumers/{consumer}/retry{}",
+                        encode(&[("aggregate", aggregate.aggregate_id), ("aggregateType", aggregate.aggregate_type)])
+                    ),
                 };
                 remote.call(Method::POST, &path, None).await?
             } else {
@@ -602,7 +625,7 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
                         serde_json::to_value(outcome).context("failed to encode")?
                     }
                     Err(consumer) => {
-                        let outcome = host.admin.retry_consumer(consumer, aggregate.as_deref()).await;
+                        let outcome = host.admin.retry_consumer(consumer, aggregate).await;
                         serde_json::to_value(outcome.context("retry failed")?).context("failed to encode")?
                     }
                 }
@@ -629,13 +652,17 @@ async fn dead_letters(action: LetterAction, config_file: Option<&std::path::Path
             println!("{answer}");
             Ok(())
         }
-        LetterAction::Resume { consumer, args: _, remote } => {
-            if remote.url.is_none() {
-                anyhow::bail!(
-                    "only a running host has paused consumers (a stopped one checks its limit again when it starts): pass --url"
-                );
-            }
-            let answer = remote.call(Method::POST, &format!("/admin/consumers/{consumer}/resume"), None).await?;
+        LetterAction::Resume { consumer, args, remote } => {
+            let answer = if remote.url.is_some() {
+                remote.call(Method::POST, &format!("/admin/consumers/{consumer}/resume"), None).await?
+            } else {
+                // A stopped host's pause is in its read store: lifted there, it starts resumed.
+                let config = Config::load(&args, config_file)?;
+                let read_store = ReadStore::open(&config.read_store).await.context("failed to open the read store")?;
+                let was_paused = read_store.stored_pause(&consumer).await.context("failed to read the pause")?;
+                read_store.store_pause(&consumer, false).await.context("failed to lift the pause")?;
+                serde_json::json!({ "consumer": consumer, "wasPaused": was_paused })
+            };
             println!("{answer}");
             Ok(())
         }

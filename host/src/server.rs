@@ -2,6 +2,7 @@
 //! [`Admin`] service that loads every plugin, and the [`Supervisor`] that runs the consumers,
 //! the relay and the plugins-directory watcher, each one stoppable alone.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,13 +14,13 @@ use crate::config::{BusConfig, Config};
 use crate::event_store::{self, EventStore, EventStoreError};
 use crate::http::admin_auth::AdminToken;
 use crate::http::{self, AppState};
-use crate::plugin::PluginRegistry;
+use crate::plugin::{PluginKind, PluginRegistry};
 use crate::plugin_dir::{self, DirChange, PluginDirWatcher};
 use crate::projection::{ProjectionError, Projections};
 use crate::reactor::channels::Channels;
 use crate::read_store::{ReadStore, ReadStoreError};
 use crate::relay::Relay;
-use crate::runtime::{RuntimeError, WasmRuntime};
+use crate::runtime::{RuntimeError, WasmRuntime, loader};
 use crate::supervisor::Supervisor;
 
 /// How long the plugins directory must be quiet before a change is acted on.
@@ -98,7 +99,7 @@ impl Host {
             channels,
             delivery: config.delivery,
         });
-        for (path, bytes, _) in plugin_dir::scan(&config.plugins_dir)? {
+        for (path, bytes) in aggregates_first(&runtime, plugin_dir::scan(&config.plugins_dir)?).await {
             // A refusal is listed by the admin service; the other plugins load regardless.
             if let Err(e) = admin.install_file(&file_name(&path), bytes).await {
                 tracing::debug!(file = %path.display(), "not loaded: {e}");
@@ -189,6 +190,26 @@ impl Host {
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }
+}
+
+/// The plugin files, aggregates first (then in name order): a projection's or reactor's
+/// deploy check holds it to what the aggregates that own its events deliver, so they must be
+/// loaded before it is checked.
+async fn aggregates_first(runtime: &WasmRuntime, files: Vec<(PathBuf, Vec<u8>, String)>) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut ordered = Vec::with_capacity(files.len());
+    for (path, bytes, _) in files {
+        let (runtime, origin, copy) = (runtime.clone(), file_name(&path), bytes.clone());
+        // Compiling is CPU work for seconds (cached on disk for the load that follows).
+        let kind = tokio::task::spawn_blocking(move || loader::kind_of(&runtime, &origin, &copy)).await;
+        let aggregate = kind.unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), "cannot tell the plugin's kind: {e}");
+            None
+        }) == Some(PluginKind::Aggregate);
+        ordered.push((!aggregate, path, bytes));
+    }
+    // Stable: name order within each group.
+    ordered.sort_by_key(|(later, ..)| *later);
+    ordered.into_iter().map(|(_, path, bytes)| (path, bytes)).collect()
 }
 
 fn file_name(path: &std::path::Path) -> String {

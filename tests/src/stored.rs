@@ -144,6 +144,44 @@ pub async fn mongo_write(url: &str, events: &[RawEvent]) -> Result<Vec<u64>> {
     Ok((1..=events.len() as u64).collect())
 }
 
+/// Append `events` to the MongoDB store at `url` after its last commit, one commit per event,
+/// as another host's commits would arrive (the store may be in use); answers their positions.
+pub async fn mongo_append(url: &str, events: &[RawEvent]) -> Result<Vec<u64>> {
+    let commits = mongo_commits(url).await?;
+    let newest = commits.find_one(doc! {}).sort(doc! { "_id": -1 }).await?;
+    let head = match newest {
+        Some(commit) => commit.get_i64("last_position").or_else(|_| commit.get_i32("last_position").map(i64::from))?,
+        None => 0,
+    };
+    let mut positions = Vec::new();
+    for (e, position) in events.iter().zip(head + 1..) {
+        let version = i64::try_from(e.version)?;
+        commits
+            .insert_one(doc! {
+                "_id": format!("{position:020}"),
+                "first_position": position,
+                "last_position": position,
+                "aggregate_type": &e.aggregate_type,
+                "aggregate_id": &e.aggregate_id,
+                "start": version,
+                "end": version,
+                "recorded_at": &e.recorded_at,
+                "events": [{
+                    "version": version,
+                    "position": position,
+                    "event_type": &e.event_type,
+                    "schema_version": i64::from(e.schema_version),
+                    "data": &e.data,
+                    "recorded_at": &e.recorded_at,
+                }],
+            })
+            .await
+            .with_context(|| format!("failed to append the commit at position {position}"))?;
+        positions.push(u64::try_from(position)?);
+    }
+    Ok(positions)
+}
+
 /// Every event of the MongoDB store at `url`, in log order.
 pub async fn mongo_events(url: &str) -> Result<Vec<Stored>> {
     let commits = mongo_commits(url).await?;

@@ -41,23 +41,32 @@ enum Place {
 /// Options for `place` with a config file of `config` (written in a fresh folder kept by the
 /// returned guard), or `None` when the place's servers are not configured.
 fn options(place: Place, config: &str) -> Result<Option<(HostOptions, tempfile::TempDir)>> {
+    Ok(options_and_read_store(place, config)?.map(|(options, folder, _)| (options, folder)))
+}
+
+/// [`options`], with the read store's URL when it is a server's (none: the host's own SQLite
+/// file).
+fn options_and_read_store(
+    place: Place,
+    config: &str,
+) -> Result<Option<(HostOptions, tempfile::TempDir, Option<String>)>> {
     let folder = tempfile::tempdir().context("failed to create a config folder")?;
     let file = folder.path().join("sluice.toml");
     std::fs::write(&file, config).context("failed to write the config")?;
     let plugins = [Plugin::BankAccount, Plugin::AccountsProjection];
-    let base = match place {
-        Place::Embedded => HostOptions::with_plugins(&plugins),
+    let (base, read_store) = match place {
+        Place::Embedded => (HostOptions::with_plugins(&plugins), None),
         Place::KafkaPostgres | Place::KafkaMariaDb => {
             let Some(mut stack) = Stack::fresh()? else { return Ok(None) };
             if matches!(place, Place::KafkaMariaDb) {
                 let Some(mariadb) = Server::MariaDb.fresh_database_url()? else { return Ok(None) };
                 stack.read_store = mariadb;
             }
-            stack.options_with(&plugins)
+            (stack.options_with(&plugins), Some(stack.read_store.clone()))
         }
     };
     let options = base.arg("--config").arg(file.to_string_lossy().into_owned()).admin_token(TOKEN);
-    Ok(Some((options, folder)))
+    Ok(Some((options, folder, read_store)))
 }
 
 /// Start a host and install the hostile projection through the admin API.
@@ -200,26 +209,40 @@ async fn hostile_consumers_park_and_the_rest_flows_kafka_mariadb() -> Result<()>
     hostile_consumers_park_and_the_rest_flows(Place::KafkaMariaDb).await
 }
 
-/// A projection call that spins until its time limit (10 s here, so each kill lands inside
-/// one); the host is killed (SIGKILL) in the middle of it three times, and still ends with the
-/// event parked and the rest flowing.
+/// A projection call that spins with no end in sight (its time limit is ten minutes here, longer
+/// than the test): only a kill ends it, so the attempts at the event can grow only by being
+/// counted before each call. The host is killed (SIGKILL) inside the batch's call and then inside
+/// each counted attempt, the count read from the read store while the host is down; after the
+/// third the restarted host parks the event without calling the plugin again (a call would spin
+/// until the test gave up), and the rest flows.
 async fn a_crash_loop_ends_parked(place: Place) -> Result<()> {
-    let config = "[dead_letters]\nattempts = 3\nbackoff_ms = 50\n[limits]\nplugin_timeout_ms = 10000\n";
-    let Some((options, _config)) = options(place, config)? else { return Ok(()) };
+    let config = "[dead_letters]\nattempts = 3\nbackoff_ms = 50\n[limits]\nplugin_timeout_ms = 600000\n";
+    let Some((options, _config, read_store)) = options_and_read_store(place, config)? else { return Ok(()) };
     let mut host = hostile_host(options).await?;
+    let read_store =
+        read_store.unwrap_or_else(|| format!("sqlite://{}?mode=ro", host.data_dir().join("read.db").display()));
     // One event applied first: on Kafka the consumer then has offsets, and a restart goes
     // through the bus rather than a catch-up from the log.
     let first = open(&host, "ok-0").await?;
     consumers_caught_up(&host).await?;
     let spinning = open(&host, "loop-1").await?;
-    for _ in 0..3 {
-        // Inside the spinning call (a batch's, or one of the counted attempts), which runs to
-        // the host's batch time limit.
-        tokio::time::sleep(Duration::from_millis(2000)).await;
+    // Inside the batch's call, which is not an attempt at the event yet (or, if the event has
+    // not arrived, before it: either way no attempt is counted).
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    host.kill()?;
+    for attempt in 1..=3 {
+        host.restart().await?;
+        wait_until(&format!("attempt {attempt} at the spinning event is counted"), SETTLE, || async {
+            let counted = attempts_counted(&read_store, spinning).await?;
+            Ok(if counted >= attempt { Check::Done(()) } else { Check::NotYet(format!("{counted} counted")) })
+        })
+        .await?;
         ensure!(parked_now(&host).await?.is_empty(), "parked before the kills were done");
         host.kill()?;
-        host.restart().await?;
+        let counted = attempts_counted(&read_store, spinning).await?;
+        ensure!(counted == attempt, "{counted} attempts counted after kill {attempt}");
     }
+    host.restart().await?;
     let ok = open(&host, "ok-1").await?;
     let letters = parked(&host, 1).await?;
     let letter = letter_of(&letters, "loop-1")?;
@@ -229,6 +252,26 @@ async fn a_crash_loop_ends_parked(place: Place) -> Result<()> {
     let wanted = BTreeMap::from([("ok-0".to_owned(), first.to_string()), ("ok-1".to_owned(), ok.to_string())]);
     ensure!(model == wanted, "{model:?}");
     Ok(())
+}
+
+/// The attempts the read store at `url` counts for `hostile` at the event at `position` (0
+/// before the first).
+async fn attempts_counted(url: &str, position: u64) -> Result<u32> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.with_context(|| format!("failed to open {url}"))?;
+    let placeholder = if url.starts_with("postgres") { "$1" } else { "?" };
+    let sql = format!("SELECT attempts FROM sluice_letters WHERE consumer = 'hostile' AND position = {placeholder}");
+    let row = sqlx::query(&sql)
+        .bind(i64::try_from(position)?)
+        .fetch_optional(&mut conn)
+        .await
+        .context("failed to read the attempts")?;
+    conn.close().await?;
+    Ok(match row {
+        Some(row) => u32::try_from(row.try_get::<i64, _>(0)?)?,
+        None => 0,
+    })
 }
 
 async fn parked_now(host: &Host) -> Result<Vec<Value>> {
@@ -322,11 +365,12 @@ async fn fix_and_retry_kafka_mariadb() -> Result<()> {
 
 /// With room for one parked letter, the second failure pauses the consumer (later events wait,
 /// whatever their aggregate); a drop skips its event, is audited and releases the events behind
-/// it; a resume through the CLI lets the paused event park and the rest flow.
+/// it; the pause outlives a restart; a resume through the CLI lets the paused event park and the
+/// rest flow.
 async fn drop_pause_and_resume(place: Place) -> Result<()> {
     let config = "[dead_letters]\nattempts = 1\nbackoff_ms = 10\npause_after = 1\n";
     let Some((options, _config)) = options(place, config)? else { return Ok(()) };
-    let host = hostile_host(options).await?;
+    let mut host = hostile_host(options).await?;
     let opened = open(&host, "fail-1").await?;
     let deposited = deposit(&host, "fail-1").await?;
     let letters = parked_until(&host, "fail-1 parked with its deposit behind it", |letters| {
@@ -366,6 +410,17 @@ async fn drop_pause_and_resume(place: Place) -> Result<()> {
     host.admin_delete(&format!("/admin/dead-letters/{id}")).await?.check_error(404, &["unknown_dead_letter"])?;
     host.admin_delete("/admin/dead-letters/nine").await?.check_error(400, &["bad_query"])?;
 
+    // The pause outlives the host: with no letter parked now (the drop freed its place), a host
+    // that forgot it would park the paused event and go on; this one is paused from its start.
+    host.restart().await?;
+    for _ in 0..3 {
+        let plugin = host.admin_plugin("hostile").await?.context("hostile is listed")?;
+        ensure!(plugin["status"] == "paused: dead letters", "paused after a restart: {plugin}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ensure!(!streams(&host).await?.contains_key("ok-1"), "a paused consumer went on after a restart");
+    ensure!(parked_now(&host).await?.is_empty(), "a paused consumer parked after a restart");
+
     // Resume through the CLI against the running host: the paused event parks, the rest flows.
     let remote = ["--url", host.base_url(), "--token", TOKEN];
     let resumed = sluice_command(&[&["dead-letters", "resume", "hostile"][..], &remote[..]].concat())?;
@@ -396,4 +451,186 @@ async fn drop_pause_and_resume_kafka_postgres() -> Result<()> {
 #[tokio::test]
 async fn drop_pause_and_resume_kafka_mariadb() -> Result<()> {
     drop_pause_and_resume(Place::KafkaMariaDb).await
+}
+
+/// The `letters` of a `GET /admin/dead-letters` query.
+async fn listed(host: &Host, query: &str) -> Result<Vec<Value>> {
+    let reply = host.admin_get(&format!("/admin/dead-letters?{query}")).await?.expect_status(200)?;
+    Ok(reply.body["letters"].as_array().cloned().unwrap_or_default())
+}
+
+/// The id of `letter`, as the CLI takes it.
+fn id_of(letter: &Value) -> Result<String> {
+    Ok(letter["id"].as_i64().with_context(|| format!("no id in {letter}"))?.to_string())
+}
+
+/// The listing's `aggregate` and `aggregateType` filters; the CLI's `retry ID`, `retry --consumer
+/// --aggregate --aggregate-type` and `drop` against a running host; then `retry ID` and `drop`
+/// without `--url`, on the stores of the stopped host; the restarted host shows the outcome.
+#[tokio::test]
+async fn cli_retry_and_drop_on_a_running_and_a_stopped_host() -> Result<()> {
+    let Some((options, config)) = options(Place::Embedded, "[dead_letters]\nattempts = 1\nbackoff_ms = 10\n")? else {
+        return Ok(());
+    };
+    let mut host = hostile_host(options).await?;
+    let f1 = [open(&host, "fail-1").await?, deposit(&host, "fail-1").await?];
+    let (f2, f3, f4) = (open(&host, "fail-2").await?, open(&host, "fail-3").await?, open(&host, "fail-4").await?);
+    let ok = open(&host, "ok-1").await?;
+    let letters = parked_until(&host, "four letters, fail-1's deposit behind its opening", |letters| {
+        letters.len() == 4 && letters.iter().any(|l| l["aggregateId"] == "fail-1" && blocked(l) == [f1[1]])
+    })
+    .await?;
+    let [l1, l2, l3, l4] = ["fail-1", "fail-2", "fail-3", "fail-4"].map(|id| letter_of(&letters, id).cloned());
+    let (l1, l2, l3, l4) = (l1?, l2?, l3?, l4?);
+
+    // The listing's filters: by id, and by id and type.
+    let one = listed(&host, "consumer=hostile&aggregate=fail-1").await?;
+    ensure!(one.len() == 1 && one[0]["position"] == f1[0] && blocked(&one[0]) == [f1[1]], "{one:?}");
+    let typed = listed(&host, "aggregate=fail-1&aggregateType=BankAccount").await?;
+    ensure!(typed.len() == 1 && typed[0]["id"] == l1["id"], "{typed:?}");
+    let other_type = listed(&host, "aggregate=fail-1&aggregateType=Post").await?;
+    ensure!(other_type.is_empty(), "another type's letters: {other_type:?}");
+    host.admin_get("/admin/dead-letters?aggregateKind=x").await?.check_error(400, &["bad_query"])?;
+
+    // Against the running host: a retry by id with the broken version fails again.
+    let remote = ["--url", host.base_url(), "--token", TOKEN];
+    let again = sluice_command(&[&["dead-letters", "retry", &id_of(&l1)?][..], &remote[..]].concat())?;
+    let again: Value = serde_json::from_str(again.trim()).context("retry answer")?;
+    ensure!(again["applied"] == json!([]) && again["failed"]["aggregateId"] == "fail-1", "{again}");
+
+    // With the fixed version, one aggregate's sequence by consumer, id and type.
+    host.admin_put_wasm("hostile", component(FIXED)?).await?.expect_status(200)?;
+    let sequence = ["--consumer", "hostile", "--aggregate", "fail-1", "--aggregate-type", "BankAccount"];
+    let retried = sluice_command(&[&["dead-letters", "retry"][..], &sequence[..], &remote[..]].concat())?;
+    let retried: Value = serde_json::from_str(retried.trim()).context("retry answer")?;
+    ensure!(retried["applied"] == json!(f1) && retried["failed"].is_null(), "{retried}");
+    let dropped =
+        sluice_command(&[&["dead-letters", "drop", &id_of(&l2)?, "--by", "remote-tester"][..], &remote[..]].concat())?;
+    let dropped: Value = serde_json::from_str(dropped.trim()).context("drop answer")?;
+    ensure!(dropped["dropped"]["position"] == f2 && dropped["dropped"]["droppedBy"] == "remote-tester", "{dropped}");
+
+    // Without --url, on the stopped host's stores.
+    host.stop().await?;
+    let (data, plugins) = (host.data_dir(), host.plugins_dir());
+    let config_file = config.path().join("sluice.toml");
+    let local: [&str; 6] = [
+        "--data-dir",
+        data.to_str().context("data dir")?,
+        "--plugins",
+        plugins.to_str().context("plugins dir")?,
+        "--config",
+        config_file.to_str().context("config file")?,
+    ];
+    let retried = sluice_command(&[&["dead-letters", "retry", &id_of(&l3)?][..], &local[..]].concat())?;
+    let retried: Value = serde_json::from_str(retried.trim()).context("local retry answer")?;
+    ensure!(retried["applied"] == json!([f3]) && retried["failed"].is_null(), "{retried}");
+    let dropped =
+        sluice_command(&[&["dead-letters", "drop", &id_of(&l4)?, "--by", "local-tester"][..], &local[..]].concat())?;
+    let dropped: Value = serde_json::from_str(dropped.trim()).context("local drop answer")?;
+    ensure!(dropped["dropped"]["position"] == f4 && dropped["dropped"]["droppedBy"] == "local-tester", "{dropped}");
+    let left = sluice_command(&[&["dead-letters", "list", "--consumer", "hostile"][..], &local[..]].concat())?;
+    ensure!(left.trim().is_empty(), "letters left: {left}");
+
+    host.restart().await?;
+    consumers_caught_up(&host).await?;
+    let wanted = BTreeMap::from([
+        ("fail-1".to_owned(), joined(&f1)),
+        ("fail-3".to_owned(), f3.to_string()),
+        ("ok-1".to_owned(), ok.to_string()),
+    ]);
+    ensure!(streams(&host).await? == wanted, "{:?} vs {wanted:?}", streams(&host).await?);
+    let listing = host.admin_get("/admin/dead-letters?consumer=hostile").await?.expect_status(200)?;
+    let audit: Vec<(Value, Value)> = listing.body["dropped"]
+        .as_array()
+        .context("dropped")?
+        .iter()
+        .map(|d| (d["position"].clone(), d["droppedBy"].clone()))
+        .collect();
+    ensure!(audit == [(json!(f2), json!("remote-tester")), (json!(f4), json!("local-tester"))], "{listing}");
+    let filtered = host.admin_get("/admin/dead-letters?aggregate=fail-4").await?.expect_status(200)?;
+    ensure!(filtered.body["dropped"].as_array().is_some_and(|d| d.len() == 1), "{filtered}");
+    Ok(())
+}
+
+/// `hostile`'s status on `host`, once `done` holds for it.
+async fn status_until(host: &Host, what: &str, done: impl Fn(&str) -> bool) -> Result<String> {
+    wait_until(what, SETTLE, || async {
+        let plugin = host.admin_plugin("hostile").await?.context("hostile is listed")?;
+        let status = plugin["status"].as_str().unwrap_or_default().to_owned();
+        Ok(if done(&status) { Check::Done(status) } else { Check::NotYet(plugin.to_string()) })
+    })
+    .await
+}
+
+/// Two hosts on one stack (Kafka, MongoDB, PostgreSQL) share `hostile`'s consumer group and read
+/// store: a pause reached on one is taken up by the other (the paused host leaves the group, and
+/// the host that gets its partitions finds the pause in the read store); a resume on one host
+/// lifts it on both; letters parked by either are retried through the other; and an event of an
+/// aggregate released there is applied, not held back behind the letter that is gone.
+#[tokio::test]
+async fn two_hosts_share_the_pause_and_the_letters_kafka_postgres() -> Result<()> {
+    let Some(stack) = Stack::fresh()? else { return Ok(()) };
+    let folder = tempfile::tempdir().context("failed to create a config folder")?;
+    let file = folder.path().join("sluice.toml");
+    std::fs::write(&file, "[dead_letters]\nattempts = 1\nbackoff_ms = 10\npause_after = 1\n")?;
+    let options = || {
+        stack
+            .options_with(&[Plugin::BankAccount, Plugin::AccountsProjection])
+            .arg("--config")
+            .arg(file.to_string_lossy().into_owned())
+            .admin_token(TOKEN)
+    };
+    let (a, b) = (hostile_host(options()).await?, hostile_host(options()).await?);
+    let f1 = [open(&a, "fail-1").await?, deposit(&a, "fail-1").await?];
+    parked_until(&a, "fail-1 parked with its deposit behind it", |letters| {
+        letters.len() == 1 && blocked(&letters[0]) == [f1[1]]
+    })
+    .await?;
+
+    // The second failure pauses whichever host meets it; the other takes up the pause.
+    let f2 = open(&b, "fail-2").await?;
+    for host in [&a, &b] {
+        status_until(host, "hostile is paused on both hosts", |s| s == "paused: dead letters").await?;
+    }
+    let ok = open(&a, "ok-1").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(!streams(&a).await?.contains_key("ok-1"), "a paused consumer went on");
+
+    // A resume on one host lifts the pause on both: the paused event parks, the rest flows.
+    let resumed = a.admin_post("/admin/consumers/hostile/resume", &json!({})).await?.expect_status(200)?;
+    ensure!(resumed.body["wasPaused"] == true, "{resumed}");
+    for host in [&a, &b] {
+        status_until(host, "hostile runs again on both hosts", |s| s == "running").await?;
+    }
+    let letters = parked(&a, 2).await?;
+    ensure!(letter_of(&letters, "fail-2")?["position"] == f2, "{letters:?}");
+    wait_until("ok-1 is applied", SETTLE, || async {
+        let model = streams(&a).await?;
+        Ok(if model.get("ok-1") == Some(&ok.to_string()) {
+            Check::Done(())
+        } else {
+            Check::NotYet(format!("{model:?}"))
+        })
+    })
+    .await?;
+
+    // The fixed version on both, then a retry through the other host than the one that resumed.
+    for host in [&a, &b] {
+        host.admin_put_wasm("hostile", component(FIXED)?).await?.expect_status(200)?;
+    }
+    let retried = b.admin_post("/admin/consumers/hostile/retry", &json!({})).await?.expect_status(200)?;
+    ensure!(retried.body["applied"] == json!([f1[0], f1[1], f2]) && retried.body["failed"].is_null(), "{retried}");
+    // fail-1's next event reaches whichever host holds its partition, which may have parked its
+    // first: it is applied, not held back behind a letter the other host retried.
+    let later = deposit(&a, "fail-1").await?;
+    wait_until("fail-1's next deposit is applied", SETTLE, || async {
+        let model = streams(&b).await?;
+        let wanted = joined(&[f1[0], f1[1], later]);
+        Ok(if model.get("fail-1") == Some(&wanted) { Check::Done(()) } else { Check::NotYet(format!("{model:?}")) })
+    })
+    .await?;
+    ensure!(parked_now(&a).await?.is_empty(), "letters left: {:?}", parked_now(&a).await?);
+    let held = a.admin_get("/admin/dead-letters?consumer=hostile").await?.expect_status(200)?;
+    ensure!(held.body["letters"] == json!([]), "{held}");
+    Ok(())
 }

@@ -5,6 +5,10 @@
 //! loaded, since that aggregate cannot deliver the event. `?force=true` installs either anyway,
 //! and the mismatch stays in `GET /admin/plugins`. The 0.1.0 `post` component loads beside them.
 //!
+//! A forced version stays forced: after a restart both load again with their mismatch listed
+//! (the projection's held, at start too, to what its aggregate delivers), while another build of
+//! the projection put in its place while the host was down is refused at start.
+//!
 //! On SQLite, and on MongoDB (FerretDB), whose counts the host takes over the commits.
 
 use anyhow::{Result, anyhow, ensure};
@@ -97,19 +101,56 @@ async fn check_refusals_and_force(api: &Api) -> Result<()> {
     Ok(())
 }
 
+/// After [`check_refusals_and_force`]: a restart loads both forced versions again (the files are
+/// loaded without `force`), each with its mismatch; an unforced build of the projection dropped
+/// in while the host is down is refused at start, since the aggregate, loaded first, cannot
+/// deliver a stored event to it.
+async fn check_force_survives_a_restart(host: &mut Host) -> Result<()> {
+    host.restart().await?;
+    let (plugins, refused) = host.api().admin_plugins().await?;
+    ensure!(refused.is_empty(), "nothing refused after a restart: {refused:?}");
+    let listed = |name: &str| {
+        plugins.iter().find(|p| p["name"] == name).cloned().ok_or_else(|| anyhow!("{name} not loaded: {plugins:?}"))
+    };
+    let expected = vec![("AccountFrozenEvent".to_owned(), 1, 1), ("AccountOpenedEvent".to_owned(), 3, 1)];
+    ensure!(mismatch(&listed("BankAccount")?)? == expected, "BankAccount after a restart");
+    let accounts = listed("accounts")?;
+    ensure!(
+        mismatch(&accounts)? == [("AccountOpenedEvent".to_owned(), 3, 1)],
+        "the projection is checked against its aggregate at start: {accounts}"
+    );
+
+    host.stop().await?;
+    let unforced = distinct_build(&Plugin::AccountsProjection.bytes()?, "deploy-check-unforced");
+    std::fs::write(host.plugins_dir().join(Plugin::AccountsProjection.file_name()), unforced)?;
+    host.restart().await?;
+    let (plugins, refused) = host.api().admin_plugins().await?;
+    let names: Vec<&str> = plugins.iter().filter_map(|p| p["name"].as_str()).collect();
+    ensure!(names.contains(&"BankAccount") && !names.contains(&"accounts"), "{names:?}");
+    let refusal = refused
+        .iter()
+        .find(|r| r["source"] == Plugin::AccountsProjection.file_name())
+        .ok_or_else(|| anyhow!("the projection's refusal is not listed: {refused:?}"))?;
+    let reason = refusal["reason"].as_str().unwrap_or_default();
+    ensure!(reason.contains("AccountOpenedEvent v3") && !reason.contains("AccountFrozenEvent"), "{refusal}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn sqlite_a_plugin_that_cannot_read_stored_versions_is_refused_unless_forced() -> Result<()> {
     let mut host = Host::start(HostOptions::with_plugins(PLUGINS).admin_token(TOKEN)).await?;
     host.stop().await?;
     stored::sqlite_append(&stored::sqlite_path(&host.data_dir()), &unreadable_history())?;
     host.restart().await?;
-    check_refusals_and_force(host.api()).await
+    check_refusals_and_force(host.api()).await?;
+    check_force_survives_a_restart(&mut host).await
 }
 
 #[tokio::test]
 async fn mongodb_a_plugin_that_cannot_read_stored_versions_is_refused_unless_forced() -> Result<()> {
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
     stored::mongo_write(&stack.mongodb, &unreadable_history()).await?;
-    let host = Host::start(stack.options_with(PLUGINS).admin_token(TOKEN)).await?;
-    check_refusals_and_force(host.api()).await
+    let mut host = Host::start(stack.options_with(PLUGINS).admin_token(TOKEN)).await?;
+    check_refusals_and_force(host.api()).await?;
+    check_force_survives_a_restart(&mut host).await
 }

@@ -2,8 +2,13 @@
 //! before the bank account plugin moved to version 2's `openedAt`) straight into the event
 //! store, then the real host with the real plugins: commands on those streams, their state
 //! (also as of an earlier version), the `accounts` projection fed by the embedded bus or by
-//! Kafka, and its rebuild all see the current shape; the events route shows the events as
+//! Kafka (the events written while the host runs, so they travel through the relay and the
+//! Kafka consumer), and its rebuild all see the current shape; the events route shows the events as
 //! stored, and with `?upcast=true` as current; the stored rows never change.
+//!
+//! A dry run of the live `accounts` projection against itself over such a log upcasts the same
+//! way and passes by the events the live consumer parked, so it finds no difference; without a
+//! live consumer, an event its aggregate cannot upcast is one of the dry run's failures.
 //!
 //! On SQLite (embedded bus) and on the scale-out stack (FerretDB, Kafka, PostgreSQL).
 
@@ -21,6 +26,7 @@ const BOB: &str = "00000000-0000-4000-8000-00000000b002";
 const ADA_OPENED: &str = "2025-06-01T10:00:00.000Z";
 const BOB_OPENED: &str = "2025-06-02T11:30:00.000Z";
 const WAIT: Duration = Duration::from_secs(60);
+const TOKEN: &str = "upcast-token";
 
 /// Two accounts opened and one deposit, as the plugin's schema version 1 wrote them.
 fn version_1_history() -> Vec<RawEvent> {
@@ -72,19 +78,17 @@ async fn events(api: &Api, id: &str, upcast: bool) -> Result<Vec<Value>> {
     reply.body["events"].as_array().cloned().ok_or_else(|| anyhow!("no events in {reply}"))
 }
 
-/// Everything a host on a store holding [`version_1_history`] must show; answers the position of
-/// the last command it ran.
-async fn check_current_shape_everywhere(api: &Api) -> Result<u64> {
+/// Everything a host on a store holding [`version_1_history`] (its last event at `v1_head`, with
+/// `others` accounts opened by the host besides) must show; answers the position of the last
+/// command it ran.
+async fn check_current_shape_everywhere(api: &Api, v1_head: u64, others: usize) -> Result<u64> {
     // The projection (fed by whichever bus) read the version 1 events upcast: had it been handed
     // `createdDate`, it could not have read them, and would have dead-lettered them.
-    let accounts = lookup(api, 3).await?;
+    let accounts = lookup(api, v1_head).await?;
     ensure!(
-        accounts
-            == [
-                (ADA.to_owned(), account("Ada Lovelace", ADA_OPENED, "15.5")),
-                (BOB.to_owned(), account("Bob Babbage", BOB_OPENED, "3")),
-            ]
-            .into(),
+        accounts.get(ADA) == Some(&account("Ada Lovelace", ADA_OPENED, "15.5"))
+            && accounts.get(BOB) == Some(&account("Bob Babbage", BOB_OPENED, "3"))
+            && accounts.len() == 2 + others,
         "the read model of the version 1 events: {accounts:?}"
     );
 
@@ -129,7 +133,7 @@ async fn check_current_shape_everywhere(api: &Api) -> Result<u64> {
     let last = carol_events[0]["position"].as_u64().with_context(|| format!("no position: {carol_events:?}"))?;
 
     let accounts = lookup(api, last).await?;
-    ensure!(accounts.len() == 3, "three accounts: {accounts:?}");
+    ensure!(accounts.len() == 3 + others, "Carol's account too: {accounts:?}");
     ensure!(accounts[ADA] == account("Ada Lovelace", ADA_OPENED, "0"), "Ada withdrew all: {accounts:?}");
 
     // A rebuild reads the log from the start again, through the upcaster.
@@ -137,6 +141,47 @@ async fn check_current_shape_everywhere(api: &Api) -> Result<u64> {
     let rebuilt = lookup(api, last).await?;
     ensure!(rebuilt == accounts, "the rebuild equals the live read model: {rebuilt:?} / {accounts:?}");
     Ok(last)
+}
+
+/// A dry run of the live `accounts` component against itself: every event it handles reaches
+/// it upcast (a version 1 `AccountOpenedEvent` it were handed as stored fails it), the events the
+/// live consumer parked are passed by as live, so nothing differs and nothing fails.
+async fn check_dry_run_of_itself(api: &Api, handled_at_least: u64) -> Result<()> {
+    let component =
+        std::fs::read(Plugin::AccountsProjection.path()).context("failed to read the accounts component")?;
+    let request = api
+        .admin_request(Method::POST, "/admin/plugins/accounts/dry-run")
+        .header(reqwest::header::CONTENT_TYPE, sluice_e2e::WASM)
+        .body(component);
+    let report = api.send(request).await?.expect_status(200)?;
+    ensure!(report.body["failures"] == json!([]), "no failure expected: {report}");
+    ensure!(
+        report.body["eventsHandled"].as_u64().is_some_and(|n| n >= handled_at_least),
+        "at least {handled_at_least} events handled: {report}"
+    );
+    let tables = report.body["tables"].as_array().ok_or_else(|| anyhow!("no tables in {report}"))?;
+    ensure!(!tables.is_empty(), "tables compared: {report}");
+    for table in tables {
+        ensure!(
+            table["added"] == 0 && table["removed"] == 0 && table["changed"] == 0,
+            "no difference expected: {report}"
+        );
+        ensure!(table["unchanged"].as_u64().is_some_and(|n| n > 0), "rows compared: {report}");
+    }
+    Ok(())
+}
+
+/// How many partition offsets the `accounts` consumer has stored in the read store at `url`.
+async fn kafka_offsets(url: &str) -> Result<i64> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.with_context(|| format!("failed to open {url}"))?;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sluice_offsets WHERE projection = 'accounts'")
+        .fetch_one(&mut conn)
+        .await
+        .context("failed to count the offsets")?;
+    conn.close().await?;
+    Ok(count)
 }
 
 /// The events written before the start are still there as written.
@@ -154,7 +199,7 @@ fn check_unchanged(written: &[RawEvent], positions: &[u64], found: &[stored::Sto
 #[tokio::test]
 async fn version_1_events_in_sqlite_are_read_in_their_current_shape_and_stay_as_stored() -> Result<()> {
     // A first start creates the store; the old events go in while the host is down.
-    let mut host = Host::start(HostOptions::with_plugins(BANK)).await?;
+    let mut host = Host::start(HostOptions::with_plugins(BANK).admin_token(TOKEN)).await?;
     host.stop().await?;
     let db = stored::sqlite_path(&host.data_dir());
     let written = version_1_history();
@@ -162,7 +207,9 @@ async fn version_1_events_in_sqlite_are_read_in_their_current_shape_and_stay_as_
     ensure!(positions == [1, 2, 3], "written at {positions:?}");
     host.restart().await?;
 
-    check_current_shape_everywhere(host.api()).await?;
+    let last = check_current_shape_everywhere(host.api(), 3, 0).await?;
+    // Three version 1 events, a withdrawal and Carol's opening.
+    check_dry_run_of_itself(host.api(), last).await?;
 
     host.stop().await?;
     let found = stored::sqlite_events(&db)?;
@@ -171,14 +218,21 @@ async fn version_1_events_in_sqlite_are_read_in_their_current_shape_and_stay_as_
     Ok(())
 }
 
+/// The version 1 events are written into MongoDB while the host runs, after the `accounts`
+/// consumer has stored Kafka offsets (it applied an account opened through the API from the
+/// bus): so they travel event store, relay, Kafka, consumer, not a catch-up from the log.
 #[tokio::test]
 async fn version_1_events_in_mongodb_reach_kafka_projections_in_their_current_shape() -> Result<()> {
     let Some(stack) = Stack::fresh()? else { return Ok(()) };
-    let written = version_1_history();
-    let positions = stored::mongo_write(&stack.mongodb, &written).await?;
     let mut host = Host::start(stack.options_with(BANK)).await?;
+    host.api().open_account("Dan Ingalls", "1").await?;
+    lookup(host.api(), 1).await?;
+    ensure!(kafka_offsets(&stack.read_store).await? > 0, "the accounts consumer has no Kafka offsets yet");
 
-    check_current_shape_everywhere(host.api()).await?;
+    let written = version_1_history();
+    let positions = stored::mongo_append(&stack.mongodb, &written).await?;
+    ensure!(positions == [2, 3, 4], "written at {positions:?}");
+    check_current_shape_everywhere(host.api(), 4, 1).await?;
 
     host.stop().await?;
     let found = stored::mongo_events(&stack.mongodb).await?;
@@ -193,7 +247,7 @@ async fn version_1_events_in_mongodb_reach_kafka_projections_in_their_current_sh
 #[tokio::test]
 async fn an_event_the_upcaster_cannot_read_is_parked_and_the_other_accounts_flow() -> Result<()> {
     const CAROL: &str = "00000000-0000-4000-8000-00000000c004";
-    let mut host = Host::start(HostOptions::with_plugins(BANK).admin_token("upcast-token")).await?;
+    let mut host = Host::start(HostOptions::with_plugins(BANK).admin_token(TOKEN)).await?;
     host.stop().await?;
     let mut written = version_1_history();
     let unreadable = RawEvent::new("BankAccount", CAROL, 1, "AccountOpenedEvent", 1).data(&format!(
@@ -227,5 +281,25 @@ async fn an_event_the_upcaster_cannot_read_is_parked_and_the_other_accounts_flow
     ensure!(again.body["applied"] == json!([]), "{again}");
     ensure!(again.body["failed"]["reason"].as_str().is_some_and(|r| r.contains("createdDate")), "{again}");
     ensure!(lookup(host.api(), 4).await? == expected, "a failed retry changed the read model");
+
+    // The dry run passes the parked event by, as the live consumer does: no failure.
+    check_dry_run_of_itself(host.api(), 3).await?;
+
+    // With no live consumer to pass it by, the dry run meets the event its aggregate cannot
+    // upcast, and reports it as a failure.
+    host.api().admin_delete("/admin/plugins/accounts").await?.expect_status(200)?;
+    let component =
+        std::fs::read(Plugin::AccountsProjection.path()).context("failed to read the accounts component")?;
+    let request = host
+        .api()
+        .admin_request(Method::POST, "/admin/plugins/accounts/dry-run")
+        .header(reqwest::header::CONTENT_TYPE, sluice_e2e::WASM)
+        .body(component);
+    let report = host.api().send(request).await?.expect_status(200)?;
+    let failures = report.body["failures"].as_array().cloned().unwrap_or_default();
+    let [failure] = failures.as_slice() else { bail!("one failure expected: {report}") };
+    ensure!(failure["position"] == 2 && failure["aggregateId"] == CAROL, "{report}");
+    ensure!(failure["reason"].as_str().is_some_and(|r| r.contains("createdDate")), "{report}");
+    ensure!(report.body["eventsHandled"] == 3, "the readable events are handled: {report}");
     Ok(())
 }

@@ -47,15 +47,31 @@ pub struct Resumed {
     pub was_paused: bool,
 }
 
-/// The parked letters in `store` (of one consumer and one aggregate id when given), oldest
-/// first, each with the events held back behind it: the listing of [`Admin::dead_letters`], which
-/// the CLI also reads from a stopped host's read store.
+/// Which aggregates' letters: an id, and the aggregate type when given (streams of different
+/// types may share an id).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AggregateFilter<'a> {
+    pub aggregate_type: Option<&'a str>,
+    pub aggregate_id: Option<&'a str>,
+}
+
+impl AggregateFilter<'_> {
+    fn admits(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
+        self.aggregate_type.is_none_or(|t| t == aggregate_type) && self.aggregate_id.is_none_or(|i| i == aggregate_id)
+    }
+}
+
+/// The parked letters in `store` (of one consumer and one aggregate when given), oldest first,
+/// each with the events held back behind it: the listing of [`Admin::dead_letters`], which the
+/// CLI also reads from a stopped host's read store.
 pub async fn parked_letters(
     store: &ReadStore,
     consumer: Option<&str>,
-    aggregate_id: Option<&str>,
+    aggregate: AggregateFilter<'_>,
 ) -> Result<Vec<ParkedLetter>, ReadStoreError> {
-    let letters = store.letters(consumer, aggregate_id, &[LetterState::Parked, LetterState::Blocked]).await?;
+    let mut letters =
+        store.letters(consumer, aggregate.aggregate_id, &[LetterState::Parked, LetterState::Blocked]).await?;
+    letters.retain(|l| aggregate.admits(&l.aggregate_type, &l.aggregate_id));
     let (parked, blocked): (Vec<Letter>, Vec<Letter>) =
         letters.into_iter().partition(|l| l.state == LetterState::Parked);
     Ok(parked
@@ -82,22 +98,29 @@ pub async fn parked_letters(
 }
 
 impl Admin {
-    /// Parked letters, of one consumer and one aggregate id when given, oldest first, each with
+    /// Parked letters, of one consumer and one aggregate when given, oldest first, each with
     /// the events held back behind it.
     pub async fn dead_letters(
         &self,
         consumer: Option<&str>,
-        aggregate_id: Option<&str>,
+        aggregate: AggregateFilter<'_>,
     ) -> Result<Vec<ParkedLetter>, AdminError> {
-        Ok(parked_letters(&self.parts().read_store, consumer, aggregate_id)
+        Ok(parked_letters(&self.parts().read_store, consumer, aggregate)
             .await
             .map_err(crate::projection::ProjectionError::from)?)
     }
 
-    /// Dropped letters of `consumer` (all when `None`), oldest first.
-    pub async fn dropped_letters(&self, consumer: Option<&str>) -> Result<Vec<DroppedLetter>, AdminError> {
+    /// Dropped letters of `consumer` (all when `None`) and of one aggregate when given, oldest
+    /// first.
+    pub async fn dropped_letters(
+        &self,
+        consumer: Option<&str>,
+        aggregate: AggregateFilter<'_>,
+    ) -> Result<Vec<DroppedLetter>, AdminError> {
         let store = &self.parts().read_store;
-        Ok(store.drops(consumer).await.map_err(crate::projection::ProjectionError::from)?)
+        let mut dropped = store.drops(consumer).await.map_err(crate::projection::ProjectionError::from)?;
+        dropped.retain(|d| aggregate.admits(&d.aggregate_type, &d.aggregate_id));
+        Ok(dropped)
     }
 
     /// Retry the parked letter `id` and the events held back behind it, head-first, with the
@@ -105,16 +128,21 @@ impl Admin {
     pub async fn retry_letter(&self, id: i64) -> Result<RetryOutcome, AdminError> {
         let letter = self.parked_letter(id).await?;
         let projection = self.consumer(&letter.consumer)?;
-        Ok(projection.retry_aggregate(&letter.aggregate_id).await?)
+        Ok(projection.retry_aggregate(Some(&letter.aggregate_type), &letter.aggregate_id).await?)
     }
 
-    /// Retry the parked sequences of `consumer` (only `aggregate_id`'s when given), oldest
+    /// Retry the parked sequences of `consumer` (only one aggregate's when given: its id, and
+    /// its type or else every type's stream of that id; with a type alone, that type's), oldest
     /// first, stopping at the first failure.
-    pub async fn retry_consumer(&self, consumer: &str, aggregate_id: Option<&str>) -> Result<RetryOutcome, AdminError> {
+    pub async fn retry_consumer(
+        &self,
+        consumer: &str,
+        aggregate: AggregateFilter<'_>,
+    ) -> Result<RetryOutcome, AdminError> {
         let projection = self.consumer(consumer)?;
-        Ok(match aggregate_id {
-            Some(aggregate_id) => projection.retry_aggregate(aggregate_id).await?,
-            None => projection.retry_all().await?,
+        Ok(match aggregate.aggregate_id {
+            Some(aggregate_id) => projection.retry_aggregate(aggregate.aggregate_type, aggregate_id).await?,
+            None => projection.retry_all(aggregate.aggregate_type).await?,
         })
     }
 
@@ -137,10 +165,11 @@ impl Admin {
         Ok((dropped, outcome))
     }
 
-    /// Resume `consumer`, paused by its dead letters.
-    pub fn resume_consumer(&self, consumer: &str) -> Result<Resumed, AdminError> {
+    /// Resume `consumer`, paused by its dead letters (on every host sharing the read store).
+    pub async fn resume_consumer(&self, consumer: &str) -> Result<Resumed, AdminError> {
         let projection = self.consumer(consumer)?;
-        Ok(Resumed { consumer: consumer.to_owned(), was_paused: projection.resume() })
+        let was_paused = projection.resume().await?;
+        Ok(Resumed { consumer: consumer.to_owned(), was_paused })
     }
 
     async fn parked_letter(&self, id: i64) -> Result<Letter, AdminError> {

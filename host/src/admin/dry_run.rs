@@ -11,6 +11,11 @@
 //! so the candidate is replayed up to exactly the position they hold and the comparison is like
 //! for like.
 //!
+//! The candidate is handed what the live consumer is handed: every event upcast by its
+//! aggregate first (an event the upcaster refuses is a failure of the run), and none of the
+//! events the live consumer holds back or dropped (its parked, blocked and dropped letters), so
+//! the live version compared with itself shows no difference.
+//!
 //! Rows are matched by primary key. A candidate with another schema is compared on what both
 //! share (tables of the same name, columns of the same name), and the answer's `notes` say what
 //! was left out. Both sides of a table are held in memory while compared: a dry run is an
@@ -24,8 +29,9 @@ use serde_json::{Map, Value as Json};
 
 use super::{Admin, AdminError};
 use crate::event_store::{EventStore, StoredEvent};
-use crate::plugin::{HandleFailure, Plugin, ProjectionLogic};
+use crate::plugin::{HandleFailure, Plugin, ProjectionLogic, Upcaster};
 use crate::projection::ProjectionError;
+use crate::projection::letters::Held;
 use crate::read_store::session::SqlSession;
 use crate::read_store::staging::Staging;
 use crate::read_store::statement::{Rows, Selection, SqlError, Value};
@@ -121,6 +127,9 @@ struct LiveSide {
     tables: Vec<Rows>,
 }
 
+/// What the live consumer passes by: its letters and drops, read with its tables.
+type Skipped = Option<Held>;
+
 impl Admin {
     /// Replay the log up to the live version's position through candidate component `bytes` of
     /// projection `name`, into a scratch database, and compare its tables with the live ones.
@@ -155,7 +164,7 @@ impl Admin {
             }
         };
         let mut notes = Vec::new();
-        let (live, position) = self.read_live(name).await?;
+        let (live, position, skipped) = self.read_live(name).await?;
         match &live {
             Some(live) if live.schema_version != candidate.manifest().schema_version => notes.push(format!(
                 "schema versions differ: the candidate declares {}, the live version {}",
@@ -168,7 +177,12 @@ impl Admin {
         tracing::info!(projection = %name, sha256 = %component.sha256, position, "dry run: replaying the log into a scratch database");
         let schema = Arc::new(candidate.manifest().schema.clone());
         let staging = Staging::open(schema.clone(), SCRATCH_GENERATION).map_err(ProjectionError::from)?;
-        let (events_handled, failures, refused) = replay(&self.parts().store, &candidate, &staging, position).await?;
+        let from = Source {
+            events: &self.parts().store,
+            upcaster: Upcaster::new(self.parts().registry.clone()),
+            skipped: skipped.as_ref(),
+        };
+        let (events_handled, failures, refused) = replay(&from, &candidate, &staging, position).await?;
         if refused > failures.len() {
             notes.push(format!("the candidate refused {refused} events; the first {} are listed", failures.len()));
         }
@@ -186,22 +200,25 @@ impl Admin {
         })
     }
 
-    /// The live version's tables at a committed batch boundary and the position they hold; the
-    /// log's head and no tables when no projection `name` runs.
-    async fn read_live(&self, name: &str) -> Result<(Option<LiveSide>, u64), AdminError> {
+    /// The live version's tables at a committed batch boundary, the position they hold and the
+    /// events its consumer passed by up to there; the log's head, no tables and nothing passed
+    /// by when no projection `name` runs.
+    async fn read_live(&self, name: &str) -> Result<(Option<LiveSide>, u64, Skipped), AdminError> {
         let Ok(runner) = self.projections().get(name) else {
             let head = self.parts().store.head_position().await.map_err(ProjectionError::from)?;
-            return Ok((None, head));
+            return Ok((None, head, None));
         };
         let store = self.parts().read_store.clone();
-        let (serving, position, tables) = runner
+        let (serving, position, tables, held) = runner
             .at_rest(|serving, position| async move {
                 let schema = Arc::new(serving.plugin.manifest().schema.clone());
                 let tables = read_tables(SqlSession::read(&store, schema.clone(), serving.generation), schema).await;
-                (serving, position, tables)
+                let held = Held::load(&store, name).await;
+                (serving, position, tables, held)
             })
             .await;
         let (tables, _) = tables?;
+        let held = held.map_err(ProjectionError::from)?;
         // The registry names the serving version's bytes (during a schema upgrade, the old one).
         let sha256 = self
             .registry()
@@ -215,7 +232,7 @@ impl Admin {
             schema_version: manifest.schema_version,
             tables,
         };
-        Ok((Some(live), position))
+        Ok((Some(live), position, Some(held)))
     }
 }
 
@@ -258,23 +275,82 @@ async fn read_scratch(staging: &Staging) -> Result<Vec<Rows>, AdminError> {
     Ok(tables)
 }
 
-/// Apply the log up to `upto` through `candidate` into `staging`. A batch the candidate refuses
-/// is retried event by event, and an event that still fails is reported. Returns the events
-/// applied, the failures listed and how many events were refused in all.
+/// Where a dry run's events come from, and how they reach the candidate.
+struct Source<'a> {
+    events: &'a Arc<dyn EventStore>,
+    /// The upcaster every live path uses.
+    upcaster: Upcaster,
+    /// The events the live consumer passed by (none when no live version runs).
+    skipped: Option<&'a Held>,
+}
+
+impl Source<'_> {
+    /// `events` upcast as a batch; when the batch fails, one by one, each event the upcaster
+    /// refuses given back with the reason instead.
+    async fn upcast(&self, events: Vec<StoredEvent>) -> (Vec<StoredEvent>, Vec<(StoredEvent, String)>) {
+        if let Ok(upcast) = self.upcaster.upcast(&events).await {
+            return (upcast.into_owned(), Vec::new());
+        }
+        let (mut ok, mut refused) = (Vec::new(), Vec::new());
+        for event in events {
+            match self.upcaster.upcast(std::slice::from_ref(&event)).await {
+                Ok(upcast) => ok.extend(upcast.into_owned()),
+                Err(fault) => refused.push((event, fault.to_string())),
+            }
+        }
+        (ok, refused)
+    }
+}
+
+/// The failures of one run, the first [`FAILURES_LISTED`] of them listed.
+#[derive(Default)]
+struct Refusals {
+    listed: Vec<DryRunFailure>,
+    count: usize,
+}
+
+impl Refusals {
+    fn add(&mut self, event: StoredEvent, reason: String) {
+        self.count += 1;
+        if self.listed.len() < FAILURES_LISTED {
+            self.listed.push(DryRunFailure {
+                position: event.global_position,
+                aggregate_id: event.aggregate_id,
+                event_type: event.event_type,
+                reason,
+            });
+        }
+    }
+}
+
+/// Apply the log up to `upto` through `candidate` into `staging`, in the current shape, past
+/// the events the live consumer passed by. A batch the candidate refuses is retried event by
+/// event, and an event that still fails (or that its aggregate cannot upcast) is reported.
+/// Returns the events applied, the failures listed and how many events were refused in all.
 async fn replay(
-    events: &Arc<dyn EventStore>,
+    from: &Source<'_>,
     candidate: &Arc<dyn ProjectionLogic>,
     staging: &Staging,
     upto: u64,
 ) -> Result<(u64, Vec<DryRunFailure>, usize), AdminError> {
     let subscriptions = &candidate.manifest().subscriptions;
-    let (mut after, mut handled, mut failures, mut refused) = (0, 0u64, Vec::new(), 0usize);
+    let (mut after, mut handled, mut refusals) = (0, 0u64, Refusals::default());
     while after < upto {
-        let batch = events.read_all(after, BATCH).await.map_err(ProjectionError::from)?;
+        let batch = from.events.read_all(after, BATCH).await.map_err(ProjectionError::from)?;
         let Some(last) = batch.last().map(|e| e.global_position) else { break };
         after = last;
-        let subscribed: Vec<StoredEvent> =
-            batch.into_iter().filter(|e| e.global_position <= upto && subscriptions.contains(&e.event_type)).collect();
+        let subscribed: Vec<StoredEvent> = batch
+            .into_iter()
+            .filter(|e| e.global_position <= upto && subscriptions.contains(&e.event_type))
+            .filter(|e| !from.skipped.is_some_and(|held| held.skips(e)))
+            .collect();
+        if subscribed.is_empty() {
+            continue;
+        }
+        let (subscribed, unreadable) = from.upcast(subscribed).await;
+        for (event, reason) in unreadable {
+            refusals.add(event, reason);
+        }
         if subscribed.is_empty() {
             continue;
         }
@@ -290,21 +366,11 @@ async fn replay(
             match handle_scratch(candidate, staging, vec![event.clone()]).await? {
                 Ok(()) => handled += 1,
                 Err(HandleFailure::Backend(failure)) => return Err(scratch_failure(failure)),
-                Err(failure) => {
-                    refused += 1;
-                    if failures.len() < FAILURES_LISTED {
-                        failures.push(DryRunFailure {
-                            position: event.global_position,
-                            aggregate_id: event.aggregate_id,
-                            event_type: event.event_type,
-                            reason: failure.to_string(),
-                        });
-                    }
-                }
+                Err(failure) => refusals.add(event, failure.to_string()),
             }
         }
     }
-    Ok((handled, failures, refused))
+    Ok((handled, refusals.listed, refusals.count))
 }
 
 fn scratch_failure(failure: String) -> AdminError {

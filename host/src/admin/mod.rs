@@ -416,9 +416,18 @@ impl Admin {
         }
         let counts = self.inner.census.counts(self.parts().store.as_ref()).await?;
         let unreadable = deploy_check::unreadable(&component.plugin, self.registry(), &counts);
-        if !unreadable.is_empty() && !force {
+        // A version once installed by force stays forced: a restart, which loads the files
+        // without `force`, loads it again (its mismatch listed) instead of refusing it.
+        let forced_before = !unreadable.is_empty()
+            && !force
+            && self.parts().versions.was_forced(&name, &component.sha256).unwrap_or_else(|e| {
+                tracing::warn!(plugin = %name, "cannot read whether this version was forced: {e}");
+                false
+            });
+        if !unreadable.is_empty() && !force && !forced_before {
             return Err(AdminError::Unreadable { name, events: unreadable });
         }
+        let forced = !unreadable.is_empty();
         if !unreadable.is_empty() {
             tracing::warn!(plugin = %name, "installed by force over stored events it cannot read: {}", deploy_check::describe(&unreadable));
         }
@@ -441,7 +450,7 @@ impl Admin {
                     let runner = self.parts().projections.get(&name)?;
                     runner.know_version(&logic, &component.sha256);
                     self.start_upgrade(runner, component.plugin, logic, source.to_owned(), component.sha256.clone());
-                    self.parts().versions.record(&name, bytes, source)?;
+                    self.record_version(&name, bytes, source, &component.sha256, forced)?;
                     let loaded = self.registry().get(&name).ok_or_else(|| AdminError::UnknownPlugin(name.clone()))?;
                     return Ok((Installed::Created, self.status(&loaded).await));
                 }
@@ -521,9 +530,25 @@ impl Admin {
                 Installed::Replaced
             }
         };
-        self.parts().versions.record(&name, bytes, source)?;
+        self.record_version(&name, bytes, source, &component.sha256, forced)?;
         let loaded = self.registry().get(&name).ok_or_else(|| AdminError::UnknownPlugin(name.clone()))?;
         Ok((installed, self.status(&loaded).await))
+    }
+
+    /// Keep the version just installed, marked when it went in by force over stored events.
+    fn record_version(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        source: &str,
+        sha256: &str,
+        forced: bool,
+    ) -> Result<(), AdminError> {
+        self.parts().versions.record(name, bytes, source)?;
+        if forced {
+            self.parts().versions.mark_forced(name, sha256)?;
+        }
+        Ok(())
     }
 
     /// The stored version of projection `name` that built its tables, when those tables were

@@ -51,6 +51,10 @@ pub struct StoredVersion {
     /// When these bytes were last made the running version (RFC 3339, UTC).
     #[schema(value_type = String, format = DateTime)]
     pub last_activated: DateTime<Utc>,
+    /// Installed with `force` over stored events it cannot read: a restart loads it again
+    /// (with its mismatch listed) rather than refusing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
 }
 
 /// Why a version could not be stored or read.
@@ -134,6 +138,7 @@ impl VersionStore {
                 source: source.to_owned(),
                 first_seen: now,
                 last_activated: now,
+                forced: false,
             },
         };
         index.versions.insert(0, version.clone());
@@ -154,6 +159,32 @@ impl VersionStore {
         }
         sweep(&plugin_dir, &index);
         Ok(version)
+    }
+
+    /// Mark the stored version `sha256` of `plugin` as installed by force. Nothing when it is not
+    /// stored.
+    pub fn mark_forced(&self, plugin: &str, sha256: &str) -> Result<(), VersionError> {
+        check_plugin_name(plugin)?;
+        check_sha256(sha256)?;
+        let _update = self.updates.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut index = self.load_index(plugin)?;
+        let Some(version) = index.versions.iter_mut().find(|v| v.sha256 == sha256) else { return Ok(()) };
+        if version.forced {
+            return Ok(());
+        }
+        version.forced = true;
+        let index_path = self.dir.join(plugin).join(INDEX_FILE);
+        let encoded = serde_json::to_vec_pretty(&index).map_err(|error| VersionError::Io {
+            action: "encode",
+            path: index_path.clone(),
+            source: io::Error::other(error),
+        })?;
+        write_atomically(&index_path, &encoded)
+    }
+
+    /// Whether version `sha256` of `plugin` was installed by force (false when it is not stored).
+    pub fn was_forced(&self, plugin: &str, sha256: &str) -> Result<bool, VersionError> {
+        Ok(self.list(plugin)?.iter().any(|v| v.sha256 == sha256 && v.forced))
     }
 
     /// The stored versions of `plugin`, most recently activated first; none if it has none.
@@ -345,6 +376,22 @@ mod tests {
         assert!(again.last_activated >= first.last_activated);
         assert_eq!(shas(&store.list("alpha").expect("list")), [sha256_hex(b"one"), sha256_hex(b"two")]);
         assert_eq!(files_in(&store.dir().join("alpha")).len(), 3, "two components and the index");
+    }
+
+    #[test]
+    fn a_forced_version_stays_forced_when_recorded_again_and_others_do_not() {
+        let (_dir, store) = store();
+        let one = store.record("alpha", b"one", "upload").expect("record");
+        store.record("alpha", b"two", "upload").expect("record");
+        assert!(!store.was_forced("alpha", &one.sha256).expect("read"));
+        store.mark_forced("alpha", &one.sha256).expect("mark");
+        store.record("alpha", b"one", "rollback").expect("record again");
+        assert!(store.was_forced("alpha", &one.sha256).expect("read"));
+        assert!(!store.was_forced("alpha", &sha256_hex(b"two")).expect("read"));
+        // Unknown versions are not forced, and marking one changes nothing.
+        store.mark_forced("alpha", &sha256_hex(b"three")).expect("mark");
+        assert!(!store.was_forced("alpha", &sha256_hex(b"three")).expect("read"));
+        assert_eq!(store.list("alpha").expect("list").len(), 2);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::admin::dead_letters::{ParkedLetter, Resumed};
+use crate::admin::dead_letters::{AggregateFilter, ParkedLetter, Resumed};
 use crate::admin::delivery_letters::{self, DeliveryLetter};
 use crate::projection::letters::RetryOutcome;
 use crate::read_store::{DroppedLetter, Letter};
@@ -26,12 +26,21 @@ const DEFAULT_DROPPER: &str = "admin api";
 struct ListParams {
     consumer: Option<String>,
     aggregate: Option<String>,
+    #[serde(rename = "aggregateType")]
+    aggregate_type: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RetryParams {
     aggregate: Option<String>,
+    #[serde(rename = "aggregateType")]
+    aggregate_type: Option<String>,
+}
+
+/// The aggregate a query names, by id and type.
+fn aggregate_filter<'a>(aggregate: &'a Option<String>, aggregate_type: &'a Option<String>) -> AggregateFilter<'a> {
+    AggregateFilter { aggregate_type: aggregate_type.as_deref(), aggregate_id: aggregate.as_deref() }
 }
 
 #[derive(Deserialize, Default)]
@@ -88,6 +97,7 @@ pub struct LetterList {
     params(
         ("consumer" = Option<String>, Query, description = "A projection or reactor"),
         ("aggregate" = Option<String>, Query, description = "An aggregate id; a delivery matches it by its key"),
+        ("aggregateType" = Option<String>, Query, description = "An aggregate type (event letters only; deliveries have none)"),
     ),
     responses(
         (status = 200, description = "Done", body = LetterList),
@@ -95,16 +105,21 @@ pub struct LetterList {
     ),
 )]
 pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<LetterList>, ApiError> {
-    let ListParams { consumer, aggregate } = params(query)?;
+    let ListParams { consumer, aggregate, aggregate_type } = params(query)?;
     let admin = state.admin()?;
-    let letters = admin.dead_letters(consumer.as_deref(), aggregate.as_deref()).await?;
-    let mut dropped = admin.dropped_letters(consumer.as_deref()).await?;
+    let filter = aggregate_filter(&aggregate, &aggregate_type);
+    let letters = admin.dead_letters(consumer.as_deref(), filter).await?;
+    let dropped = admin.dropped_letters(consumer.as_deref(), filter).await?;
     let mut deliveries = admin.delivery_letters(consumer.as_deref()).await?;
     let mut dropped_deliveries = admin.dropped_deliveries(consumer.as_deref()).await?;
     if let Some(aggregate) = &aggregate {
-        dropped.retain(|d| &d.aggregate_id == aggregate);
         deliveries.retain(|d| &d.key == aggregate);
         dropped_deliveries.retain(|d| &d.key == aggregate);
+    }
+    if aggregate_type.is_some() {
+        // A delivery belongs to no aggregate type.
+        deliveries.clear();
+        dropped_deliveries.clear();
     }
     Ok(Json(LetterList { letters, deliveries, dropped, dropped_deliveries }))
 }
@@ -141,14 +156,18 @@ pub enum Retried {
     Delivery(DeliveryLetter),
 }
 
-/// `POST /admin/consumers/{name}/retry`, optionally `?aggregate=ID`.
+/// `POST /admin/consumers/{name}/retry`, optionally `?aggregate=ID` and `&aggregateType=TYPE`.
 #[utoipa::path(
     post,
     path = "/admin/consumers/{name}/retry",
     tag = "admin",
     description = "Retry a consumer's letters",
     security(("admin_token" = [])),
-    params(("name" = String, Path), ("aggregate" = Option<String>, Query)),
+    params(
+        ("name" = String, Path),
+        ("aggregate" = Option<String>, Query, description = "Only this aggregate id's sequence (every type's stream of that id unless aggregateType says)"),
+        ("aggregateType" = Option<String>, Query, description = "Only aggregates of this type"),
+    ),
     responses(
         (status = 200, description = "The applied positions and the letter that failed again", body = RetryOutcome),
         (status = 400, description = "A bad query (`bad_query`)", body = super::error::ErrorBody),
@@ -161,8 +180,8 @@ pub async fn retry_consumer(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<RetryOutcome>, ApiError> {
-    let RetryParams { aggregate } = params(query)?;
-    Ok(Json(state.admin()?.retry_consumer(&name, aggregate.as_deref()).await?))
+    let RetryParams { aggregate, aggregate_type } = params(query)?;
+    Ok(Json(state.admin()?.retry_consumer(&name, aggregate_filter(&aggregate, &aggregate_type)).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -236,5 +255,5 @@ pub enum DropAnswer {
     ),
 )]
 pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Resumed>, ApiError> {
-    Ok(Json(state.admin()?.resume_consumer(&name)?))
+    Ok(Json(state.admin()?.resume_consumer(&name).await?))
 }

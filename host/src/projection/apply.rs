@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::letters::Tried;
+use super::letters::{Held, Tried};
 use super::{Projection, ProjectionError, kafka};
 use crate::event_store::StoredEvent;
 use crate::plugin::{HandleFailure, ProjectionLogic};
@@ -129,6 +129,20 @@ impl Projection {
                 self.save_alone(store, &step).await?;
                 continue;
             }
+            if let Some(head) = held.blocking(event)
+                && tracked
+                && !self.still_parked(store, event, head).await?
+            {
+                // Released on another host sharing the read store (a retry or a drop there):
+                // take up its letters before holding anything back.
+                held = Held::load(store, self.name()).await?;
+                let fresh = held.clone();
+                self.update_held(store, |mine| *mine = fresh);
+                if held.skips(event) {
+                    self.save_alone(store, &step).await?;
+                    continue;
+                }
+            }
             if let Some(head) = held.blocking(event) {
                 self.block(store, event, &sha256, head, &step).await?;
                 held.block(event);
@@ -149,7 +163,7 @@ impl Projection {
                 }
             };
             if let Tried::Park { reason, attempts } = tried {
-                if tracked && self.pause_instead(&held) {
+                if tracked && self.pause_instead(&held).await? {
                     return Err(ProjectionError::Paused(self.name().to_owned()));
                 }
                 self.park(store, event, &sha256, &reason, attempts, &step).await?;

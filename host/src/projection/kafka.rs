@@ -120,7 +120,9 @@ impl Projection {
     /// bus at the same time, since the two write no common row.
     pub async fn catch_up_if_fresh(&self) -> Result<(), ProjectionError> {
         use std::sync::atomic::Ordering;
-        if self.caught_up_from_log.load(Ordering::SeqCst) {
+        // Paused by its dead letters (a pause kept from before a restart): nothing is applied
+        // until an operator resumes it; the consumer catches up then.
+        if self.caught_up_from_log.load(Ordering::SeqCst) || self.is_paused() {
             return Ok(());
         }
         if self.read_store.partition_offsets(self.name()).await?.is_empty() {
@@ -157,6 +159,12 @@ impl Projection {
                 }
             }
             if consumer.context().changed.swap(false, Ordering::SeqCst) || !loaded {
+                // The partitions may come from another host: take up what it left in the read
+                // store (letters retried or dropped there, a pause or a resume).
+                if self.reload_pause().await? {
+                    return Err(ProjectionError::Paused(self.name().to_owned()));
+                }
+                self.reload_held().await?;
                 states = self
                     .read_store
                     .partition_offsets(self.name())

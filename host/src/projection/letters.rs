@@ -24,6 +24,9 @@ use crate::event_store::StoredEvent;
 use crate::plugin::{HandleFailure, ProjectionLogic};
 use crate::read_store::{DroppedLetter, Letter, LetterState, ReadStore, ReadStoreError};
 
+/// How often a paused consumer looks whether another host resumed it.
+const PAUSE_POLL: Duration = Duration::from_secs(2);
+
 /// How a consumer treats an event that keeps failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeadLetterPolicy {
@@ -168,6 +171,28 @@ impl Projection {
         }
     }
 
+    /// Read the serving store's held-back events again, at a committed batch boundary: after a
+    /// Kafka rebalance, partitions may come from a host whose retries and drops this one never
+    /// saw.
+    pub(crate) async fn reload_held(&self) -> Result<(), ProjectionError> {
+        let _boundary = self.checkpoint.lock().await;
+        let held = Held::load(&self.read_store, self.name()).await?;
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = held;
+        Ok(())
+    }
+
+    /// Whether the event at `head` is still the parked letter that `event`'s aggregate waits
+    /// behind, as the read store says (another host may have retried or dropped it).
+    pub(crate) async fn still_parked(
+        &self,
+        store: &ReadStore,
+        event: &StoredEvent,
+        head: u64,
+    ) -> Result<bool, ProjectionError> {
+        let parked = store.letters(Some(self.name()), Some(&event.aggregate_id), &[LetterState::Parked]).await?;
+        Ok(parked.iter().any(|l| l.position == head && l.aggregate_type == event.aggregate_type))
+    }
+
     /// Apply a change to the serving store's held-back events.
     pub(crate) fn update_held(&self, store: &ReadStore, change: impl FnOnce(&mut Held)) {
         if std::ptr::eq(store, &self.read_store) {
@@ -180,36 +205,75 @@ impl Projection {
         *self.paused.borrow()
     }
 
-    /// Wait until the consumer is not paused.
+    /// Wait until the consumer is not paused: resumed here, or on another host sharing the read
+    /// store (seen within [`PAUSE_POLL`]).
     pub(crate) async fn until_resumed(&self) {
         let mut paused = self.paused.subscribe();
-        // An error means the sender is gone, which it never is while `self` lives.
-        let _ = paused.wait_for(|paused| !paused).await;
+        loop {
+            tokio::select! {
+                // An error means the sender is gone, which it never is while `self` lives.
+                _ = async { paused.wait_for(|paused| !paused).await.is_ok() } => return,
+                () = tokio::time::sleep(PAUSE_POLL) => match self.read_store.stored_pause(self.name()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if self.resume_here() {
+                            tracing::info!(projection = %self.name(), "resumed on another host");
+                        }
+                        return;
+                    }
+                    Err(e) => tracing::warn!(projection = %self.name(), "cannot read whether the consumer is still paused: {e}"),
+                },
+            }
+        }
     }
 
     /// Parking `event` would take the consumer past its limit: pause instead (unless an operator
-    /// resumed it since, which lets this one park).
-    pub(crate) fn pause_instead(&self, held: &Held) -> bool {
+    /// resumed it since, which lets this one park). The pause is remembered in the read store
+    /// first, so it outlives this process and other hosts see it.
+    pub(crate) async fn pause_instead(&self, held: &Held) -> Result<bool, ProjectionError> {
         let granted = self.resumed.swap(false, Ordering::SeqCst);
         if held.parked < self.policy.pause_after || granted {
-            return false;
+            return Ok(false);
         }
+        self.read_store.store_pause(self.name(), true).await?;
         if !self.paused.send_replace(true) {
             tracing::error!(projection = %self.name(), parked = held.parked, "paused: more dead letters than the limit");
         }
-        true
+        Ok(true)
     }
 
-    /// Resume a consumer paused by its dead letters; the event it stopped at parks. Returns
-    /// whether it was paused.
-    pub fn resume(&self) -> bool {
+    /// Take up the pause the read store holds for this consumer (a host that paused it, or a
+    /// resume elsewhere, since this one last looked). Returns whether it is paused now.
+    pub(crate) async fn reload_pause(&self) -> Result<bool, ProjectionError> {
+        let stored = self.read_store.stored_pause(self.name()).await?;
+        if stored {
+            self.paused.send_replace(true);
+        } else {
+            self.resume_here();
+        }
+        Ok(stored)
+    }
+
+    /// Resume a consumer paused by its dead letters, on every host sharing its read store; the
+    /// event it stopped at parks. Returns whether it was paused (here or in the store).
+    pub async fn resume(&self) -> Result<bool, ProjectionError> {
+        let stored = self.read_store.stored_pause(self.name()).await?;
+        self.read_store.store_pause(self.name(), false).await?;
+        let here = self.resume_here();
+        if here || stored {
+            tracing::info!(projection = %self.name(), "resumed by an operator");
+        }
+        Ok(here || stored)
+    }
+
+    /// Lift this runner's pause; the event it stopped at may park. Returns whether it was paused.
+    fn resume_here(&self) -> bool {
         let was = self.paused.send_replace(false);
         if was {
             self.resumed.store(true, Ordering::SeqCst);
             // Event by event again, so the event it stopped at (out of attempts) parks rather
             // than riding along in a batch.
             self.careful.store(true, Ordering::SeqCst);
-            tracing::info!(projection = %self.name(), "resumed by an operator");
         }
         was
     }
@@ -315,23 +379,50 @@ impl Projection {
         Ok(())
     }
 
-    /// Retry the sequence of aggregate `aggregate_id`: its parked event, then the events held
-    /// back behind it, in order, with the plugin version serving now; the first failure stops
-    /// it and becomes the parked head.
-    pub async fn retry_aggregate(&self, aggregate_id: &str) -> Result<RetryOutcome, ProjectionError> {
+    /// Retry the sequence of aggregate `aggregate_id` (of `aggregate_type`; of every type with
+    /// letters under that id when `None`, one after the other): its parked event, then the events
+    /// held back behind it, in order, with the plugin version serving now; the first failure
+    /// stops it and becomes the parked head.
+    pub async fn retry_aggregate(
+        &self,
+        aggregate_type: Option<&str>,
+        aggregate_id: &str,
+    ) -> Result<RetryOutcome, ProjectionError> {
         let checkpoint = self.checkpoint.lock().await;
-        let outcome = self.retry_locked(aggregate_id, checkpoint.generation).await;
+        let types: Vec<String> = match aggregate_type {
+            Some(aggregate_type) => vec![aggregate_type.to_owned()],
+            None => {
+                let states = [LetterState::Parked, LetterState::Blocked];
+                let mut types = Vec::new();
+                for letter in self.read_store.letters(Some(self.name()), Some(aggregate_id), &states).await? {
+                    if !types.contains(&letter.aggregate_type) {
+                        types.push(letter.aggregate_type);
+                    }
+                }
+                types
+            }
+        };
+        let mut outcome = RetryOutcome::default();
+        for aggregate_type in types {
+            outcome.absorb(self.retry_locked(&aggregate_type, aggregate_id, checkpoint.generation).await?);
+            if outcome.failed.is_some() {
+                break;
+            }
+        }
         drop(checkpoint);
-        outcome
+        Ok(outcome)
     }
 
-    /// Retry every parked sequence of the consumer, oldest head first, stopping at the first failure.
-    pub async fn retry_all(&self) -> Result<RetryOutcome, ProjectionError> {
+    /// Retry every parked sequence of the consumer (of aggregates of `aggregate_type` only, when
+    /// given), oldest head first, stopping at the first failure.
+    pub async fn retry_all(&self, aggregate_type: Option<&str>) -> Result<RetryOutcome, ProjectionError> {
         let checkpoint = self.checkpoint.lock().await;
-        let parked = self.read_store.letters(Some(self.name()), None, &[LetterState::Parked]).await?;
+        let mut parked = self.read_store.letters(Some(self.name()), None, &[LetterState::Parked]).await?;
+        parked.retain(|l| aggregate_type.is_none_or(|t| t == l.aggregate_type));
         let mut outcome = RetryOutcome::default();
         for letter in parked {
-            outcome.absorb(self.retry_locked(&letter.aggregate_id, checkpoint.generation).await?);
+            let (aggregate_type, aggregate_id) = (&letter.aggregate_type, &letter.aggregate_id);
+            outcome.absorb(self.retry_locked(aggregate_type, aggregate_id, checkpoint.generation).await?);
             if outcome.failed.is_some() {
                 break;
             }
@@ -365,16 +456,23 @@ impl Projection {
             held.blocked.remove(&(letter.aggregate_type.clone(), letter.aggregate_id.clone()));
             held.parked = held.parked.saturating_sub(1);
         });
-        let outcome = self.retry_locked(&letter.aggregate_id, checkpoint.generation).await;
+        let outcome = self.retry_locked(&letter.aggregate_type, &letter.aggregate_id, checkpoint.generation).await;
         drop(checkpoint);
         outcome
     }
 
-    /// [`Self::retry_aggregate`] under the checkpoint lock.
-    async fn retry_locked(&self, aggregate_id: &str, generation: i64) -> Result<RetryOutcome, ProjectionError> {
+    /// [`Self::retry_aggregate`] of one aggregate (type and id), under the checkpoint lock.
+    async fn retry_locked(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        generation: i64,
+    ) -> Result<RetryOutcome, ProjectionError> {
         let store = &self.read_store;
-        let letters =
+        let mut letters =
             store.letters(Some(self.name()), Some(aggregate_id), &[LetterState::Parked, LetterState::Blocked]).await?;
+        // Another aggregate type's stream of the same id is another sequence.
+        letters.retain(|l| l.aggregate_type == aggregate_type);
         let plugin = self.plugin();
         let sha256 = self.sha256_of(&plugin);
         let mut outcome = RetryOutcome::default();

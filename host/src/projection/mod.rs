@@ -92,7 +92,7 @@ pub struct Projection {
     /// The first batch after a start goes event by event with attempts counted: the last
     /// process may have died inside it.
     careful: std::sync::atomic::AtomicBool,
-    /// Paused by its dead letters.
+    /// Paused by its dead letters (remembered in the read store, where every host sees it).
     paused: watch::Sender<bool>,
     /// An operator resumed it: the event it paused at may park.
     resumed: std::sync::atomic::AtomicBool,
@@ -157,6 +157,11 @@ impl Projection {
         };
         let (position, _) = watch::channel(checkpoint.position);
         let held = Held::load(&read_store, &manifest.name).await?;
+        // A pause outlives the process that paused: it holds until an operator resumes.
+        let paused = read_store.stored_pause(&manifest.name).await?;
+        if paused {
+            tracing::warn!(projection = %manifest.name, "paused by its dead letters until an operator resumes it");
+        }
         Ok(Arc::new(Self {
             name: manifest.name.clone(),
             serving: RwLock::new(Serving { plugin: plugin.clone(), generation: checkpoint.generation }),
@@ -169,7 +174,7 @@ impl Projection {
             policy,
             held: std::sync::Mutex::new(held),
             careful: std::sync::atomic::AtomicBool::new(true),
-            paused: watch::channel(false).0,
+            paused: watch::channel(paused).0,
             resumed: std::sync::atomic::AtomicBool::new(false),
             caught_up_from_log: std::sync::atomic::AtomicBool::new(false),
             versions: std::sync::Mutex::new(Vec::new()),

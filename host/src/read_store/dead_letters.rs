@@ -9,6 +9,9 @@
 //! - `blocked`: a later event of a parked event's aggregate, held back behind it in order.
 //!
 //! `sluice_letter_drops` is the audit of dropped letters: who dropped which event and when.
+//!
+//! `sluice_consumer_pauses` holds the consumers paused by their dead letters, so that a pause
+//! outlives the host that paused and every host sharing the read store sees it.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -95,7 +98,9 @@ pub struct Attempt {
 const COLUMNS: &str = "id, consumer, plugin_sha256, position, aggregate_type, aggregate_id, event_type, \
                        schema_version, state, reason, attempts, first_failed_at, last_failed_at";
 
-/// The two tables, in `dialect`.
+/// The three tables, in `dialect`. On MariaDB, `VARCHAR(255)` only where a key needs it: what
+/// a letter copies from its event (aggregate type and id, event type) and who dropped it are
+/// `TEXT`, so no event a consumer fails on is too long to park.
 pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
     let text = if dialect == Dialect::MySql { "VARCHAR(255)" } else { "TEXT" };
     let id = match dialect {
@@ -106,15 +111,19 @@ pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
     vec![
         format!(
             "CREATE TABLE IF NOT EXISTS sluice_letters ({id}, consumer {text} NOT NULL, plugin_sha256 {text} NOT NULL, \
-             position BIGINT NOT NULL, aggregate_type {text} NOT NULL, aggregate_id {text} NOT NULL, \
-             event_type {text} NOT NULL, schema_version BIGINT NOT NULL, state {text} NOT NULL, reason TEXT NOT NULL, \
+             position BIGINT NOT NULL, aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, \
+             event_type TEXT NOT NULL, schema_version BIGINT NOT NULL, state {text} NOT NULL, reason TEXT NOT NULL, \
              attempts BIGINT NOT NULL, first_failed_at {text} NOT NULL, last_failed_at {text} NOT NULL, \
              UNIQUE (consumer, position))"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS sluice_letter_drops ({id}, consumer {text} NOT NULL, position BIGINT NOT NULL, \
-             aggregate_type {text} NOT NULL, aggregate_id {text} NOT NULL, event_type {text} NOT NULL, \
-             reason TEXT NOT NULL, dropped_by {text} NOT NULL, dropped_at {text} NOT NULL)"
+             aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, event_type TEXT NOT NULL, \
+             reason TEXT NOT NULL, dropped_by TEXT NOT NULL, dropped_at {text} NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS sluice_consumer_pauses (consumer {text} NOT NULL PRIMARY KEY, \
+             paused_at {text} NOT NULL)"
         ),
     ]
 }
@@ -152,9 +161,9 @@ fn letter_from(row: &AnyRow) -> Result<Letter, sqlx::Error> {
         consumer: row.try_get(1)?,
         plugin_sha256: row.try_get(2)?,
         position: u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or(0),
-        aggregate_type: row.try_get(4)?,
-        aggregate_id: row.try_get(5)?,
-        event_type: row.try_get(6)?,
+        aggregate_type: read_text(row, 4)?.unwrap_or_default(),
+        aggregate_id: read_text(row, 5)?.unwrap_or_default(),
+        event_type: read_text(row, 6)?.unwrap_or_default(),
         schema_version: u32::try_from(row.try_get::<i64, _>(7)?).unwrap_or(0),
         state: LetterState::parse(&row.try_get::<String, _>(8)?),
         reason: read_text(row, 9)?.unwrap_or_default(),
@@ -257,6 +266,37 @@ impl ReadStore {
         };
         tx.commit().await?;
         Ok(attempt)
+    }
+
+    /// Whether `consumer` is paused by its dead letters, as the read store remembers it.
+    pub async fn stored_pause(&self, consumer: &str) -> Result<bool, ReadStoreError> {
+        let sql =
+            format!("SELECT COUNT(*) FROM sluice_consumer_pauses WHERE consumer = {}", self.dialect.placeholder(1));
+        let count: i64 = sqlx::query_scalar(&sql).bind(consumer).fetch_one(&self.pool).await?;
+        Ok(count > 0)
+    }
+
+    /// Remember `consumer` as paused by its dead letters, or as running again.
+    pub async fn store_pause(&self, consumer: &str, paused: bool) -> Result<(), ReadStoreError> {
+        let p = |n| self.dialect.placeholder(n);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("DELETE FROM sluice_consumer_pauses WHERE consumer = {}", p(1)))
+            .bind(consumer)
+            .execute(&mut *tx)
+            .await?;
+        if paused {
+            sqlx::query(&format!(
+                "INSERT INTO sluice_consumer_pauses (consumer, paused_at) VALUES ({}, {})",
+                p(1),
+                p(2)
+            ))
+            .bind(consumer)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Record why the latest attempt at `position` failed.
@@ -393,11 +433,11 @@ impl ReadStore {
             drops.push(DroppedLetter {
                 consumer: row.try_get(0)?,
                 position: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
-                aggregate_type: row.try_get(2)?,
-                aggregate_id: row.try_get(3)?,
-                event_type: row.try_get(4)?,
+                aggregate_type: read_text(&row, 2)?.unwrap_or_default(),
+                aggregate_id: read_text(&row, 3)?.unwrap_or_default(),
+                event_type: read_text(&row, 4)?.unwrap_or_default(),
                 reason: read_text(&row, 5)?.unwrap_or_default(),
-                dropped_by: row.try_get(6)?,
+                dropped_by: read_text(&row, 6)?.unwrap_or_default(),
                 dropped_at: row.try_get(7)?,
             });
         }

@@ -183,6 +183,9 @@ impl SqlSession {
     fn classify_staged(&mut self, what: &str, error: rusqlite::Error) -> SqlError {
         match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => SqlError::Constraint(error.to_string()),
+            Some(rusqlite::ErrorCode::TooBig | rusqlite::ErrorCode::TypeMismatch) => {
+                SqlError::InvalidValue(error.to_string())
+            }
             _ => {
                 let message = format!("{what}: {error}");
                 self.backend_failure = Some(message.clone());
@@ -196,6 +199,14 @@ impl SqlSession {
             sqlx::Error::Database(db) if db.is_unique_violation() => SqlError::Constraint(db.message().to_owned()),
             sqlx::Error::Database(db) if db.is_check_violation() || db.is_foreign_key_violation() => {
                 SqlError::Constraint(db.message().to_owned())
+            }
+            sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::NotNullViolation => {
+                SqlError::Constraint(db.message().to_owned())
+            }
+            // The value the plugin wrote does not fit (too long, out of range, not representable):
+            // its failure, which parks the event, not the store's, which would be retried forever.
+            sqlx::Error::Database(db) if is_data_error(self.dialect, db.code().as_deref()) => {
+                SqlError::InvalidValue(db.message().to_owned())
             }
             _ => {
                 let message = error.to_string();
@@ -362,6 +373,17 @@ pub(crate) fn to_bind(
         }
         _ => return Err(mismatch()),
     })
+}
+
+/// Whether a database error code says the data was refused: SQLSTATE class 22 ("data
+/// exception": string too long, numeric out of range, bad encoding) on PostgreSQL and MariaDB;
+/// `SQLITE_TOOBIG` (18) and `SQLITE_MISMATCH` (20) on SQLite.
+fn is_data_error(dialect: Dialect, code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    match dialect {
+        Dialect::Postgres | Dialect::MySql => code.len() == 5 && code.starts_with("22"),
+        Dialect::Sqlite => matches!(code, "18" | "20"),
+    }
 }
 
 fn read_value(dialect: Dialect, row: &AnyRow, index: usize, column_type: ColumnType) -> Result<Value, sqlx::Error> {
@@ -539,6 +561,21 @@ mod tests {
     use super::*;
 
     /// Values one store would take and another refuse are refused by every store alike.
+    #[test]
+    fn data_errors_are_told_from_backend_failures() {
+        // PostgreSQL's and MariaDB's SQLSTATE: value too long, numeric overflow, bad encoding.
+        for dialect in [Dialect::Postgres, Dialect::MySql] {
+            for code in ["22001", "22003", "22021", "22P02"] {
+                assert!(is_data_error(dialect, Some(code)), "{dialect:?} {code}");
+            }
+            for code in ["08006", "40001", "57P01", "23505", "HY000"] {
+                assert!(!is_data_error(dialect, Some(code)), "{dialect:?} {code}");
+            }
+        }
+        assert!(is_data_error(Dialect::Sqlite, Some("18")) && is_data_error(Dialect::Sqlite, Some("20")));
+        assert!(!is_data_error(Dialect::Sqlite, Some("5")) && !is_data_error(Dialect::Postgres, None));
+    }
+
     #[test]
     fn values_some_store_cannot_hold_are_refused_on_all() {
         for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {

@@ -72,6 +72,16 @@ pub struct LoadedComponent {
     pub sha256: String,
 }
 
+/// The kind of component `bytes`, told by its exports (compiled through the cache, so loading
+/// it afterwards does not compile again); none when it does not compile or exports no known
+/// interface (loading it then says why).
+pub fn kind_of(runtime: &WasmRuntime, origin: &str, bytes: &[u8]) -> Option<PluginKind> {
+    let component = runtime.component_from_bytes(origin, bytes).ok()?;
+    let exports: Vec<String> =
+        component.component_type().exports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
+    KINDS.iter().find(|k| exports.iter().any(|e| e == k.export)).map(|k| k.kind)
+}
+
 /// Load component `bytes`; `origin` (a file name, or "upload") names them in errors.
 pub fn load(runtime: &WasmRuntime, origin: &str, bytes: &[u8]) -> Result<LoadedComponent, RuntimeError> {
     let sha256 = sha256_hex(bytes);
