@@ -29,6 +29,13 @@ use super::{Appended, EventStoreError, NewEvent, to_i64, to_u64};
 /// Most appends one transaction takes: bounds the time the first of them waits for the commit.
 const MAX_GROUP: usize = 512;
 
+/// How long a group waits for more appends before its commit, when the last group held more than
+/// one (appends are arriving together; a lone writer never waits), as PostgreSQL's
+/// `commit_delay`. The fsync and its write cost the writer about 60 µs of CPU whatever the
+/// group's size, and the next group gathers only what arrived meanwhile: at 8,000 commands/s from
+/// 32 clients the groups held about two appends.
+const COMMIT_DELAY: Duration = Duration::from_micros(500);
+
 /// One append waiting for its group.
 pub(super) struct Request {
     pub(super) aggregate_type: String,
@@ -133,18 +140,30 @@ fn backend(what: &str, e: &rusqlite::Error) -> EventStoreError {
 /// The writer thread: wait for a request, take the ones waiting behind it, commit them as one.
 fn write_groups(conn: &Connection, mut receiver: mpsc::UnboundedReceiver<Request>, commits: &AtomicU64) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut busy = false;
     while let Some(first) = receiver.blocking_recv() {
         group.push(first);
-        while group.len() < MAX_GROUP {
-            match receiver.try_recv() {
-                Ok(request) => group.push(request),
-                Err(_) => break,
-            }
+        take_waiting(&mut receiver, &mut group);
+        // Appends arrive together: let the group fill a little more before paying the fsync.
+        if busy && group.len() < MAX_GROUP {
+            std::thread::sleep(COMMIT_DELAY);
+            take_waiting(&mut receiver, &mut group);
         }
+        busy = group.len() > 1;
         let outcomes = commit_group(conn, &group);
         commits.fetch_add(1, Ordering::Relaxed);
         for (request, outcome) in group.drain(..).zip(outcomes) {
             request.answer(outcome);
+        }
+    }
+}
+
+/// Move the requests waiting now into `group`, up to [`MAX_GROUP`].
+fn take_waiting(receiver: &mut mpsc::UnboundedReceiver<Request>, group: &mut Vec<Request>) {
+    while group.len() < MAX_GROUP {
+        match receiver.try_recv() {
+            Ok(request) => group.push(request),
+            Err(_) => break,
         }
     }
 }
