@@ -118,30 +118,33 @@ async fn mongo_commits(url: &str) -> Result<mongodb::Collection<Document>> {
 pub async fn mongo_write(url: &str, events: &[RawEvent]) -> Result<Vec<u64>> {
     let commits = mongo_commits(url).await?;
     ensure!(commits.count_documents(doc! {}).await? == 0, "the MongoDB store at {url} is not empty");
-    let mut documents = Vec::new();
-    for (e, position) in events.iter().zip(1_i64..) {
-        let version = i64::try_from(e.version)?;
-        documents.push(doc! {
-            "_id": format!("{position:020}"),
-            "first_position": position,
-            "last_position": position,
-            "aggregate_type": &e.aggregate_type,
-            "aggregate_id": &e.aggregate_id,
-            "start": version,
-            "end": version,
-            "recorded_at": &e.recorded_at,
-            "events": [{
-                "version": version,
-                "position": position,
-                "event_type": &e.event_type,
-                "schema_version": i64::from(e.schema_version),
-                "data": &e.data,
-                "recorded_at": &e.recorded_at,
-            }],
-        });
-    }
+    let documents =
+        events.iter().zip(1_i64..).map(|(e, position)| commit_document(e, position)).collect::<Result<Vec<_>>>()?;
     commits.insert_many(documents).await.context("failed to write the commits")?;
     Ok((1..=events.len() as u64).collect())
+}
+
+/// One event's commit at `position`, in the host's layout.
+fn commit_document(e: &RawEvent, position: i64) -> Result<Document> {
+    let version = i64::try_from(e.version)?;
+    Ok(doc! {
+        "_id": format!("{position:020}"),
+        "first_position": position,
+        "last_position": position,
+        "aggregate_type": &e.aggregate_type,
+        "aggregate_id": &e.aggregate_id,
+        "start": version,
+        "end": version,
+        "recorded_at": &e.recorded_at,
+        "events": [{
+            "version": version,
+            "position": position,
+            "event_type": &e.event_type,
+            "schema_version": i64::from(e.schema_version),
+            "data": &e.data,
+            "recorded_at": &e.recorded_at,
+        }],
+    })
 }
 
 /// Append `events` to the MongoDB store at `url` after its last commit, one commit per event,
@@ -155,26 +158,8 @@ pub async fn mongo_append(url: &str, events: &[RawEvent]) -> Result<Vec<u64>> {
     };
     let mut positions = Vec::new();
     for (e, position) in events.iter().zip(head + 1..) {
-        let version = i64::try_from(e.version)?;
         commits
-            .insert_one(doc! {
-                "_id": format!("{position:020}"),
-                "first_position": position,
-                "last_position": position,
-                "aggregate_type": &e.aggregate_type,
-                "aggregate_id": &e.aggregate_id,
-                "start": version,
-                "end": version,
-                "recorded_at": &e.recorded_at,
-                "events": [{
-                    "version": version,
-                    "position": position,
-                    "event_type": &e.event_type,
-                    "schema_version": i64::from(e.schema_version),
-                    "data": &e.data,
-                    "recorded_at": &e.recorded_at,
-                }],
-            })
+            .insert_one(commit_document(e, position)?)
             .await
             .with_context(|| format!("failed to append the commit at position {position}"))?;
         positions.push(u64::try_from(position)?);
