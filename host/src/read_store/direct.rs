@@ -4,7 +4,7 @@
 //!
 //! Why: through sqlx every statement is a hand-off to the connection's worker thread and back
 //! (two thread switches), and a live projection issues one or two statements per event. Measured
-//! with `scripts/bench --http-bench` (32 clients, accounts projection running), the projection's
+//! with `scripts/bench --http-bench` (32 clients, the reference projection running), the projection's
 //! threads took about a fifth of the host's CPU per command that way. PostgreSQL and MySQL keep
 //! sqlx: there a statement is a network round trip either way.
 //!
