@@ -118,3 +118,52 @@ pub fn remove_letter(conn: &rusqlite::Connection, consumer: &str, position: u64)
     statement.execute((consumer, i64::try_from(position).unwrap_or(i64::MAX))).map_err(|e| backend(&e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read_store::ReadStore;
+
+    fn checkpoint(position: u64) -> Checkpoint {
+        Checkpoint { generation: 1, position, schema_version: 1 }
+    }
+
+    #[tokio::test]
+    async fn a_file_store_has_a_direct_writer_and_an_in_memory_one_has_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = ReadStore::open(&format!("sqlite://{}", dir.path().join("read.db").display())).await.expect("open");
+        assert!(file.direct().is_some());
+        // Only the pool's own connections could see an in-memory database.
+        assert!(DirectWriter::for_url("sqlite://:memory:").is_none());
+        assert!(DirectWriter::for_url("sqlite::memory:").is_none());
+    }
+
+    #[tokio::test]
+    async fn what_a_batch_commits_the_pool_reads_and_what_it_rolls_back_it_never_sees() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = ReadStore::open(&format!("sqlite://{}", dir.path().join("read.db").display())).await.expect("open");
+        let writer = store.direct().expect("a direct writer");
+
+        let conn = writer.take().expect("a connection");
+        begin(&conn).expect("begin");
+        save_checkpoint(&conn, "p", &checkpoint(7)).expect("checkpoint");
+        end(&conn, true).expect("commit");
+        writer.give_back(conn);
+        assert_eq!(store.checkpoint("p").await.expect("read"), Some(checkpoint(7)));
+
+        // The same connection again, from the idle list: a rolled-back batch leaves nothing.
+        let conn = writer.take().expect("a connection");
+        begin(&conn).expect("begin");
+        save_checkpoint(&conn, "p", &checkpoint(9)).expect("checkpoint");
+        end(&conn, false).expect("roll back");
+        assert!(conn.is_autocommit(), "the transaction is over");
+        writer.give_back(conn);
+        assert_eq!(store.checkpoint("p").await.expect("read"), Some(checkpoint(7)));
+
+        // A connection still inside a transaction is not kept (its lock would block every writer).
+        let conn = writer.take().expect("a connection");
+        begin(&conn).expect("begin");
+        writer.give_back(conn);
+        assert!(writer.idle.lock().expect("idle").is_empty());
+    }
+}
