@@ -327,30 +327,11 @@ impl Projection {
         };
         let cleared: Vec<u64> = books.iter().map(|Book::Clear(position)| *position).collect();
         let (conn, outcome) = tokio::task::spawn_blocking(move || {
-            if let Err(e) = direct::begin(&conn) {
-                return (Some(conn), Err(e));
-            }
-            let (session, handled) = if events.is_empty() {
-                (SqlSession::direct(schema, generation, conn), Ok(()))
-            } else {
-                plugin.handle(SqlSession::direct(schema, generation, conn), &events)
-            };
-            let Some(conn) = session.into_staging() else {
-                return (None, Err(ReadStoreError::Backend("a direct session lost its connection".into())));
-            };
-            if handled.is_err() {
-                let ended = direct::end(&conn, false);
-                return (Some(conn), ended.map(|()| handled));
-            }
-            let booked = checkpoint
-                .iter()
-                .try_for_each(|checkpoint| direct::save_checkpoint(&conn, &name, checkpoint))
-                .and_then(|()| cleared.iter().try_for_each(|position| direct::remove_letter(&conn, &name, *position)));
-            let ended = match booked {
-                Ok(()) => direct::end(&conn, true),
-                Err(e) => direct::end(&conn, false).and(Err(e)),
-            };
-            (Some(conn), ended.map(|()| Ok(())))
+            let session = |conn| SqlSession::direct(schema, generation, conn);
+            batch_in_place(conn, "read store", session, plugin.as_ref(), &events, |conn| {
+                checkpoint.iter().try_for_each(|checkpoint| direct::save_checkpoint(conn, &name, checkpoint))?;
+                cleared.iter().try_for_each(|position| direct::remove_letter(conn, &name, *position))
+            })
         })
         .await
         .map_err(|e| ProjectionError::Task(e.to_string()))?;
@@ -376,25 +357,45 @@ impl Projection {
         let plugin = plugin.clone();
         let events = events.to_vec();
         let (conn, outcome) = tokio::task::spawn_blocking(move || {
-            let backend = |e: rusqlite::Error| HandleFailure::Backend(format!("staging database: {e}"));
-            if let Err(e) = conn.execute_batch("BEGIN") {
-                return (Some(conn), Err(backend(e)));
-            }
-            let (session, outcome) = plugin.handle(SqlSession::staging(schema, generation, conn), &events);
-            let Some(conn) = session.into_staging() else {
-                return (None, Err(HandleFailure::Backend("a staging session lost its connection".into())));
-            };
-            let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            match conn.execute_batch(end) {
-                Ok(()) => (Some(conn), outcome),
-                Err(e) => (Some(conn), Err(backend(e))),
-            }
+            let session = |conn| SqlSession::staging(schema, generation, conn);
+            batch_in_place(conn, "staging database", session, plugin.as_ref(), &events, |_| Ok(()))
         })
         .await
         .map_err(|e| ProjectionError::Task(e.to_string()))?;
         if let Some(conn) = conn {
             staging.give_back(conn);
         }
-        Ok(outcome)
+        Ok(outcome?)
     }
+}
+
+/// One batch on a SQLite connection called in place, on this (blocking) thread: the plugin's
+/// statements through `session`, then `book` (progress, letter books) once the plugin succeeded,
+/// in one transaction that commits only if both did. The connection comes back for reuse unless
+/// the session lost it; `what` names the database in failures.
+fn batch_in_place(
+    conn: rusqlite::Connection,
+    what: &'static str,
+    session: impl FnOnce(rusqlite::Connection) -> SqlSession,
+    plugin: &dyn ProjectionLogic,
+    events: &[StoredEvent],
+    book: impl FnOnce(&rusqlite::Connection) -> Result<(), ReadStoreError>,
+) -> (Option<rusqlite::Connection>, Result<Result<(), HandleFailure>, ReadStoreError>) {
+    if let Err(e) = direct::begin(&conn, what) {
+        return (Some(conn), Err(e));
+    }
+    let (session, handled) =
+        if events.is_empty() { (session(conn), Ok(())) } else { plugin.handle(session(conn), events) };
+    let Some(conn) = session.into_staging() else {
+        return (None, Err(ReadStoreError::Backend(format!("{what}: a session lost its connection"))));
+    };
+    if handled.is_err() {
+        let ended = direct::end(&conn, what, false);
+        return (Some(conn), ended.map(|()| handled));
+    }
+    let ended = match book(&conn) {
+        Ok(()) => direct::end(&conn, what, true),
+        Err(e) => direct::end(&conn, what, false).and(Err(e)),
+    };
+    (Some(conn), ended.map(|()| Ok(())))
 }

@@ -38,7 +38,11 @@ impl std::fmt::Debug for DirectWriter {
 }
 
 fn backend(e: &rusqlite::Error) -> ReadStoreError {
-    ReadStoreError::Backend(format!("read store: {e}"))
+    failed("read store", e)
+}
+
+fn failed(what: &str, e: &rusqlite::Error) -> ReadStoreError {
+    ReadStoreError::Backend(format!("{what}: {e}"))
 }
 
 impl DirectWriter {
@@ -76,15 +80,16 @@ impl DirectWriter {
     }
 }
 
-/// Open a batch's transaction, holding the write lock from the start.
-pub fn begin(conn: &rusqlite::Connection) -> Result<(), ReadStoreError> {
-    conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([])).map(drop).map_err(|e| backend(&e))
+/// Open a batch's transaction on a connection to database `what`, holding the write lock from
+/// the start.
+pub fn begin(conn: &rusqlite::Connection, what: &str) -> Result<(), ReadStoreError> {
+    conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([])).map(drop).map_err(|e| failed(what, &e))
 }
 
-/// Commit, or roll back, the batch's transaction.
-pub fn end(conn: &rusqlite::Connection, commit: bool) -> Result<(), ReadStoreError> {
+/// Commit, or roll back, the batch's transaction on a connection to database `what`.
+pub fn end(conn: &rusqlite::Connection, what: &str, commit: bool) -> Result<(), ReadStoreError> {
     let sql = if commit { "COMMIT" } else { "ROLLBACK" };
-    let ended = conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(|e| backend(&e));
+    let ended = conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(|e| failed(what, &e));
     if ended.is_err() && !conn.is_autocommit() {
         // A failed COMMIT leaves the transaction open: end it so the connection can be reused.
         let _ = conn.execute_batch("ROLLBACK");
@@ -145,24 +150,24 @@ mod tests {
         let writer = store.direct().expect("a direct writer");
 
         let conn = writer.take().expect("a connection");
-        begin(&conn).expect("begin");
+        begin(&conn, "read store").expect("begin");
         save_checkpoint(&conn, "p", &checkpoint(7)).expect("checkpoint");
-        end(&conn, true).expect("commit");
+        end(&conn, "read store", true).expect("commit");
         writer.give_back(conn);
         assert_eq!(store.checkpoint("p").await.expect("read"), Some(checkpoint(7)));
 
         // The same connection again, from the idle list: a rolled-back batch leaves nothing.
         let conn = writer.take().expect("a connection");
-        begin(&conn).expect("begin");
+        begin(&conn, "read store").expect("begin");
         save_checkpoint(&conn, "p", &checkpoint(9)).expect("checkpoint");
-        end(&conn, false).expect("roll back");
+        end(&conn, "read store", false).expect("roll back");
         assert!(conn.is_autocommit(), "the transaction is over");
         writer.give_back(conn);
         assert_eq!(store.checkpoint("p").await.expect("read"), Some(checkpoint(7)));
 
         // A connection still inside a transaction is not kept (its lock would block every writer).
         let conn = writer.take().expect("a connection");
-        begin(&conn).expect("begin");
+        begin(&conn, "read store").expect("begin");
         writer.give_back(conn);
         assert!(writer.idle.lock().expect("idle").is_empty());
     }
