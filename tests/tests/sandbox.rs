@@ -193,3 +193,53 @@ async fn spinning_and_hogging_plugins_do_not_stop_bank_commands() -> Result<()> 
     ensure!(host.is_running(), "sluice exited\n{}", host.log());
     Ok(())
 }
+
+/// Instances are reused from one command to the next (a batch per instance), and every reused
+/// call gets the whole time budget: with `plugin_timeout_ms = 500`, a 200 ms command on an
+/// instance that last ran more than 500 ms ago is answered, not stopped. A fault between two
+/// commands leaves nothing behind for the next one.
+#[tokio::test]
+async fn a_reused_instance_gets_a_fresh_deadline_and_a_faulted_one_is_not_reused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("sluice.toml");
+    std::fs::write(&file, "[limits]\nplugin_timeout_ms = 500\n")?;
+    let options = HostOptions::with_plugins(&[Plugin::BankAccount, Plugin::Faulty])
+        .request_timeout(Duration::from_secs(30))
+        .arg("--config")
+        .arg(file.to_string_lossy().into_owned());
+    let host = Host::start(options).await?;
+    let id = Uuid::new_v4().to_string();
+    let mut version = 0;
+    for round in 0..3 {
+        for _ in 0..3 {
+            version += 1;
+            let reply = faulty(&host, &id, "Ok").await?.expect_status(200)?;
+            ensure!(reply.u64_field("version")? == version, "round {round}: {reply}");
+        }
+        // Past the budget of the instance's last call.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        version += 1;
+        let reply = faulty(&host, &id, "Slow").await?.expect_status(200)?;
+        ensure!(reply.u64_field("version")? == version, "round {round}: the slow command on a warm instance: {reply}");
+        check_fault(&faulty(&host, &id, "Trap").await?, "plugin_trapped")?;
+        check_fault(&faulty(&host, &id, "Spin").await?, "plugin_timeout")?;
+    }
+    let events = host.events(FAULTY, &id).await?;
+    check_stream(&events, FAULTY, &id)?;
+    ensure!(events.len() as u64 == version, "{events:?}");
+    let metrics = host.get("/metrics").await?.expect_status(200)?;
+    let timeouts: Vec<&str> = metrics
+        .text
+        .lines()
+        .filter(|l| {
+            l.starts_with("sluice_plugin_calls_total{")
+                && l.contains(r#"plugin="Faulty""#)
+                && l.contains(r#"outcome="time""#)
+        })
+        .collect();
+    ensure!(
+        timeouts.len() == 1 && timeouts[0].trim_end().ends_with(" 3"),
+        "only the three Spin commands may time out: {timeouts:?}"
+    );
+    bank_round(&host, 3).await
+}

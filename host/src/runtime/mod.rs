@@ -159,15 +159,14 @@ impl WasmRuntime {
     /// `timeout` has passed, as a synchronous call would be.
     pub fn new_yielding_store(&self, timeout: Duration) -> Store<PluginCtx> {
         let mut store = self.store_with(timeout, false);
-        let deadline = std::time::Instant::now() + timeout;
-        store.epoch_deadline_callback(move |_| {
-            Ok(if std::time::Instant::now() >= deadline {
+        store.epoch_deadline_callback(|store| {
+            Ok(if std::time::Instant::now() >= store.data().deadline {
                 wasmtime::UpdateDeadline::Interrupt
             } else {
                 wasmtime::UpdateDeadline::Yield(1)
             })
         });
-        store.set_epoch_deadline(1);
+        rearm(&mut store, timeout);
         store
     }
 
@@ -195,6 +194,7 @@ impl WasmRuntime {
             sql: SqlCapability::default(),
             log: LogCapability::default(),
             outbox: OutboxCapability::default(),
+            deadline: std::time::Instant::now() + timeout,
         };
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limiter);
@@ -252,6 +252,22 @@ pub struct PluginCtx {
     pub(crate) log: LogCapability,
     /// A reactor's `outbox` for this call.
     pub(crate) outbox: OutboxCapability,
+    /// When the call in progress on a yielding store is stopped ([`rearm`]).
+    deadline: std::time::Instant,
+}
+
+/// Give the next call on a yielding store ([`WasmRuntime::new_yielding_store`]) its own `timeout`,
+/// counted from now: what lets one store serve a batch of calls, each with the full budget.
+pub(crate) fn rearm(store: &mut Store<PluginCtx>, timeout: Duration) {
+    store.data_mut().deadline = std::time::Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+}
+
+/// Whether the instance in `store` left its last call as it entered it: no memory refused, nothing
+/// written to stderr (which a guest writes before it aborts). Only such an instance may take
+/// another call.
+pub(crate) fn left_clean(store: &Store<PluginCtx>) -> bool {
+    !store.data().limiter.denied && store.data().stderr.contents().is_empty()
 }
 
 /// A clock that always reads the Unix epoch: what a reactor's WASI clocks give.
