@@ -8,6 +8,10 @@
 //! The host runs on the embedded default unless `args` name other stores or a bus (the scale-out
 //! stack: `--event-store mongodb://… --bus kafka://… --read-store postgres://…`).
 //!
+//! With `native`, the same load then runs against the same host with the aggregate compiled
+//! natively (`sluice-bench serve`, [`crate::native_host`]), and the two are printed side by side:
+//! the Wasm aggregate ÷ native through the host, over HTTP, at the rate the host serves.
+//!
 //! A long run (`min_events`) adds windows until the log holds that many events. Every
 //! [`SAMPLE`] the benchmark notes the log's head and the projection's position (the host's admin
 //! status) and, on the stack, the relay's saved position (read from the event store the host
@@ -39,6 +43,17 @@ pub struct LoadSetup {
     pub min_events: u64,
     /// More `sluice serve` arguments.
     pub args: Vec<String>,
+    /// The `sluice-bench` binary, to run the load again with the aggregate compiled natively.
+    pub native: Option<PathBuf>,
+}
+
+/// What one side's run came to.
+struct Summary {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    /// Host CPU per command, µs (when /proc could tell).
+    cpu: Option<f64>,
 }
 
 /// How often the lags are sampled.
@@ -63,9 +78,41 @@ struct Record {
 
 pub async fn bench(setup: &LoadSetup) -> Result<()> {
     ensure!(setup.clients > 0 && setup.accounts >= setup.clients, "need at least one account per client");
+    let wasm = side(setup, &setup.sluice, "sluice serve").await?;
+    let Some(native_host) = &setup.native else { return Ok(()) };
+    let native = side(setup, native_host, "sluice-bench serve, the aggregate compiled natively").await?;
+    let cpu = |s: &Summary| s.cpu.map_or_else(|| "unknown".to_owned(), |cpu| format!("{cpu:.1} µs"));
+    println!("Wasm aggregate vs the same compiled natively, through the host over HTTP (the load above):");
+    println!(
+        "  wasm   {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   host CPU/command {}",
+        wasm.rate,
+        wasm.p50,
+        wasm.p99,
+        cpu(&wasm)
+    );
+    println!(
+        "  native {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   host CPU/command {}",
+        native.rate,
+        native.p50,
+        native.p99,
+        cpu(&native)
+    );
+    let cpu_ratio = match (wasm.cpu, native.cpu) {
+        (Some(w), Some(n)) if w > 0.0 => format!("{:.3}", n / w),
+        _ => "unknown".to_owned(),
+    };
+    println!(
+        "  ratio wasm/native: commands/s {:.3} (target >= 0.9), host CPU per command native/wasm {cpu_ratio}",
+        if native.rate > 0.0 { wasm.rate / native.rate } else { 0.0 },
+    );
+    Ok(())
+}
+
+/// Run the load against a host started from `sluice` (`host` names it in the heading).
+async fn side(setup: &LoadSetup, sluice: &std::path::Path, host: &str) -> Result<Summary> {
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("failed to read {}", path.display()));
     let launch = Launch {
-        sluice: &setup.sluice,
+        sluice,
         plugins: vec![
             ("bank_account.wasm", read(&setup.aggregate)?),
             ("accounts_projection.wasm", read(&setup.projection)?),
@@ -75,7 +122,7 @@ pub async fn bench(setup: &LoadSetup) -> Result<()> {
     };
     let stores = if setup.args.is_empty() { "embedded default".to_owned() } else { setup.args.join(" ") };
     println!(
-        "load over HTTP as the log grows: sluice serve (release, {stores}), {} clients depositing into {} accounts, {} back-to-back windows of {} s, accounts projection running",
+        "load over HTTP as the log grows: {host} (release, {stores}), {} clients depositing into {} accounts, {} back-to-back windows of {} s, accounts projection running",
         setup.clients,
         setup.accounts,
         setup.windows,
@@ -88,7 +135,7 @@ pub async fn bench(setup: &LoadSetup) -> Result<()> {
     result
 }
 
-async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
+async fn run(server: &Server, setup: &LoadSetup) -> Result<Summary> {
     let ids = Arc::new(server.open_accounts(setup.accounts).await?);
     server.caught_up().await?;
     let relay = runs_a_relay(&setup.args);
@@ -163,6 +210,17 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
     }
     let all_latencies: Vec<f64> = all.answers.iter().map(|(_, took)| took * 1000.0).collect();
     let windows = marks.len();
+    let summary = Summary {
+        rate: all_latencies.len() as f64 / loaded_for,
+        p50: percentile(&all_latencies, 0.5),
+        p99: percentile(&all_latencies, 0.99),
+        cpu: match (cpu[0], cpu[windows]) {
+            (Some(from), Some(to)) if !all_latencies.is_empty() => {
+                Some(to.saturating_sub(from).as_secs_f64() * 1e6 / all_latencies.len() as f64)
+            }
+            _ => None,
+        },
+    };
     println!(
         "  host CPU over all windows: {}",
         cpu_per_command(cpu[0], cpu[windows], all_latencies.len(), width * windows as f64)
@@ -193,7 +251,7 @@ async fn run(server: &Server, setup: &LoadSetup) -> Result<()> {
     if all.failed > 0 {
         println!("  PROBLEM     {} commands did not answer 2xx, e.g. {}", all.failed, all.sample.unwrap_or_default());
     }
-    Ok(())
+    Ok(summary)
 }
 
 /// The host's CPU time between two samples per command answered in between (what a rate becomes

@@ -5,6 +5,7 @@
 mod append;
 mod http_load;
 mod native;
+mod native_host;
 mod polyglot;
 mod projection;
 mod reactor;
@@ -139,10 +140,18 @@ struct Args {
     /// (`--serve-arg=--event-store --serve-arg=mongodb://…`); none: the embedded default.
     #[arg(long, allow_hyphen_values = true)]
     serve_arg: Vec<String>,
+    /// Run the load benchmark a second time against the same host with the aggregate compiled
+    /// natively (this binary's `serve`), and print Wasm ÷ native.
+    #[arg(long, requires = "http_bench")]
+    http_native: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The load benchmark's native side starts this binary as its host (`native_host`).
+    if std::env::args().nth(1).as_deref() == Some("serve") {
+        return native_host::serve(std::env::args().skip(1).collect()).await;
+    }
     let args = Args::parse();
     if args.swap_bench {
         return swap_bench(&args).await;
@@ -268,6 +277,10 @@ async fn http_bench(args: &Args) -> anyhow::Result<()> {
         window: Duration::from_secs_f64(args.http_window_secs),
         min_events: args.http_min_events,
         args: args.serve_arg.clone(),
+        native: match args.http_native {
+            true => Some(std::env::current_exe().context("cannot tell where sluice-bench is")?),
+            false => None,
+        },
     };
     http_load::bench(&setup).await
 }

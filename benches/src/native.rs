@@ -21,6 +21,11 @@ impl<A: Aggregate> NativeAggregate<A> {
         Self { manifest: host_manifest(A::manifest()), aggregate: PhantomData }
     }
 
+    /// Under `manifest` (the component's, as the host read it): the host then treats both alike.
+    pub fn with_manifest(manifest: AggregateManifest) -> Self {
+        Self { manifest, aggregate: PhantomData }
+    }
+
     fn evolve(&self, state: Option<&[u8]>, history: &[StoredEvent]) -> Result<Vec<u8>, PluginFault> {
         let events: Vec<sluice_sdk::StoredEvent> = history
             .iter()
