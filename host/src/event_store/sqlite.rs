@@ -122,6 +122,14 @@ fn read_log(conn: &rusqlite::Connection, after: u64, limit: u32) -> rusqlite::Re
     rows.collect()
 }
 
+/// The file a SQLite URL's options name; `None` for an in-memory database, which only the sqlx
+/// pool's own connections can see (so nothing may open it a second time in place).
+pub fn file_path(options: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
+    let path = options.get_filename();
+    let in_memory = path.as_os_str() == ":memory:" || path.to_string_lossy().starts_with("file:");
+    (!in_memory).then(|| path.to_path_buf())
+}
+
 impl SqliteEventStore {
     /// Open (creating if needed) the store at a `sqlite://PATH` URL.
     pub async fn open(url: &str) -> Result<Self, EventStoreError> {
@@ -134,10 +142,9 @@ impl SqliteEventStore {
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::query(SCHEMA).execute(&writer).await?;
         sqlx::query(RELAY_SCHEMA).execute(&writer).await?;
-        let path = options.get_filename().to_path_buf();
-        let in_memory = path.as_os_str() == ":memory:" || path.to_string_lossy().starts_with("file:");
-        let group = if in_memory { None } else { Some(GroupCommit::start(&path)?) };
-        let log = (!in_memory).then(|| LogReader { path, idle: Arc::default() });
+        let file = file_path(&options);
+        let group = file.as_deref().map(GroupCommit::start).transpose()?;
+        let log = file.map(|path| LogReader { path, idle: Arc::default() });
         let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
         Ok(Self { writer, readers, log, group, head: LogHead::default() })
     }

@@ -50,9 +50,8 @@ impl DirectWriter {
     /// in-memory one, which only the pool's own connections can see.
     pub fn for_url(url: &str) -> Option<Self> {
         let options = SqliteConnectOptions::from_str(url).ok()?;
-        let path = options.get_filename().to_path_buf();
-        let in_memory = path.as_os_str() == ":memory:" || path.to_string_lossy().starts_with("file:");
-        (!in_memory).then(|| Self { path, idle: Mutex::new(Vec::new()) })
+        let path = crate::event_store::sqlite::file_path(&options)?;
+        Some(Self { path, idle: Mutex::new(Vec::new()) })
     }
 
     /// A connection for one batch: an idle one, else a new one.
