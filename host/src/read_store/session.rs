@@ -73,24 +73,30 @@ impl SqlSession {
 
     /// A write session on a staging database (SQLite), for the tables of `generation`.
     pub fn staging(schema: Arc<ProjectionSchema>, generation: i64, conn: rusqlite::Connection) -> Self {
-        Self {
-            handle: tokio::runtime::Handle::current(),
-            dialect: Dialect::Sqlite,
-            schema,
-            generation,
-            access: Access::Staging(conn, "staging database"),
-            backend_failure: None,
-        }
+        Self::in_place(schema, generation, conn, "staging database")
     }
 
     /// A write session on a SQLite read store's own file, called in place
     /// ([`super::direct`]), for the tables of `generation`.
     pub fn direct(schema: Arc<ProjectionSchema>, generation: i64, conn: rusqlite::Connection) -> Self {
-        let mut session = Self::staging(schema, generation, conn);
-        if let Access::Staging(_, what) = &mut session.access {
-            *what = "read store";
+        Self::in_place(schema, generation, conn, "read store")
+    }
+
+    /// A write session called in place on `conn` (database `what`, as failures name it).
+    fn in_place(
+        schema: Arc<ProjectionSchema>,
+        generation: i64,
+        conn: rusqlite::Connection,
+        what: &'static str,
+    ) -> Self {
+        Self {
+            handle: tokio::runtime::Handle::current(),
+            dialect: Dialect::Sqlite,
+            schema,
+            generation,
+            access: Access::Staging(conn, what),
+            backend_failure: None,
         }
-        session
     }
 
     /// The transaction of a write session, to commit or roll back.
