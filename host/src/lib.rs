@@ -26,6 +26,7 @@
 //! - [`plugin`]: the plugin contracts (aggregate, projection, reactor), manifests, faults, the registry.
 //! - [`scaffold`]: `sluice new`, the plugin skeletons embedded in the binary.
 //! - [`telemetry`]: the Prometheus metrics every module records, and their names.
+//! - [`idle`]: a bounded list of idle connections or instances kept for reuse (a leaf).
 
 pub mod admin;
 pub mod bindings;
@@ -35,6 +36,7 @@ pub mod command;
 pub mod config;
 pub mod event_store;
 pub mod http;
+pub mod idle;
 pub mod plugin;
 pub mod plugin_dir;
 pub mod projection;

@@ -8,7 +8,7 @@
 //! that arrive together share one transaction and one fsync, each still checked alone.
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -18,6 +18,7 @@ use sqlx::{Row, SqliteConnection};
 
 use super::group_commit::GroupCommit;
 use super::{Appended, EventStore, EventStoreError, LogHead, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
+use crate::idle::IdleList;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -60,7 +61,7 @@ pub struct SqliteEventStore {
 /// between threads, which costs more than reading the row.
 struct LogReader {
     path: std::path::PathBuf,
-    idle: Arc<Mutex<Vec<rusqlite::Connection>>>,
+    idle: Arc<IdleList<rusqlite::Connection>>,
 }
 
 /// Idle log connections kept open.
@@ -80,16 +81,12 @@ impl LogReader {
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
         let (path, idle) = (self.path.clone(), self.idle.clone());
         let read = move || -> Result<Vec<StoredEvent>, EventStoreError> {
-            let taken = idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            let conn = match taken {
+            let conn = match idle.take() {
                 Some(conn) => conn,
                 None => Self::connection(&path).map_err(log_error)?,
             };
             let events = read_log(&conn, after, limit).map_err(log_error)?;
-            let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < IDLE_LOG_READERS {
-                idle.push(conn);
-            }
+            idle.give_back(conn);
             Ok(events)
         };
         tokio::task::spawn_blocking(read)
@@ -144,7 +141,7 @@ impl SqliteEventStore {
         sqlx::query(RELAY_SCHEMA).execute(&writer).await?;
         let file = file_path(&options);
         let group = file.as_deref().map(GroupCommit::start).transpose()?;
-        let log = file.map(|path| LogReader { path, idle: Arc::default() });
+        let log = file.map(|path| LogReader { path, idle: Arc::new(IdleList::new(IDLE_LOG_READERS)) });
         let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
         Ok(Self { writer, readers, log, group, head: LogHead::default() })
     }

@@ -15,12 +15,12 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
 
 use super::{Checkpoint, Dialect, ReadStoreError, dead_letters};
+use crate::idle::IdleList;
 
 /// Connections kept for reuse: one per projection batch in flight.
 const KEPT: usize = 8;
@@ -28,7 +28,7 @@ const KEPT: usize = 8;
 /// The read store's file and the connections opened to it.
 pub struct DirectWriter {
     path: PathBuf,
-    idle: Mutex<Vec<rusqlite::Connection>>,
+    idle: IdleList<rusqlite::Connection>,
 }
 
 impl std::fmt::Debug for DirectWriter {
@@ -51,12 +51,12 @@ impl DirectWriter {
     pub fn for_url(url: &str) -> Option<Self> {
         let options = SqliteConnectOptions::from_str(url).ok()?;
         let path = crate::event_store::sqlite::file_path(&options)?;
-        Some(Self { path, idle: Mutex::new(Vec::new()) })
+        Some(Self { path, idle: IdleList::new(KEPT) })
     }
 
     /// A connection for one batch: an idle one, else a new one.
     pub fn take(&self) -> Result<rusqlite::Connection, ReadStoreError> {
-        if let Some(conn) = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop() {
+        if let Some(conn) = self.idle.take() {
             return Ok(conn);
         }
         let conn = rusqlite::Connection::open(&self.path).map_err(|e| backend(&e))?;
@@ -69,12 +69,8 @@ impl DirectWriter {
 
     /// Keep `conn` for the next batch; it must be outside a transaction.
     pub fn give_back(&self, conn: rusqlite::Connection) {
-        if !conn.is_autocommit() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < KEPT {
-            idle.push(conn);
+        if conn.is_autocommit() {
+            self.idle.give_back(conn);
         }
     }
 }
@@ -168,6 +164,6 @@ mod tests {
         let conn = writer.take().expect("a connection");
         begin(&conn, "read store").expect("begin");
         writer.give_back(conn);
-        assert!(writer.idle.lock().expect("idle").is_empty());
+        assert!(writer.idle.is_empty());
     }
 }

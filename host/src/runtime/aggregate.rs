@@ -23,6 +23,8 @@
 //! place.
 
 use wasmtime::Store;
+
+use crate::idle::IdleList;
 use wasmtime::component::{Component, Linker};
 
 use futures::executor::block_on;
@@ -56,7 +58,7 @@ pub struct WasmAggregate {
     /// Where its `log` lines go (0.2.0 components that import it).
     log: std::sync::Arc<crate::capabilities::log::LogSink>,
     /// Instances that decided a command cleanly and may decide the next ones.
-    warm: std::sync::Mutex<Vec<Warm>>,
+    warm: IdleList<Warm>,
 }
 
 /// An instance between two commands of its batch.
@@ -137,7 +139,7 @@ impl WasmAggregate {
             .validate()
             .map_err(|reason| RuntimeError::Contract { plugin: name, reason: format!("invalid manifest: {reason}") })?;
         let log = crate::capabilities::log::LogSink::new(manifest.aggregate_type.clone());
-        Ok(Self { runtime: runtime.clone(), pre, manifest, log, warm: std::sync::Mutex::new(Vec::new()) })
+        Ok(Self { runtime: runtime.clone(), pre, manifest, log, warm: IdleList::new(WARM_INSTANCES) })
     }
 
     /// The WIT version the component exports.
@@ -305,7 +307,7 @@ impl WasmAggregate {
         events: &[StoredEvent],
         command: &CommandInput,
     ) -> Result<Decision, PluginFault> {
-        let mut warm = match self.take_warm() {
+        let mut warm = match self.warm.take() {
             Some(warm) => warm,
             None => {
                 let (store, instance) = self.instantiate().await?;
@@ -325,19 +327,11 @@ impl WasmAggregate {
         Ok(Decision { state, verdict })
     }
 
-    fn take_warm(&self) -> Option<Warm> {
-        self.warm.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop()
-    }
-
-    /// Keep an instance that decided cleanly for the next command, unless its batch is done or
-    /// enough are kept already. A faulted call never gets here: its instance is dropped with it.
+    /// Keep an instance that decided cleanly for the next command, unless its batch is done. A
+    /// faulted call never gets here: its instance is dropped with it.
     fn give_back(&self, warm: Warm) {
-        if warm.calls >= CALLS_PER_INSTANCE || !super::left_clean(&warm.store) {
-            return;
-        }
-        let mut kept = self.warm.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if kept.len() < WARM_INSTANCES {
-            kept.push(warm);
+        if warm.calls < CALLS_PER_INSTANCE && super::left_clean(&warm.store) {
+            self.warm.give_back(warm);
         }
     }
 
