@@ -144,13 +144,7 @@ impl VersionStore {
         index.versions.insert(0, version.clone());
         let pruned = index.versions.split_off(self.keep.min(index.versions.len()));
 
-        let index_path = plugin_dir.join(INDEX_FILE);
-        let encoded = serde_json::to_vec_pretty(&index).map_err(|error| VersionError::Io {
-            action: "encode",
-            path: index_path.clone(),
-            source: io::Error::other(error),
-        })?;
-        write_atomically(&index_path, &encoded)?;
+        self.save_index(plugin, &index)?;
 
         // The index no longer names them, so a failure here only leaves a file behind, which
         // the next record sweeps up.
@@ -173,13 +167,7 @@ impl VersionStore {
             return Ok(());
         }
         version.forced = true;
-        let index_path = self.dir.join(plugin).join(INDEX_FILE);
-        let encoded = serde_json::to_vec_pretty(&index).map_err(|error| VersionError::Io {
-            action: "encode",
-            path: index_path.clone(),
-            source: io::Error::other(error),
-        })?;
-        write_atomically(&index_path, &encoded)
+        self.save_index(plugin, &index)
     }
 
     /// Whether version `sha256` of `plugin` was installed by force (false when it is not stored).
@@ -227,6 +215,17 @@ impl VersionStore {
             return Err(VersionError::CorruptVersion { plugin: plugin.to_owned(), sha256: sha256.to_owned(), actual });
         }
         Ok(Some(bytes))
+    }
+
+    /// Replace `plugin`'s index with `index`, whole or not at all.
+    fn save_index(&self, plugin: &str, index: &Index) -> Result<(), VersionError> {
+        let path = self.dir.join(plugin).join(INDEX_FILE);
+        let encoded = serde_json::to_vec_pretty(index).map_err(|error| VersionError::Io {
+            action: "encode",
+            path: path.clone(),
+            source: io::Error::other(error),
+        })?;
+        write_atomically(&path, &encoded)
     }
 
     fn load_index(&self, plugin: &str) -> Result<Index, VersionError> {
