@@ -12,6 +12,10 @@ use sluice_e2e::{Api, Host, HostOptions, Plugin, Reply, check_stream, decimal};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+/// One test's plugins at a time: each spins guests for seconds, and on a two-core machine the
+/// spinners of tests running side by side starve the host another test watches for starvation.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const FAULTY: &str = "Faulty";
 const BANK: &str = "BankAccount";
 
@@ -62,6 +66,7 @@ async fn bank_round(api: &Api, deposits: u64) -> Result<()> {
 
 #[tokio::test]
 async fn each_fault_fails_only_its_own_call() -> Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut host = start().await?;
     for (command, code) in FAULTS {
         let id = Uuid::new_v4().to_string();
@@ -85,6 +90,7 @@ async fn each_fault_fails_only_its_own_call() -> Result<()> {
 /// the plugin's later commands are answered too.
 #[tokio::test]
 async fn a_slow_command_that_yields_at_every_tick_is_answered_once() -> Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let host = start().await?;
     let id = Uuid::new_v4().to_string();
     let reply = faulty(&host, &id, "Slow").await?.expect_status(200)?;
@@ -110,6 +116,7 @@ async fn a_slow_command_that_yields_at_every_tick_is_answered_once() -> Result<(
 
 #[tokio::test]
 async fn faults_leave_an_existing_stream_untouched() -> Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let host = start().await?;
     let id = Uuid::new_v4().to_string();
     faulty(&host, &id, "Ok").await?.expect_status(200)?;
@@ -135,6 +142,7 @@ async fn faults_leave_an_existing_stream_untouched() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn spinning_and_hogging_plugins_do_not_stop_bank_commands() -> Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut host = start().await?;
 
     // More spinners than this machine has cores, hogs and a trap, all at once.
@@ -200,6 +208,7 @@ async fn spinning_and_hogging_plugins_do_not_stop_bank_commands() -> Result<()> 
 /// commands leaves nothing behind for the next one.
 #[tokio::test]
 async fn a_reused_instance_gets_a_fresh_deadline_and_a_faulted_one_is_not_reused() -> Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("sluice.toml");
     std::fs::write(&file, "[limits]\nplugin_timeout_ms = 500\n")?;
