@@ -400,7 +400,9 @@ async fn the_log_reads_the_same_from_memory_by_id_and_by_range() {
 
 /// A follower of this process's own commits reads them all from memory while the writer keeps
 /// adding to it from another thread: it never takes a commit kept a moment after it asked for one
-/// it had not seen. (It raced into a lookup per group, each a scan of `commits` on FerretDB.)
+/// it had not seen, nor one the writer has inserted and not yet kept. (It raced into a lookup per
+/// group, each a scan of `commits` on FerretDB; and once a lookup found the writer's own commit
+/// in the database, every look after it was due again.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_of_its_own_writer_never_looks_a_commit_up() {
     let Some(db) = TestDb::new() else { return };

@@ -206,11 +206,20 @@ fn position_id(position: u64) -> String {
 #[derive(Default)]
 struct Recent {
     commits: Mutex<BTreeMap<u64, Arc<Commit>>>,
+    /// The positions this process's writer is inserting: kept the moment they are committed.
+    writing: Mutex<Option<std::ops::Range<u64>>>,
 }
 
 impl Recent {
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Commit>>> {
         self.commits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writer is inserting `positions` (or nothing): a reader past the end that asked the
+    /// database for them would find this process's own commit before the writer keeps it, and
+    /// under load each such find led to the next lookup.
+    fn writing(&self, positions: Option<std::ops::Range<u64>>) {
+        *self.writing.lock().unwrap_or_else(PoisonError::into_inner) = positions;
     }
 
     fn keep(&self, commit: Arc<Commit>) {
@@ -225,7 +234,7 @@ impl Recent {
     fn holding(&self, position: u64) -> Option<Arc<Commit>> {
         match self.find(position) {
             Kept::Holding(commit) => Some(commit),
-            Kept::Gap | Kept::PastEnd => None,
+            Kept::Gap | Kept::Writing | Kept::PastEnd => None,
         }
     }
 
@@ -235,9 +244,10 @@ impl Recent {
     /// in `commits` that costs FerretDB a scan, hundreds of times a second under load).
     fn find(&self, position: u64) -> Kept {
         let map = self.map();
-        let Some((_, newest)) = map.last_key_value() else { return Kept::PastEnd };
-        if position > to_u64(newest.last_position) {
-            return Kept::PastEnd;
+        let past_end = map.last_key_value().is_none_or(|(_, newest)| position > to_u64(newest.last_position));
+        if past_end {
+            let writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+            return if writing.as_ref().is_some_and(|w| w.contains(&position)) { Kept::Writing } else { Kept::PastEnd };
         }
         match map.range(..=position).next_back() {
             Some((_, commit)) if to_u64(commit.last_position) >= position => Kept::Holding(commit.clone()),
@@ -263,6 +273,9 @@ enum Kept {
     Holding(Arc<Commit>),
     /// Some kept commit lies after it, none holds it: another process's commit, or one let go.
     Gap,
+    /// It lies after every kept commit, in what this process's writer is inserting: the log ends
+    /// here until the writer keeps it.
+    Writing,
     /// It lies after every kept commit.
     PastEnd,
 }
@@ -510,7 +523,12 @@ impl Writer {
     }
 
     /// Commit `group`, or refuse each append in it; answers every one.
-    async fn write(&mut self, mut group: Vec<PendingAppend>) {
+    async fn write(&mut self, group: Vec<PendingAppend>) {
+        self.write_placed(group).await;
+        self.recent.writing(None);
+    }
+
+    async fn write_placed(&mut self, mut group: Vec<PendingAppend>) {
         let mut clashes = 0;
         while !group.is_empty() {
             let next = match self.next {
@@ -525,6 +543,7 @@ impl Writer {
                 pending.commit.place(position);
                 position += pending.commit.events.len() as u64;
             }
+            self.recent.writing(Some(next..position));
             let failed = match self.commits.insert_many(group.iter().map(|p| &p.commit)).ordered(true).await {
                 Ok(_) => None,
                 Err(e) => match first_failed(&e) {
@@ -781,6 +800,7 @@ impl EventStore for MongoEventStore {
                     boundary = take(&kept, &mut at, &mut events, limit)?;
                     continue;
                 }
+                Kept::Writing => break,
                 Kept::Gap => false,
                 Kept::PastEnd => true,
             };
@@ -790,6 +810,13 @@ impl EventStore for MongoEventStore {
                         Some(published) => published,
                         None => *hint.insert(read_hint(&self.log_head).await?),
                     };
+                    // What this process's writer kept or began while the hint was being read
+                    // is taken from memory or waited for, never looked up.
+                    match self.recent.find(at + 1) {
+                        Kept::Holding(_) => continue,
+                        Kept::Writing => break,
+                        Kept::Gap | Kept::PastEnd => {}
+                    }
                     if !self.probes.due(at, published) {
                         break;
                     }
@@ -1019,6 +1046,41 @@ mod tests {
         let endless = EndProbes::default();
         endless.confirm(10, now - Duration::from_secs(3600));
         assert_eq!(endless.state.lock().expect("lock").interval(), MAX_END_PROBE_INTERVAL);
+    }
+
+    #[test]
+    fn what_the_writer_is_inserting_ends_the_log_until_it_is_kept() {
+        let recent = Recent::default();
+        let mut commit = Commit {
+            id: String::new(),
+            first_position: 0,
+            last_position: 0,
+            aggregate_type: "T".into(),
+            aggregate_id: "a".into(),
+            start: 1,
+            end: 2,
+            recorded_at: now(),
+            events: vec![],
+        };
+        commit.events = (1..=2)
+            .map(|version| EventDocument {
+                version,
+                position: 0,
+                event_type: "E".into(),
+                schema_version: 1,
+                data: "{}".into(),
+                recorded_at: now(),
+            })
+            .collect();
+        assert!(matches!(recent.find(1), Kept::PastEnd));
+        recent.writing(Some(1..3));
+        assert!(matches!(recent.find(1), Kept::Writing));
+        assert!(matches!(recent.find(3), Kept::PastEnd));
+        commit.place(1);
+        recent.keep(Arc::new(commit));
+        recent.writing(None);
+        assert!(matches!(recent.find(2), Kept::Holding(_)));
+        assert!(matches!(recent.find(3), Kept::PastEnd));
     }
 
     #[tokio::test]
