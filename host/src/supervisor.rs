@@ -57,6 +57,9 @@ pub enum SupervisorError {
     NoRuntime(String),
 }
 
+/// How often [`Supervisor::shutdown`] names the tasks it is still waiting for.
+const STILL_WAITING_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Owns the host's named long-running tasks. Cheap to clone: clones share the same tasks.
 /// Dropping the last clone does not stop them; [`Supervisor::shutdown`] does.
 #[derive(Clone, Default)]
@@ -181,11 +184,35 @@ impl Supervisor {
         self.inner.lock().by_name.keys().cloned().collect()
     }
 
-    /// Cancels every task, refuses new ones, and waits until all have ended.
+    /// Cancels every task, refuses new ones, and waits until all have ended. While it waits it
+    /// names, every [`STILL_WAITING_EVERY`], the tasks that have not ended yet: a shutdown that
+    /// hangs says on what.
     pub async fn shutdown(&self) {
         self.inner.root.cancel();
         self.inner.tracker.close();
-        self.inner.tracker.wait().await;
+        let ended = self.inner.tracker.wait();
+        tokio::pin!(ended);
+        let start = tokio::time::Instant::now() + STILL_WAITING_EVERY;
+        let mut waiting = tokio::time::interval_at(start, STILL_WAITING_EVERY);
+        loop {
+            tokio::select! {
+                () = &mut ended => return,
+                _ = waiting.tick() => {
+                    tracing::warn!(tasks = ?self.running(), "shutdown is still waiting for these tasks to end");
+                }
+            }
+        }
+    }
+
+    /// The names of the tasks running now, in name order.
+    pub fn running(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .by_name
+            .iter()
+            .filter(|(_, entry)| entry.run.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Starts one run of `name`. The factory is called inside the spawned task, not under the lock,
@@ -401,6 +428,41 @@ mod tests {
         }
         assert!(matches!(supervisor.spawn("late", forever()), Err(SupervisorError::ShutDown(_))));
         assert!(matches!(supervisor.start("task-0"), Err(SupervisorError::ShutDown(_))));
+    }
+
+    #[tokio::test]
+    async fn a_task_slow_to_end_is_named_while_shutdown_waits_for_it() {
+        let supervisor = Supervisor::new();
+        supervisor.spawn("quick", forever()).expect("spawn quick");
+        // Ends only once the test lets it, however long after its cancel that is.
+        let release = CancellationToken::new();
+        let slow = {
+            let release = release.clone();
+            move |token: CancellationToken| -> BoxFuture {
+                let release = release.clone();
+                Box::pin(async move {
+                    token.cancelled().await;
+                    release.cancelled().await;
+                })
+            }
+        };
+        supervisor.spawn("slow", slow).expect("spawn slow");
+        assert_eq!(supervisor.running(), vec!["quick".to_owned(), "slow".to_owned()]);
+        let shutdown = tokio::spawn({
+            let supervisor = supervisor.clone();
+            async move { supervisor.shutdown().await }
+        });
+        for _ in 0..500 {
+            if supervisor.running() == ["slow"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(supervisor.running(), vec!["slow".to_owned()], "the quick one ends on its cancel");
+        assert!(!shutdown.is_finished(), "shutdown returned with a task still running");
+        release.cancel();
+        shutdown.await.expect("shutdown");
+        assert!(supervisor.running().is_empty());
     }
 
     #[tokio::test]
