@@ -190,17 +190,8 @@ impl Supervisor {
     pub async fn shutdown(&self) {
         self.inner.root.cancel();
         self.inner.tracker.close();
-        let ended = self.inner.tracker.wait();
-        tokio::pin!(ended);
-        let start = tokio::time::Instant::now() + STILL_WAITING_EVERY;
-        let mut waiting = tokio::time::interval_at(start, STILL_WAITING_EVERY);
-        loop {
-            tokio::select! {
-                () = &mut ended => return,
-                _ = waiting.tick() => {
-                    tracing::warn!(tasks = ?self.running(), "shutdown is still waiting for these tasks to end");
-                }
-            }
+        while tokio::time::timeout(STILL_WAITING_EVERY, self.inner.tracker.wait()).await.is_err() {
+            tracing::warn!(tasks = ?self.running(), "shutdown is still waiting for these tasks to end");
         }
     }
 
