@@ -1051,18 +1051,7 @@ mod tests {
     #[test]
     fn what_the_writer_is_inserting_ends_the_log_until_it_is_kept() {
         let recent = Recent::default();
-        let mut commit = Commit {
-            id: String::new(),
-            first_position: 0,
-            last_position: 0,
-            aggregate_type: "T".into(),
-            aggregate_id: "a".into(),
-            start: 1,
-            end: 2,
-            recorded_at: now(),
-            events: vec![],
-        };
-        commit.events = (1..=2)
+        let events = (1..=2)
             .map(|version| EventDocument {
                 version,
                 position: 0,
@@ -1072,6 +1061,17 @@ mod tests {
                 recorded_at: now(),
             })
             .collect();
+        let mut commit = Commit {
+            id: String::new(),
+            first_position: 0,
+            last_position: 0,
+            aggregate_type: "T".into(),
+            aggregate_id: "a".into(),
+            start: 1,
+            end: 2,
+            recorded_at: now(),
+            events,
+        };
         assert!(matches!(recent.find(1), Kept::PastEnd));
         recent.writing(Some(1..3));
         assert!(matches!(recent.find(1), Kept::Writing));
