@@ -16,11 +16,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqliteConnection};
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{Durability, GroupCommit};
 use super::{Appended, EventStore, EventStoreError, LogHead, NewEvent, SchemaCount, StoredEvent, to_i64, to_u64};
 use crate::idle::IdleList;
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     position        INTEGER PRIMARY KEY AUTOINCREMENT,
     aggregate_type  TEXT    NOT NULL,
@@ -62,6 +62,8 @@ pub struct SqliteEventStore {
 struct LogReader {
     path: std::path::PathBuf,
     idle: Arc<IdleList<rusqlite::Connection>>,
+    /// What the group commit has flushed: nothing past it is handed out.
+    durability: Arc<Durability>,
 }
 
 /// Idle log connections kept open.
@@ -79,14 +81,17 @@ impl LogReader {
     }
 
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, EventStoreError> {
-        let (path, idle) = (self.path.clone(), self.idle.clone());
+        let (path, idle, durability) = (self.path.clone(), self.idle.clone(), self.durability.clone());
         let read = move || -> Result<Vec<StoredEvent>, EventStoreError> {
             let conn = match idle.take() {
                 Some(conn) => conn,
                 None => Self::connection(&path).map_err(log_error)?,
             };
-            let events = read_log(&conn, after, limit).map_err(log_error)?;
+            let mut events = read_log(&conn, after, limit).map_err(log_error)?;
             idle.give_back(conn);
+            if let Some(through) = durability.readable_through() {
+                events.truncate(events.partition_point(|event| event.global_position <= through));
+            }
             Ok(events)
         };
         tokio::task::spawn_blocking(read)
@@ -141,7 +146,11 @@ impl SqliteEventStore {
         sqlx::query(RELAY_SCHEMA).execute(&writer).await?;
         let file = file_path(&options);
         let group = file.as_deref().map(GroupCommit::start).transpose()?;
-        let log = file.map(|path| LogReader { path, idle: Arc::new(IdleList::new(IDLE_LOG_READERS)) });
+        let log = file.zip(group.as_ref()).map(|(path, group)| LogReader {
+            path,
+            idle: Arc::new(IdleList::new(IDLE_LOG_READERS)),
+            durability: group.durability().clone(),
+        });
         let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
         Ok(Self { writer, readers, log, group, head: LogHead::default() })
     }
@@ -308,7 +317,8 @@ impl EventStore for SqliteEventStore {
     async fn head_position(&self) -> Result<u64, EventStoreError> {
         let head: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(&self.readers).await?;
-        Ok(to_u64(head))
+        let readable = self.log.as_ref().and_then(|log| log.durability.readable_through());
+        Ok(readable.map_or(to_u64(head), |through| through.min(to_u64(head))))
     }
 
     async fn stream_version(&self, aggregate_type: &str, aggregate_id: &str) -> Result<u64, EventStoreError> {
