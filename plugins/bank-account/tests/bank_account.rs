@@ -201,7 +201,7 @@ fn open_account_with_a_quoted_opening_balance_is_invalid() {
 fn open_account_with_malformed_json_is_invalid() {
     Test::given_no_previous_events()
         .when_json("OpenAccount", r#"{"accountHolder": "Ada", "accountType": "#)
-        .then_expect_invalid("expected value");
+        .then_expect_invalid("EOF while parsing a value");
 }
 
 #[test]

@@ -240,7 +240,7 @@ fn new_post_with_a_message_that_is_not_text_is_invalid() {
 fn new_post_with_malformed_json_is_invalid() {
     Test::given_no_previous_events()
         .when_json("NewPost", r#"{"author": "Ada", "message": "#)
-        .then_expect_invalid("expected value");
+        .then_expect_invalid("EOF while parsing a value");
 }
 
 #[test]
