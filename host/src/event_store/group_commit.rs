@@ -26,11 +26,13 @@
 //! 3 x 10 s windows alternating, gave 11,877 and 11,079 commands/s against 12,700 and 11,685
 //! without it.
 //!
-//! A group is visible to other connections once committed, before it is flushed. The log's
-//! readers in this process ([`Durability::readable_through`]) hand out nothing past what is
-//! flushed, so a projection or the relay never takes an event that a power cut could still
-//! take back. A process crash loses nothing written: the flush is for the machine, not the
-//! process.
+//! A group is visible to other connections once committed, before it is flushed. The global
+//! log's readers in this process (projections, the relay, rebuilds, the head position:
+//! [`Durability::readable_through`]) hand out nothing past what is flushed, so a projection or
+//! the relay never takes an event that a power cut could still take back. A stream's own reads
+//! (a command's replay after a conflict, its events over HTTP) are not held back: they may see a
+//! group in the millisecond before its flush. A process crash loses nothing written either way:
+//! the flush is for the machine, not the process.
 //!
 //! The threads call SQLite in place (rusqlite) rather than through sqlx, whose SQLite driver
 //! hands every statement to a worker thread over a channel: one hop per group here instead of
