@@ -131,8 +131,13 @@ impl Durability {
     }
 }
 
-/// A committed group on its way to the flusher: each append with its outcome.
-type Committed = Vec<(Request, Result<Appended, EventStoreError>)>;
+/// A committed group on its way to the flusher.
+struct Committed {
+    /// Each append with its outcome.
+    appends: Vec<(Request, Result<Appended, EventStoreError>)>,
+    /// The group's last position, if it appended anything.
+    last: Option<u64>,
+}
 
 /// Flushes the WAL file to disk: `fdatasync` in the host, a hook in tests.
 type Flush = Box<dyn FnMut(&Path) -> std::io::Result<()> + Send>;
@@ -236,11 +241,11 @@ fn write_groups(
             }
             continue;
         }
-        let outcomes = commit_group(conn, &group, durability);
+        let (outcomes, last) = commit_group(conn, &group, durability);
         commits.fetch_add(1, Ordering::Relaxed);
-        let committed: Committed = group.drain(..).zip(outcomes).collect();
+        let committed = Committed { appends: group.drain(..).zip(outcomes).collect(), last };
         if let Err(std::sync::mpsc::SendError(committed)) = flusher.send(committed) {
-            for (request, _) in committed {
+            for (request, _) in committed.appends {
                 request.answer(Err(EventStoreError::Backend("the event store's flusher stopped".into())));
             }
         }
@@ -264,12 +269,10 @@ fn flush_groups(
         };
         match flushed {
             Ok(()) => {
-                let last =
-                    groups.iter().flatten().filter_map(|(_, outcome)| outcome.as_ref().ok()?.positions.last()).max();
-                if let Some(&last) = last {
+                if let Some(last) = groups.iter().filter_map(|group| group.last).max() {
                     durability.durable.fetch_max(last, Ordering::AcqRel);
                 }
-                for (request, outcome) in groups.into_iter().flatten() {
+                for (request, outcome) in groups.into_iter().flat_map(|group| group.appends) {
                     request.answer(outcome);
                 }
             }
@@ -278,7 +281,7 @@ fn flush_groups(
                 // PostgreSQL stops on a failed fsync, rather than answer on a guess.
                 tracing::error!(%reason, "the event store cannot make its log durable; it takes no more appends");
                 let reason = durability.failed.get_or_init(|| reason).clone();
-                for (request, _) in groups.into_iter().flatten() {
+                for (request, _) in groups.into_iter().flat_map(|group| group.appends) {
                     request.answer(Err(flush_failed(&reason)));
                 }
             }
@@ -302,12 +305,13 @@ fn take_waiting(receiver: &mut mpsc::UnboundedReceiver<Request>, group: &mut Vec
 
 /// Run every request of `group` in one transaction; each decides alone, behind its savepoint.
 /// `committed` is raised to the group's last position before the commit makes it visible.
+/// Answers each request's outcome and the group's last position (none if nothing was appended).
 fn commit_group(
     conn: &Connection,
     group: &[Request],
     durability: &Durability,
-) -> Vec<Result<Appended, EventStoreError>> {
-    let failed = |e: &rusqlite::Error| group.iter().map(|_| Err(backend("appending", e))).collect();
+) -> (Vec<Result<Appended, EventStoreError>>, Option<u64>) {
+    let failed = |e: &rusqlite::Error| (group.iter().map(|_| Err(backend("appending", e))).collect(), None);
     if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
         return failed(&e);
     }
@@ -323,12 +327,12 @@ fn commit_group(
         }
     }
     let before = durability.committed.load(Ordering::Acquire);
-    let last = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()?.positions.last()).max();
-    if let Some(&last) = last {
+    let last = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()?.positions.last().copied()).max();
+    if let Some(last) = last {
         durability.committed.fetch_max(last, Ordering::AcqRel);
     }
     match run(conn, "COMMIT") {
-        Ok(()) => outcomes,
+        Ok(()) => (outcomes, last),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             // Nothing of the group is visible; its positions will be given out again.
