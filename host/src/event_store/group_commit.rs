@@ -182,7 +182,7 @@ impl GroupCommit {
         self.queue.append(aggregate_type, aggregate_id, expected_version, events).await
     }
 
-    /// Transactions committed so far (each one fsync), for tests and figures.
+    /// Transactions committed so far (one flush may cover several), for tests and figures.
     pub(super) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
