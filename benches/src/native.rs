@@ -72,7 +72,7 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
             Err(CommandError::Rejected(m)) => Err(Refusal::Rejected(m)),
             Err(CommandError::NotFound(m)) => Err(Refusal::NotFound(m)),
         };
-        Ok(Decision { state, verdict })
+        Ok(Decision { state, verdict, after: None })
     }
 
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {

@@ -1,6 +1,7 @@
 //! Every `bindgen!` of the host, in one place: one module per world of the `sluice:plugin`
-//! WIT package (`wit/v0.1`, `wit/v0.2`), the worlds of one version sharing one set of `types`
-//! so an event envelope converts once. Both versions are linked side by side: a component is
+//! WIT package (`wit/v0.1`, `wit/v0.2`, `wit/v0.3`), the worlds of one version sharing one set of
+//! `types` so an event envelope converts once (0.3.0, which has only the aggregate world and the
+//! same `types` as 0.2.0, shares 0.2.0's). The versions are linked side by side: a component is
 //! run by the bindings of the version it exports (told at load, [`crate::runtime::loader`]).
 //!
 //! Its own module, below both `runtime` and `capabilities`, so neither imports the other
@@ -24,6 +25,18 @@ pub mod aggregate_v2 {
         path: "../wit/v0.2",
         world: "upcasting-aggregate-plugin",
         exports: { default: async },
+    });
+}
+
+/// The 0.3.0 `executing-aggregate-plugin` world: 0.2.0's, with `execute` (evolve, decide and
+/// apply the decided events, in one call) in place of `decide`. Its `types` are 0.2.0's, which
+/// they equal; its `log` is its own (an import is linked under its version's name).
+pub mod aggregate_v3 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.3",
+        world: "executing-aggregate-plugin",
+        exports: { default: async },
+        with: { "sluice:plugin/types": super::aggregate_v2::sluice::plugin::types },
     });
 }
 
@@ -68,6 +81,8 @@ pub use aggregate::sluice::plugin::types;
 pub use aggregate_v2::sluice::plugin::log;
 /// The `types` interface of 0.2.0.
 pub use aggregate_v2::sluice::plugin::types as types_v2;
+/// The `log` interface of 0.3.0.
+pub use aggregate_v3::sluice::plugin::log as log_v3;
 /// The `sql` interface a projection imports.
 pub use projection::sluice::plugin::sql;
 /// The `sql` interface a 0.2.0 projection imports.

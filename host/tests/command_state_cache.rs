@@ -1,6 +1,7 @@
 //! The command service's state cache against a real (embedded) event store: two services share
 //! one store, as two hosts share one, and each decides on what the store holds, not on what its
-//! own cache last saw; a command on a cached stream reads nothing unless it must.
+//! own cache last saw; a command on a cached stream reads nothing unless it must, and one on a
+//! state its plugin brought past its own events (WIT 0.3.0) evolves nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,15 +15,25 @@ use sluice::plugin::{
 };
 
 /// Counts `Added` events and refuses a fourth; remembers how many events each call evolved.
+/// One that `applies` returns the state after the event it decided, as a 0.3.0 plugin does.
 struct Tally {
     manifest: AggregateManifest,
     evolved: Mutex<Vec<usize>>,
+    applies: bool,
 }
 
 const FULL: u64 = 3;
 
 impl Tally {
     fn new() -> Arc<Self> {
+        Self::with(false)
+    }
+
+    fn applying() -> Arc<Self> {
+        Self::with(true)
+    }
+
+    fn with(applies: bool) -> Arc<Self> {
         Arc::new(Self {
             manifest: AggregateManifest {
                 aggregate_type: "Tally".into(),
@@ -33,6 +44,7 @@ impl Tally {
                 schemas: None,
             },
             evolved: Mutex::new(Vec::new()),
+            applies,
         })
     }
 
@@ -60,7 +72,8 @@ impl AggregateLogic for Tally {
                 data: format!("{{\"n\":{}}}", count + 1),
             }])
         };
-        Ok(Decision { state, verdict })
+        let after = (self.applies && verdict.is_ok()).then(|| (count + 1).to_string().into_bytes());
+        Ok(Decision { state, verdict, after })
     }
 
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
@@ -71,6 +84,32 @@ impl AggregateLogic for Tally {
 async fn shared_store(dir: &tempfile::TempDir) -> Arc<dyn EventStore> {
     let url = format!("sqlite://{}", dir.path().join("events.db").display());
     Arc::new(SqliteEventStore::open(&url).await.expect("open store"))
+}
+
+#[tokio::test]
+async fn a_plugin_that_applies_what_it_decided_has_nothing_to_evolve_on_the_next_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let counting = Arc::new(CountingReads { inner: shared_store(&dir).await, stream_reads: AtomicUsize::new(0) });
+    let store: Arc<dyn EventStore> = counting.clone();
+    let reads = || counting.stream_reads.load(Ordering::SeqCst);
+    let (a_logic, b_logic) = (Tally::applying(), Tally::applying());
+    let (a, b) = (service(&store, a_logic.clone(), 100), service(&store, b_logic.clone(), 100));
+
+    // Only the first command reads: each one leaves the state after its event in the cache.
+    a.execute("Tally", "t4", "Add", "{}".into(), None).await.expect("first add");
+    let second = a.execute("Tally", "t4", "Add", "{}".into(), None).await.expect("second add");
+    assert_eq!((second.version, reads()), (2, 1));
+    assert_eq!(a_logic.evolved(), vec![0, 0], "the second decided on the state the first left");
+
+    // Another host appends the third; A decides on its state at version 2, its append is refused
+    // there, and it evolves only what it missed.
+    b.execute("Tally", "t4", "Add", "{}".into(), None).await.expect("third add on the other host");
+    match a.execute("Tally", "t4", "Add", "{}".into(), None).await {
+        Err(CommandError::Refused(Refusal::Rejected(reason))) => assert_eq!(reason, "full at 3"),
+        other => panic!("expected a refusal on the up-to-date state, got {other:?}"),
+    }
+    assert_eq!(a_logic.evolved(), vec![0, 0, 0, 1]);
+    assert_eq!(store.read_stream("Tally", "t4", 0, None).await.expect("read").len(), 3, "nothing appended");
 }
 
 fn service(store: &Arc<dyn EventStore>, logic: Arc<Tally>, cached_states: usize) -> CommandService {

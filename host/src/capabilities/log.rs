@@ -121,6 +121,21 @@ impl wit::Host for LogCapability {
 /// 0.2.0's `types` carries no functions; linking it needs a host for it.
 impl crate::bindings::types_v2::Host for LogCapability {}
 
+/// 0.3.0's `log` is 0.2.0's under another name: the same sink, the same levels.
+impl crate::bindings::log_v3::Host for LogCapability {
+    fn log(&mut self, level: crate::bindings::log_v3::Level, message: String) {
+        use crate::bindings::log_v3::Level as V3;
+        let level = match level {
+            V3::Trace => Level::Trace,
+            V3::Debug => Level::Debug,
+            V3::Info => Level::Info,
+            V3::Warn => Level::Warn,
+            V3::Error => Level::Error,
+        };
+        wit::Host::log(self, level, message);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

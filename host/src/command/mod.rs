@@ -210,6 +210,7 @@ impl CommandService {
                 });
             }
             let decision = run_decision(logic.clone(), base.map(|c| c.state), since, input.clone()).await?;
+            let after = decision.after;
             let state: Option<Arc<[u8]>> = decision.state.map(Into::into);
             let events = match decision.verdict {
                 Ok(events) => events,
@@ -229,14 +230,21 @@ impl CommandService {
             match self.store.append(aggregate_type, aggregate_id, version, &events).await {
                 Ok(appended) => {
                     let stored = stored_events(aggregate_type, aggregate_id, version, events, &appended);
-                    match state {
-                        Some(state) => self.states.put(
+                    match (after, state) {
+                        // The plugin applied what it decided: the next command has nothing to evolve.
+                        (Some(after), _) => self.states.put(
+                            &logic,
+                            aggregate_type,
+                            aggregate_id,
+                            CachedState::at(appended.version, after.into()),
+                        ),
+                        (None, Some(state)) => self.states.put(
                             &logic,
                             aggregate_type,
                             aggregate_id,
                             CachedState { version, state, tail: Arc::from(stored.as_slice()) },
                         ),
-                        None => self.states.forget(aggregate_type, aggregate_id),
+                        (None, None) => self.states.forget(aggregate_type, aggregate_id),
                     }
                     let events = stored.into_iter().map(|e| (e.event_type, e.version, e.global_position)).collect();
                     return Ok(CommandOutcome {

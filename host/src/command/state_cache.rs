@@ -3,8 +3,9 @@
 //!
 //! An entry says "this plugin's state of this stream at version V, and the events V+1..=H this
 //! host appended after it" (the tail: the last command's events, not yet evolved, because
-//! evolving them is part of the next command's one plugin call). H is the head as this host last
-//! saw it. The event store stays the only truth: a command decides on the entry without reading,
+//! evolving them is part of the next command's plugin call). A plugin that returns the state
+//! after the events it decided (WIT 0.3.0's `execute`) leaves no tail: V is H. H is the head as
+//! this host last saw it. The event store stays the only truth: a command decides on the entry without reading,
 //! and appends at H; if another host appended meanwhile, the store's version check refuses the
 //! append and the command reads what it missed and decides again. An answer that depends on the
 //! state without appending (a refusal, a version mismatch) is given only after a read.
@@ -107,7 +108,7 @@ mod tests {
             &self.0
         }
         fn execute(&self, _: Option<&[u8]>, _: &[StoredEvent], _: &CommandInput) -> Result<Decision, PluginFault> {
-            Ok(Decision { state: None, verdict: Ok(Vec::new()) })
+            Ok(Decision { state: None, verdict: Ok(Vec::new()), after: None })
         }
         fn render(&self, _: &[StoredEvent]) -> Result<String, PluginFault> {
             Ok("{}".into())

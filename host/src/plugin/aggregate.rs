@@ -37,6 +37,10 @@ pub struct Decision {
     pub state: Option<Vec<u8>>,
     /// The events to append, or why not.
     pub verdict: Result<Vec<NewEvent>, Refusal>,
+    /// The state with the verdict's events applied, when the plugin worked it out (WIT 0.3.0's
+    /// `execute`): what the next command starts from once they are appended, with nothing to
+    /// evolve. `None` on a refusal, and for plugins that leave it to their next `execute`.
+    pub after: Option<Vec<u8>>,
 }
 
 /// The decide/evolve contract the dispatcher runs. The dispatcher awaits
@@ -45,7 +49,8 @@ pub trait AggregateLogic: Send + Sync + 'static {
     fn manifest(&self) -> &AggregateManifest;
 
     /// Evolve `state` (an earlier result of this plugin, `None` for the empty stream) with
-    /// `events`, then decide on `command`, in one sandbox.
+    /// `events`, then decide on `command` and, where the plugin does, apply what it decided
+    /// ([`Decision::after`]), in one sandbox.
     fn execute(
         &self,
         state: Option<&[u8]>,

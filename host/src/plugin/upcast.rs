@@ -188,7 +188,7 @@ mod tests {
             &self.manifest
         }
         fn execute(&self, _: Option<&[u8]>, _: &[StoredEvent], _: &CommandInput) -> Result<Decision, PluginFault> {
-            Ok(Decision { state: None, verdict: Ok(Vec::new()) })
+            Ok(Decision { state: None, verdict: Ok(Vec::new()), after: None })
         }
         fn render(&self, _: &[StoredEvent]) -> Result<String, PluginFault> {
             Ok("{}".into())

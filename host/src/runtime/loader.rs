@@ -24,10 +24,17 @@ pub struct KindLoader {
     load: fn(&WasmRuntime, &str, &Component) -> Result<Plugin, RuntimeError>,
 }
 
-/// Every plugin kind the host runs; aggregates and projections of both WIT versions (the
+/// Every plugin kind the host runs; aggregates and projections of every WIT version (the
 /// component's export tells [`WasmAggregate::load`] and [`WasmProjection::load`] which bindings
 /// run it).
 pub const KINDS: &[KindLoader] = &[
+    KindLoader {
+        kind: PluginKind::Aggregate,
+        export: aggregate::EXPORT_V3,
+        load: |runtime, origin, component| {
+            Ok(Plugin::Aggregate(Arc::new(WasmAggregate::load(runtime, origin, component)?)))
+        },
+    },
     KindLoader {
         kind: PluginKind::Aggregate,
         export: aggregate::EXPORT_V2,

@@ -324,6 +324,12 @@ pub(crate) fn link_log(linker: &mut wasmtime::component::Linker<PluginCtx>) -> w
     crate::bindings::log::add_to_linker::<PluginCtx, HasSelf<LogCapability>>(linker, |ctx| &mut ctx.log)
 }
 
+/// Link 0.3.0's `log` into `linker`, beside 0.2.0's: a component imports the one of its version.
+pub(crate) fn link_log_v3(linker: &mut wasmtime::component::Linker<PluginCtx>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    crate::bindings::log_v3::add_to_linker::<PluginCtx, HasSelf<LogCapability>>(linker, |ctx| &mut ctx.log)
+}
+
 /// [`observed`] for an async call: `run` runs inside the span, timed and counted by `outcome`.
 pub(crate) async fn observed_async<T>(
     plugin: &str,
