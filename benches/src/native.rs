@@ -27,22 +27,26 @@ impl<A: Aggregate> NativeAggregate<A> {
     }
 
     fn evolve(&self, state: Option<&[u8]>, history: &[StoredEvent]) -> Result<Vec<u8>, PluginFault> {
-        let events: Vec<sluice_sdk::StoredEvent> = history
-            .iter()
-            .map(|e| sluice_sdk::StoredEvent {
-                aggregate_type: e.aggregate_type.clone(),
-                aggregate_id: e.aggregate_id.clone(),
-                version: e.version,
-                global_position: e.global_position,
-                event_type: e.event_type.clone(),
-                schema_version: e.schema_version,
-                data: e.data.clone(),
-                recorded_at: e.recorded_at.clone(),
-            })
-            .collect();
-        runtime::evolve::<A>(state, &events)
+        runtime::evolve::<A>(state, &sdk_events(history))
             .map_err(|detail| PluginFault::Contract { plugin: self.manifest.aggregate_type.clone(), detail })
     }
+}
+
+/// Stored events as the SDK's, as a component receives them.
+fn sdk_events(events: &[StoredEvent]) -> Vec<sluice_sdk::StoredEvent> {
+    events
+        .iter()
+        .map(|e| sluice_sdk::StoredEvent {
+            aggregate_type: e.aggregate_type.clone(),
+            aggregate_id: e.aggregate_id.clone(),
+            version: e.version,
+            global_position: e.global_position,
+            event_type: e.event_type.clone(),
+            schema_version: e.schema_version,
+            data: e.data.clone(),
+            recorded_at: e.recorded_at.clone(),
+        })
+        .collect()
 }
 
 impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
@@ -56,14 +60,19 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
         events: &[StoredEvent],
         command: &CommandInput,
     ) -> Result<Decision, PluginFault> {
-        // Nothing appended since the cached state: decide on it as it is.
-        let state = if events.is_empty() { state.map(<[u8]>::to_vec) } else { Some(self.evolve(state, events)?) };
+        // As the component's `execute` (WIT 0.3.0): evolve what the state lacks, decide, apply.
         let ctx = CommandContext {
             aggregate_id: command.aggregate_id.clone(),
             issued_at: command.issued_at.clone(),
             fresh_id: command.fresh_id.clone(),
         };
-        let verdict = match runtime::decide::<A>(state.as_deref(), &command.command_type, &command.data, &ctx) {
+        let executed = runtime::execute::<A>(state, &sdk_events(events), &command.command_type, &command.data, &ctx)
+            .map_err(|detail| PluginFault::Contract { plugin: self.manifest.aggregate_type.clone(), detail })?;
+        let state = match executed.decided_on {
+            Some(state) => Some(state),
+            None => state.map(<[u8]>::to_vec),
+        };
+        let verdict = match executed.verdict {
             Ok(events) => Ok(events
                 .into_iter()
                 .map(|e| NewEvent { event_type: e.event_type, schema_version: e.schema_version, data: e.data })
@@ -72,7 +81,7 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
             Err(CommandError::Rejected(m)) => Err(Refusal::Rejected(m)),
             Err(CommandError::NotFound(m)) => Err(Refusal::NotFound(m)),
         };
-        Ok(Decision { state, verdict, after: None })
+        Ok(Decision { state, verdict, after: executed.after })
     }
 
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {

@@ -21,4 +21,4 @@ pub use money::{Money, MoneyError};
 // Only the component exports it: the export names (`sluice:plugin/aggregate@0.2.0#decide`)
 // are not valid symbols for a native linker, and native builds only run the tests. WIT 0.2.0,
 // so the host upcasts the version 1 `AccountOpenedEvent`s already stored ([`event`]).
-sluice_sdk::export_upcasting_aggregate!(BankAccount);
+sluice_sdk::export_executing_aggregate!(BankAccount);

@@ -1,11 +1,12 @@
 //! The guest side of the Sluice plugin contract.
 //!
 //! Plugin code implements plain Rust traits ([`Aggregate`]) and never touches the generated
-//! bindings: [`export_upcasting_aggregate!`] wires a type to the component's exports (WIT
-//! `sluice:plugin@0.2.0`: the host learns each event type's schema versions and calls the
-//! plugin's upcaster for older events), [`export_aggregate!`] to the 0.1.0 exports (no declared
-//! versions; events reach evolve as stored), and [`testing`] runs the same code natively,
-//! given/when/then.
+//! bindings: [`export_executing_aggregate!`] wires a type to the component's exports (WIT
+//! `sluice:plugin@0.3.0`: the host learns each event type's schema versions and calls the
+//! plugin's upcaster for older events, and a command is one call that decides and applies what
+//! it decided), [`export_upcasting_aggregate!`] to the 0.2.0 exports (the same, a command being
+//! an evolve and a decide), [`export_aggregate!`] to the 0.1.0 exports (no declared versions;
+//! events reach evolve as stored), and [`testing`] runs the same code natively, given/when/then.
 //!
 //! - [`aggregate`]: the trait a domain implements, and the envelope types it sees.
 //! - [`manifest`]: what a plugin declares (commands, events, routes, topic).
@@ -46,6 +47,20 @@ pub mod bindings_v2 {
         pub_export_macro: true,
         export_macro_name: "export_bindings_v2",
         default_bindings_module: "::sluice_sdk::bindings_v2",
+    });
+}
+
+/// The generated bindings of the 0.3.0 `executing-aggregate-plugin` world, its `types` bound to
+/// 0.2.0's (the same records); plugin code should not need them.
+#[doc(hidden)]
+pub mod bindings_v3 {
+    wit_bindgen::generate!({
+        world: "executing-aggregate-plugin",
+        path: "../../wit/v0.3",
+        with: { "sluice:plugin/types@0.3.0": crate::bindings_v2::sluice::plugin::types },
+        pub_export_macro: true,
+        export_macro_name: "export_bindings_v3",
+        default_bindings_module: "::sluice_sdk::bindings_v3",
     });
 }
 
@@ -91,6 +106,55 @@ macro_rules! export_reactor {
 pub use aggregate::{Aggregate, CommandContext, CommandError, DomainEvent, NewEvent, StoredEvent};
 pub use manifest::{CommandSpec, IdSource, Manifest, Method, Route};
 pub use reactor::{Outbox, Reactor, ReactorManifest, Start};
+
+/// Makes `$aggregate` (an [`Aggregate`]) the component's `sluice:plugin/aggregate@0.3.0`
+/// export: as [`export_upcasting_aggregate!`] (schema versions, upcasting), and a command is one
+/// call, `execute`, which decides and applies the events it decided, so the host keeps the state
+/// after the command and the next one has nothing to evolve. What a new plugin should use. Only
+/// on wasm32: natively (domain tests, benchmarks) the crate is a plain library.
+#[macro_export]
+macro_rules! export_executing_aggregate {
+    ($aggregate:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[doc(hidden)]
+        pub struct SluiceAggregateExport;
+
+        #[cfg(target_arch = "wasm32")]
+        impl $crate::bindings_v3::exports::sluice::plugin::aggregate::Guest for SluiceAggregateExport {
+            fn describe() -> $crate::bindings_v3::exports::sluice::plugin::aggregate::Manifest {
+                $crate::wasm::v3::manifest::<$aggregate>()
+            }
+
+            fn evolve(
+                state: Option<Vec<u8>>,
+                events: Vec<$crate::bindings_v2::sluice::plugin::types::EventEnvelope>,
+            ) -> Result<Vec<u8>, String> {
+                $crate::runtime::evolve::<$aggregate>(state.as_deref(), &$crate::wasm::v2::stored(events))
+            }
+
+            fn execute(
+                state: Option<Vec<u8>>,
+                events: Vec<$crate::bindings_v2::sluice::plugin::types::EventEnvelope>,
+                command: $crate::bindings_v3::exports::sluice::plugin::aggregate::Command,
+            ) -> Result<$crate::bindings_v3::exports::sluice::plugin::aggregate::Decision, String> {
+                $crate::wasm::v3::execute::<$aggregate>(state, events, command)
+            }
+
+            fn upcast(
+                events: Vec<$crate::bindings_v2::sluice::plugin::types::EventEnvelope>,
+            ) -> Result<Vec<$crate::bindings_v2::sluice::plugin::types::NewEvent>, String> {
+                $crate::wasm::v2::upcast::<$aggregate>(events)
+            }
+
+            fn render(state: Vec<u8>) -> Result<String, String> {
+                $crate::runtime::render::<$aggregate>(&state)
+            }
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings_v3::export_bindings_v3!(SluiceAggregateExport with_types_in $crate::bindings_v3);
+    };
+}
 
 /// Makes `$aggregate` (an [`Aggregate`]) the component's `sluice:plugin/aggregate@0.2.0`
 /// export: the manifest declares every event type's current and oldest schema version

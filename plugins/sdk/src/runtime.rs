@@ -11,12 +11,16 @@ use crate::aggregate::{Aggregate, CommandContext, CommandError, DomainEvent, New
 pub fn evolve<A: Aggregate>(state: Option<&[u8]>, events: &[StoredEvent]) -> Result<Vec<u8>, String> {
     let mut aggregate = load::<A>(state)?;
     for event in events {
-        let data = A::Event::upcast(&event.event_type, event.schema_version, event.data.clone())?;
-        let typed: A::Event = from_tagged(&event.event_type, &data)
-            .map_err(|e| format!("event {} v{} cannot be read: {e}", event.event_type, event.version))?;
-        aggregate.apply(typed);
+        aggregate.apply(read_event::<A>(event)?);
     }
     save(&aggregate)
+}
+
+/// A stored event as the aggregate's typed event, upcast first if it is older.
+fn read_event<A: Aggregate>(event: &StoredEvent) -> Result<A::Event, String> {
+    let data = A::Event::upcast(&event.event_type, event.schema_version, event.data.clone())?;
+    from_tagged(&event.event_type, &data)
+        .map_err(|e| format!("event {} v{} cannot be read: {e}", event.event_type, event.version))
 }
 
 /// Decide on a command given as its type and JSON body.
@@ -31,6 +35,51 @@ pub fn decide<A: Aggregate>(
     let command: A::Command = from_tagged(command_type, data).map_err(CommandError::Invalid)?;
     let events = aggregate.handle(command, ctx)?;
     Ok(events.iter().map(to_new_event).collect())
+}
+
+/// What [`execute`] made of a command: WIT 0.3.0's `decision`, in the SDK's types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    /// The state the command was decided on, when events were applied to get it (`None`: the
+    /// state given, unchanged).
+    pub decided_on: Option<Vec<u8>>,
+    /// The events to append, or why not.
+    pub verdict: Result<Vec<NewEvent>, CommandError>,
+    /// The state with the verdict's events applied (`None` on a refusal).
+    pub after: Option<Vec<u8>>,
+}
+
+/// [`evolve`] `state` with `events`, decide on the command given as its type and JSON body,
+/// and apply the events decided to the state: one pass over a loaded state where an evolve and
+/// a decide load and save it twice. The state after is what [`evolve`] makes of the decided
+/// events as stored, since [`Aggregate::apply`] sees only the typed event, which is what the
+/// stored data reads as again. Fails as [`evolve`] does, on events the plugin cannot read.
+pub fn execute<A: Aggregate>(
+    state: Option<&[u8]>,
+    events: &[StoredEvent],
+    command_type: &str,
+    data: &str,
+    ctx: &CommandContext,
+) -> Result<Execution, String> {
+    let mut aggregate = load::<A>(state)?;
+    for event in events {
+        aggregate.apply(read_event::<A>(event)?);
+    }
+    let decided_on = if events.is_empty() { None } else { Some(save(&aggregate)?) };
+    let decided = from_tagged::<A::Command>(command_type, data)
+        .map_err(CommandError::Invalid)
+        .and_then(|command| aggregate.handle(command, ctx));
+    let (verdict, after) = match decided {
+        Ok(decided) => {
+            let new_events = decided.iter().map(to_new_event).collect();
+            for event in decided {
+                aggregate.apply(event);
+            }
+            (Ok(new_events), Some(save(&aggregate)?))
+        }
+        Err(refusal) => (Err(refusal), None),
+    };
+    Ok(Execution { decided_on, verdict, after })
 }
 
 /// The state as JSON text.
