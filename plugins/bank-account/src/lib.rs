@@ -18,7 +18,8 @@ pub use command::{AccountType, BankAccountCommand};
 pub use event::BankAccountEvent;
 pub use money::{Money, MoneyError};
 
-// Only the component exports it: the export names (`sluice:plugin/aggregate@0.2.0#decide`)
-// are not valid symbols for a native linker, and native builds only run the tests. WIT 0.2.0,
-// so the host upcasts the version 1 `AccountOpenedEvent`s already stored ([`event`]).
+// Only the component exports it: the export names (`sluice:plugin/aggregate@0.3.0#execute`)
+// are not valid symbols for a native linker, and native builds only run the tests. WIT 0.3.0:
+// the host upcasts the version 1 `AccountOpenedEvent`s already stored ([`event`]), and a
+// command is one call that leaves the state after it in the host's cache.
 sluice_sdk::export_executing_aggregate!(BankAccount);

@@ -26,8 +26,9 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned {
 /// The event types of a domain, and how their shapes changed.
 ///
 /// Each event type has a current schema version (what new events are written with) and may read
-/// older ones through [`Self::upcast`]. Under [`export_upcasting_aggregate!`](crate::export_upcasting_aggregate)
-/// (WIT 0.2.0) the plugin declares both to the host, which hands every older event to the
+/// older ones through [`Self::upcast`]. Under [`export_executing_aggregate!`](crate::export_executing_aggregate)
+/// (WIT 0.3.0) and [`export_upcasting_aggregate!`](crate::export_upcasting_aggregate) (0.2.0)
+/// the plugin declares both to the host, which hands every older event to the
 /// upcaster before anything (evolve, a projection) sees it; under the 0.1.0
 /// [`export_aggregate!`](crate::export_aggregate) the plugin upcasts inside its own evolve only.
 pub trait DomainEvent: Serialize + DeserializeOwned {
