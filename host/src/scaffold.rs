@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 /// What kind of plugin to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
-    /// Decides on commands and evolves from events (world `upcasting-aggregate-plugin`, WIT 0.2).
+    /// Decides on commands and evolves from events (world `executing-aggregate-plugin`, WIT 0.3,
+    /// in Rust; `upcasting-aggregate-plugin`, WIT 0.2, in JavaScript and Python).
     Aggregate,
     /// Turns events into rows and answers queries (world `projection-plugin`: WIT 0.2 in Rust,
     /// 0.1 in JavaScript and Python).

@@ -99,4 +99,4 @@ impl Aggregate for {{Pascal}} {
 }
 
 // Only the component exports it; natively the crate is a library for the tests.
-sluice_sdk::export_upcasting_aggregate!({{Pascal}});
+sluice_sdk::export_executing_aggregate!({{Pascal}});
