@@ -10,7 +10,12 @@
 //!
 //! With `native`, the same load then runs against the same host with the aggregate compiled
 //! natively (`sluice-bench serve`, [`crate::native_host`]), and the two are printed side by side:
-//! the Wasm aggregate ÷ native through the host, over HTTP, at the rate the host serves.
+//! the Wasm aggregate ÷ native through the host, over HTTP, at the rate the host serves. With
+//! `pairs` > 1 the two run that many times, the first side alternating (Wasm first, then native
+//! first, ...), and the median of the pairs' ratios is printed: this machine's speed drifts by a
+//! third within minutes (the same binary measured 7,898 and then 11,871 commands/s a minute
+//! later), and a ratio of two runs taken one after the other is only as good as the drift
+//! between them; alternating cancels a steady drift, the median a burst.
 //!
 //! A long run (`min_events`) adds windows until the log holds that many events. Every
 //! [`SAMPLE`] the benchmark notes the log's head and the projection's position (the host's admin
@@ -45,6 +50,8 @@ pub struct LoadSetup {
     pub args: Vec<String>,
     /// The `sluice-bench` binary, to run the load again with the aggregate compiled natively.
     pub native: Option<PathBuf>,
+    /// How many times to run the Wasm and the native side (at least 1), alternating which first.
+    pub pairs: usize,
 }
 
 /// What one side's run came to.
@@ -78,34 +85,65 @@ struct Record {
 
 pub async fn bench(setup: &LoadSetup) -> Result<()> {
     ensure!(setup.clients > 0 && setup.accounts >= setup.clients, "need at least one account per client");
-    let wasm = side(setup, &setup.sluice, "sluice serve").await?;
-    let Some(native_host) = &setup.native else { return Ok(()) };
-    let native = side(setup, native_host, "sluice-bench serve, the aggregate compiled natively").await?;
+    let wasm_host = (setup.sluice.as_path(), "sluice serve");
+    let Some(native_host) = &setup.native else {
+        side(setup, wasm_host.0, wasm_host.1).await?;
+        return Ok(());
+    };
+    let native_host = (native_host.as_path(), "sluice-bench serve, the aggregate compiled natively");
+    let mut pairs = Vec::with_capacity(setup.pairs.max(1));
+    for pair in 0..setup.pairs.max(1) {
+        let (first, second) = if pair % 2 == 0 { (wasm_host, native_host) } else { (native_host, wasm_host) };
+        let first = side(setup, first.0, first.1).await?;
+        let second = side(setup, second.0, second.1).await?;
+        let (wasm, native) = if pair % 2 == 0 { (first, second) } else { (second, first) };
+        println!("Wasm aggregate vs the same compiled natively, through the host over HTTP (pair {}):", pair + 1);
+        print_pair(&wasm, &native);
+        pairs.push((wasm, native));
+    }
+    if pairs.len() > 1 {
+        let mut rates: Vec<f64> = pairs.iter().map(|(w, n)| ratio(w.rate, n.rate)).collect();
+        let mut cpus: Vec<f64> = pairs.iter().filter_map(|(w, n)| Some(ratio(n.cpu?, w.cpu?))).collect();
+        rates.sort_by(f64::total_cmp);
+        cpus.sort_by(f64::total_cmp);
+        let list = |v: &[f64]| v.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" ");
+        println!(
+            "  over {} pairs (alternating which side ran first): median ratio wasm/native commands/s {:.3} (target >= 0.9; each: {}), host CPU per command native/wasm {:.3} (each: {})",
+            pairs.len(),
+            percentile(&rates, 0.5),
+            list(&rates),
+            percentile(&cpus, 0.5),
+            list(&cpus),
+        );
+    }
+    Ok(())
+}
+
+/// `a / b`, 0 when `b` is not positive.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+/// One pair's figures, side by side, and its ratios.
+fn print_pair(wasm: &Summary, native: &Summary) {
     let cpu = |s: &Summary| s.cpu.map_or_else(|| "unknown".to_owned(), |cpu| format!("{cpu:.1} µs"));
-    println!("Wasm aggregate vs the same compiled natively, through the host over HTTP (the load above):");
-    println!(
-        "  wasm   {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   host CPU/command {}",
-        wasm.rate,
-        wasm.p50,
-        wasm.p99,
-        cpu(&wasm)
-    );
-    println!(
-        "  native {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   host CPU/command {}",
-        native.rate,
-        native.p50,
-        native.p99,
-        cpu(&native)
-    );
+    for (name, side) in [("wasm  ", wasm), ("native", native)] {
+        println!(
+            "  {name} {:>8.0} commands/s   p50 {:>6.2} ms   p99 {:>6.2} ms   host CPU/command {}",
+            side.rate,
+            side.p50,
+            side.p99,
+            cpu(side)
+        );
+    }
     let cpu_ratio = match (wasm.cpu, native.cpu) {
         (Some(w), Some(n)) if w > 0.0 => format!("{:.3}", n / w),
         _ => "unknown".to_owned(),
     };
     println!(
         "  ratio wasm/native: commands/s {:.3} (target >= 0.9), host CPU per command native/wasm {cpu_ratio}",
-        if native.rate > 0.0 { wasm.rate / native.rate } else { 0.0 },
+        ratio(wasm.rate, native.rate),
     );
-    Ok(())
 }
 
 /// Run the load against a host started from `sluice` (`host` names it in the heading).

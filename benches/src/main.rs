@@ -144,6 +144,10 @@ struct Args {
     /// natively (this binary's `serve`), and print Wasm ÷ native.
     #[arg(long, requires = "http_bench")]
     http_native: bool,
+    /// With --http-native: run the Wasm and the native side this many times, alternating which
+    /// goes first, and print the median of the ratios (this machine's speed drifts within minutes).
+    #[arg(long, default_value_t = 1, requires = "http_native")]
+    http_pairs: usize,
 }
 
 #[tokio::main]
@@ -283,6 +287,7 @@ async fn http_bench(args: &Args) -> anyhow::Result<()> {
             true => Some(std::env::current_exe().context("cannot tell where sluice-bench is")?),
             false => None,
         },
+        pairs: args.http_pairs,
     };
     http_load::bench(&setup).await
 }
