@@ -6,7 +6,7 @@
 //! decide, and apply the decided events, so the host keeps the state after the command and the
 //! next one has nothing to evolve), two into older ones (`evolve` of the events appended since the
 //! host's state, then `decide`). Measured with `scripts/bench` ("a command on the state the last
-//! one left in the cache", one thread), the bank account: 117,922 calls/s as 0.2.0 (evolve one
+//! one left in the cache", one thread), the reference aggregate: 117,922 calls/s as 0.2.0 (evolve one
 //! event, then decide), 176,580 as 0.3.0. Over HTTP against `sluice serve` (`--http-native
 //! --http-pairs 4`), Wasm ÷ native through the host: 0.82–0.89 as 0.2.0, a median of 0.94 as
 //! 0.3.0.
