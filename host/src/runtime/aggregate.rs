@@ -7,9 +7,9 @@
 //! next one has nothing to evolve), two into older ones (`evolve` of the events appended since the
 //! host's state, then `decide`). Measured with `scripts/bench` ("a command on the state the last
 //! one left in the cache", one thread), the reference aggregate: 117,922 calls/s as 0.2.0 (evolve one
-//! event, then decide), 176,580 as 0.3.0. Over HTTP against `sluice serve` (`--http-native
-//! --http-pairs 4`), Wasm ÷ native through the host: 0.82–0.89 as 0.2.0, a median of 0.94 as
-//! 0.3.0.
+//! event, then decide), 176,580 as 0.3.0. Over HTTP against `sluice serve`, Wasm ÷ native
+//! through the host: 0.82–0.89 in single runs as 0.2.0; as 0.3.0, medians of 0.86 to 0.94 over
+//! runs of 4 and 8 pairs (`--http-native --http-pairs N`).
 //!
 //! A command's instance serves a batch: once it has decided, it goes back to a small set of warm
 //! instances of the same plugin, and the next command of that plugin takes it instead of
