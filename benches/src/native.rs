@@ -68,10 +68,6 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
         };
         let executed = runtime::execute::<A>(state, &sdk_events(events), &command.command_type, &command.data, &ctx)
             .map_err(|detail| PluginFault::Contract { plugin: self.manifest.aggregate_type.clone(), detail })?;
-        let state = match executed.decided_on {
-            Some(state) => Some(state),
-            None => state.map(<[u8]>::to_vec),
-        };
         let verdict = match executed.verdict {
             Ok(events) => Ok(events
                 .into_iter()
@@ -81,7 +77,7 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
             Err(CommandError::Rejected(m)) => Err(Refusal::Rejected(m)),
             Err(CommandError::NotFound(m)) => Err(Refusal::NotFound(m)),
         };
-        Ok(Decision { state, verdict, after: executed.after })
+        Ok(Decision { state: executed.decided_on, verdict, after: executed.after })
     }
 
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {

@@ -209,9 +209,10 @@ impl CommandService {
                     id: aggregate_id.to_owned(),
                 });
             }
-            let decision = run_decision(logic.clone(), base.map(|c| c.state), since, input.clone()).await?;
+            let given = base.map(|c| c.state);
+            let decision = run_decision(logic.clone(), given.clone(), since, input.clone()).await?;
             let after = decision.after;
-            let state: Option<Arc<[u8]>> = decision.state.map(Into::into);
+            let state: Option<Arc<[u8]>> = decision.state.map(Into::into).or(given);
             let events = match decision.verdict {
                 Ok(events) => events,
                 // A refusal is answered only from what the store holds now.

@@ -32,8 +32,9 @@ pub enum Refusal {
 /// What an aggregate made of a command.
 #[derive(Debug, Clone)]
 pub struct Decision {
-    /// The state the command was decided on (`None` for an empty stream): what the next command
-    /// can start from.
+    /// The state the command was decided on, when `events` were evolved into it: what the next
+    /// command can start from. `None` when there were none: it is then the state given, which the
+    /// caller holds already (`None` itself for an empty stream).
     pub state: Option<Vec<u8>>,
     /// The events to append, or why not.
     pub verdict: Result<Vec<NewEvent>, Refusal>,

@@ -310,11 +310,9 @@ impl WasmAggregate {
             Ok(Err(reason)) => return Err(self.contract(format!("cannot replay its own events: {reason}"))),
             Err(e) => return Err(classify_fault(&self.manifest.aggregate_type, store, &e)),
         };
-        let state = match decision.decided_on {
-            Some(state) => Some(state),
-            None if events.is_empty() => state.map(<[u8]>::to_vec),
-            None => return Err(self.contract("executed a command on events without the state they make".into())),
-        };
+        if decision.decided_on.is_none() && !events.is_empty() {
+            return Err(self.contract("executed a command on events without the state they make".into()));
+        }
         let verdict = decision.verdict.map(new_events).map_err(|refusal| match refusal {
             wit_v3::CommandError::Invalid(m) => Refusal::Invalid(m),
             wit_v3::CommandError::Rejected(m) => Refusal::Rejected(m),
@@ -322,7 +320,7 @@ impl WasmAggregate {
         });
         // A state after a refusal would be the state decided on: the host keeps that one.
         let after = if verdict.is_ok() { decision.after } else { None };
-        Ok(Decision { state, verdict, after })
+        Ok(Decision { state: decision.decided_on, verdict, after })
     }
 
     fn contract(&self, detail: String) -> PluginFault {
@@ -389,13 +387,13 @@ impl WasmAggregate {
             Instance::V3(plugin) => self.execute_v3(&mut warm.store, plugin, state, events, command).await?,
             instance => {
                 // Nothing appended since the cached state: decide on it as it is.
-                let state = if events.is_empty() {
-                    state.map(<[u8]>::to_vec)
-                } else {
-                    Some(self.evolve(&mut warm.store, instance, state, events).await?)
+                let evolved = match events.is_empty() {
+                    true => None,
+                    false => Some(self.evolve(&mut warm.store, instance, state, events).await?),
                 };
-                let verdict = self.decide(&mut warm.store, instance, state.as_deref(), command).await?;
-                Decision { state, verdict, after: None }
+                let decided_on = evolved.as_deref().or(state);
+                let verdict = self.decide(&mut warm.store, instance, decided_on, command).await?;
+                Decision { state: evolved, verdict, after: None }
             }
         };
         warm.calls += 1;
