@@ -153,6 +153,7 @@ pub fn appended(aggregate: &str, count: usize, head: u64) {
 
 /// The log's head as last seen (and the relay's lag behind it, when this host runs one).
 pub fn log_head(head: u64) {
+    HEAD.fetch_max(head, Ordering::Relaxed);
     gauge!(LOG_HEAD).set(head as f64);
     let relayed = RELAYED.load(Ordering::Relaxed);
     if relayed != NOT_RELAYING {
@@ -163,8 +164,15 @@ pub fn log_head(head: u64) {
 /// The relay saved `position`: everything up to it is on the bus.
 pub fn relayed(position: u64) {
     RELAYED.store(position, Ordering::Relaxed);
+    // The lag first, against the head last seen: a scrape that shows the position shows its lag,
+    // even when the relay's first save lands between a scrape's head read and its rendering.
+    let head = HEAD.load(Ordering::Relaxed);
+    gauge!(RELAY_LAG).set(head.saturating_sub(position) as f64);
     gauge!(RELAY_POSITION).set(position as f64);
 }
+
+/// The log's head as last seen by [`log_head`].
+static HEAD: AtomicU64 = AtomicU64::new(0);
 
 /// The relay's saved position, or [`NOT_RELAYING`] when this host runs no relay.
 static RELAYED: AtomicU64 = AtomicU64::new(NOT_RELAYING);
