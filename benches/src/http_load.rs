@@ -370,11 +370,11 @@ async fn deposits(base: &str, ids: &[String], started: Instant, stop: &AtomicBoo
     record
 }
 
-type Connection = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+pub(crate) type Connection = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
 
 /// One deposit over `connection`, opened to `authority` when there is none; `Ok` for a 2xx whose
 /// body arrived whole.
-async fn deposit(connection: &mut Option<Connection>, authority: &str, path: &str) -> Result<()> {
+pub(crate) async fn deposit(connection: &mut Option<Connection>, authority: &str, path: &str) -> Result<()> {
     use http_body_util::BodyExt;
     let sender = match connection {
         Some(sender) => sender,

@@ -4,6 +4,7 @@
 
 mod append;
 mod http_load;
+mod interleave;
 mod native;
 mod native_host;
 mod polyglot;
@@ -148,6 +149,14 @@ struct Args {
     /// goes first, and print the median of the ratios (this machine's speed drifts within minutes).
     #[arg(long, default_value_t = 1, requires = "http_native")]
     http_pairs: usize,
+    /// With --http-native: run both hosts at once and switch the load between them this many
+    /// times, in slices of --http-slice-secs, in the order W N N W … (a whole number of groups of
+    /// four): a drift of the machine's speed falls on both sides alike.
+    #[arg(long, requires = "http_native", conflicts_with = "http_pairs")]
+    http_interleave: Option<usize>,
+    /// Seconds per slice of --http-interleave.
+    #[arg(long, default_value_t = 2.0)]
+    http_slice_secs: f64,
 }
 
 #[tokio::main]
@@ -289,6 +298,13 @@ async fn http_bench(args: &Args) -> anyhow::Result<()> {
         },
         pairs: args.http_pairs,
     };
+    if let Some(slices) = args.http_interleave {
+        ensure!(
+            args.http_slice_secs.is_finite() && args.http_slice_secs > 0.0,
+            "--http-slice-secs must be a positive number of seconds"
+        );
+        return interleave::bench(&setup, slices, Duration::from_secs_f64(args.http_slice_secs)).await;
+    }
     http_load::bench(&setup).await
 }
 
