@@ -70,6 +70,8 @@ pub struct WasmAggregate {
     log: std::sync::Arc<crate::capabilities::log::LogSink>,
     /// Instances that decided a command cleanly and may decide the next ones.
     warm: IdleList<Warm>,
+    /// The metrics of its commands.
+    decides: crate::telemetry::PluginCalls,
 }
 
 /// An instance between two commands of its batch.
@@ -173,7 +175,8 @@ impl WasmAggregate {
             .validate()
             .map_err(|reason| RuntimeError::Contract { plugin: name, reason: format!("invalid manifest: {reason}") })?;
         let log = crate::capabilities::log::LogSink::new(manifest.aggregate_type.clone());
-        Ok(Self { runtime: runtime.clone(), pre, manifest, log, warm: IdleList::new(WARM_INSTANCES) })
+        let decides = crate::telemetry::PluginCalls::new(&manifest.aggregate_type, "decide");
+        Ok(Self { runtime: runtime.clone(), pre, manifest, log, warm: IdleList::new(WARM_INSTANCES), decides })
     }
 
     /// The WIT version the component exports.
@@ -348,15 +351,10 @@ impl AggregateLogic for WasmAggregate {
         events: &'a [StoredEvent],
         command: &'a CommandInput,
     ) -> BoxFuture<'a, Result<Decision, PluginFault>> {
-        Box::pin(observed_async(
-            &self.manifest.aggregate_type,
-            "decide",
-            self.execute_in_store(state, events, command),
-            |r| match r {
-                Ok(Decision { verdict: Err(_), .. }) => "refused",
-                other => fault_outcome(other),
-            },
-        ))
+        Box::pin(observed_async(&self.decides, self.execute_in_store(state, events, command), |r| match r {
+            Ok(Decision { verdict: Err(_), .. }) => "refused",
+            other => fault_outcome(other),
+        }))
     }
 
     fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
