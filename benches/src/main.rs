@@ -149,11 +149,15 @@ struct Args {
     /// goes first, and print the median of the ratios (this machine's speed drifts within minutes).
     #[arg(long, default_value_t = 1, requires = "http_native")]
     http_pairs: usize,
-    /// With --http-native: run both hosts at once and switch the load between them this many
-    /// times, in slices of --http-slice-secs, in the order W N N W … (a whole number of groups of
-    /// four): a drift of the machine's speed falls on both sides alike.
-    #[arg(long, requires = "http_native", conflicts_with = "http_pairs")]
+    /// With --http-native or --http-versus: run both hosts at once and switch the load between
+    /// them this many times, in slices of --http-slice-secs, in the order 1 2 2 1 … (a whole
+    /// number of groups of four): a drift of the machine's speed falls on both sides alike.
+    #[arg(long, requires = "http_bench", conflicts_with = "http_pairs")]
     http_interleave: Option<usize>,
+    /// With --http-interleave: compare the host (--sluice) with this other `sluice` build, both
+    /// with the Wasm aggregate (the A/B of a change to the host).
+    #[arg(long, requires = "http_interleave", conflicts_with = "http_native")]
+    http_versus: Option<PathBuf>,
     /// Seconds per slice of --http-interleave.
     #[arg(long, default_value_t = 2.0)]
     http_slice_secs: f64,
@@ -303,7 +307,12 @@ async fn http_bench(args: &Args) -> anyhow::Result<()> {
             args.http_slice_secs.is_finite() && args.http_slice_secs > 0.0,
             "--http-slice-secs must be a positive number of seconds"
         );
-        return interleave::bench(&setup, slices, Duration::from_secs_f64(args.http_slice_secs)).await;
+        ensure!(
+            args.http_native || args.http_versus.is_some(),
+            "--http-interleave compares two hosts: give --http-native or --http-versus"
+        );
+        let slice = Duration::from_secs_f64(args.http_slice_secs);
+        return interleave::bench(&setup, args.http_versus.as_deref(), slices, slice).await;
     }
     http_load::bench(&setup).await
 }

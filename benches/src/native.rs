@@ -1,6 +1,8 @@
 //! An aggregate plugin's own crate, compiled natively and run through the host's
 //! [`AggregateLogic`] contract via the SDK's glue — the same path the component takes, minus the
-//! sandbox.
+//! sandbox. Its commands are timed and counted in the host's plugin-call metrics as a component's
+//! are ([`sluice::telemetry::PluginCalls`]): that is the host's cost of a plugin call, not the
+//! sandbox's.
 
 use std::marker::PhantomData;
 
@@ -13,17 +15,19 @@ use sluice_sdk::{Aggregate, CommandContext, CommandError, runtime};
 
 pub struct NativeAggregate<A> {
     manifest: AggregateManifest,
+    decides: sluice::telemetry::PluginCalls,
     aggregate: PhantomData<fn() -> A>,
 }
 
 impl<A: Aggregate> NativeAggregate<A> {
     pub fn new() -> Self {
-        Self { manifest: host_manifest(A::manifest()), aggregate: PhantomData }
+        Self::with_manifest(host_manifest(A::manifest()))
     }
 
     /// Under `manifest` (the component's, as the host read it): the host then treats both alike.
     pub fn with_manifest(manifest: AggregateManifest) -> Self {
-        Self { manifest, aggregate: PhantomData }
+        let decides = sluice::telemetry::PluginCalls::new(&manifest.aggregate_type, "decide");
+        Self { manifest, decides, aggregate: PhantomData }
     }
 
     fn evolve(&self, state: Option<&[u8]>, history: &[StoredEvent]) -> Result<Vec<u8>, PluginFault> {
@@ -60,7 +64,32 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
         events: &[StoredEvent],
         command: &CommandInput,
     ) -> Result<Decision, PluginFault> {
-        // As the component's `execute` (WIT 0.3.0): evolve what the state lacks, decide, apply.
+        let started = std::time::Instant::now();
+        let decision = self.execute_counted(state, events, command);
+        let outcome = match &decision {
+            Ok(Decision { verdict: Err(_), .. }) => "refused",
+            Ok(_) => "ok",
+            Err(_) => "contract",
+        };
+        self.decides.record(started.elapsed(), outcome);
+        decision
+    }
+
+    fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
+        let state = self.evolve(None, history)?;
+        runtime::render::<A>(&state)
+            .map_err(|detail| PluginFault::Contract { plugin: self.manifest.aggregate_type.clone(), detail })
+    }
+}
+
+impl<A: Aggregate> NativeAggregate<A> {
+    /// As the component's `execute` (WIT 0.3.0): evolve what the state lacks, decide, apply.
+    fn execute_counted(
+        &self,
+        state: Option<&[u8]>,
+        events: &[StoredEvent],
+        command: &CommandInput,
+    ) -> Result<Decision, PluginFault> {
         let ctx = CommandContext {
             aggregate_id: command.aggregate_id.clone(),
             issued_at: command.issued_at.clone(),
@@ -78,12 +107,6 @@ impl<A: Aggregate + 'static> AggregateLogic for NativeAggregate<A> {
             Err(CommandError::NotFound(m)) => Err(Refusal::NotFound(m)),
         };
         Ok(Decision { state: executed.decided_on, verdict, after: executed.after })
-    }
-
-    fn render(&self, history: &[StoredEvent]) -> Result<String, PluginFault> {
-        let state = self.evolve(None, history)?;
-        runtime::render::<A>(&state)
-            .map_err(|detail| PluginFault::Contract { plugin: self.manifest.aggregate_type.clone(), detail })
     }
 }
 

@@ -23,9 +23,14 @@ const AGGREGATE: &str = "BankAccount";
 struct ServeCli {
     #[command(flatten)]
     args: ServeArgs,
+    /// Keep the Wasm aggregate: the same host code as the native side, in the same binary (the
+    /// interleaved benchmark's Wasm side, free of the difference two binaries' layouts make).
+    #[arg(long)]
+    keep_wasm: bool,
 }
 
-/// Parse `serve ARGS…` as `sluice serve` does, start the host, swap the aggregate, serve.
+/// Parse `serve ARGS…` as `sluice serve` does, start the host, swap the aggregate (unless
+/// `--keep-wasm`), serve.
 pub async fn serve(args: Vec<String>) -> Result<()> {
     let cli = ServeCli::parse_from(args);
     // As `sluice serve` logs by default, so both sides pay for the same spans.
@@ -38,6 +43,21 @@ pub async fn serve(args: Vec<String>) -> Result<()> {
         .init();
     let config = Config::load(&cli.args, None)?;
     let host = Host::start(&config).await.context("failed to start the host")?;
+    if !cli.keep_wasm {
+        swap_in_native(&host)?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await.context("failed to listen")?;
+    let address = listener.local_addr()?;
+    host.run().await.context("failed to start the consumers")?;
+    println!("sluice listening on http://{address}");
+    std::io::stdout().flush()?;
+    axum::serve(listener, host.router()).await.context("server failed")?;
+    Ok(())
+}
+
+/// Replace the bank-account component's aggregate with the same crate compiled natively, under
+/// the component's own manifest.
+fn swap_in_native(host: &Host) -> Result<()> {
     let loaded = host
         .registry
         .plugins()
@@ -48,11 +68,5 @@ pub async fn serve(args: Vec<String>) -> Result<()> {
     let native: Arc<dyn AggregateLogic> =
         Arc::new(NativeAggregate::<bank_account::BankAccount>::with_manifest(wasm.manifest().clone()));
     host.registry.replace(Plugin::Aggregate(native), "native".into(), loaded.info.sha256.clone())?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.context("failed to listen")?;
-    let address = listener.local_addr()?;
-    host.run().await.context("failed to start the consumers")?;
-    println!("sluice listening on http://{address}");
-    std::io::stdout().flush()?;
-    axum::serve(listener, host.router()).await.context("server failed")?;
     Ok(())
 }

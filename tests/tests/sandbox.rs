@@ -64,6 +64,23 @@ async fn bank_round(api: &Api, deposits: u64) -> Result<()> {
     Ok(())
 }
 
+/// A guest that keeps what it allocates grows the instance that serves it call after call: the
+/// host starts a fresh one once its memory passes a quarter of the cap, so 60 commands that
+/// leak 4 MiB each (240 MiB, against a 64 MiB cap) all succeed, where an instance kept for a
+/// count of calls alone would run out of memory within 16.
+#[tokio::test]
+async fn a_leaking_plugin_is_given_fresh_instances_before_it_runs_out_of_memory() -> Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut host = start().await?;
+    for n in 0..60 {
+        let id = Uuid::new_v4().to_string();
+        let reply = faulty(&host, &id, "Leak").await?;
+        ensure!(reply.status == 200, "leak {n}: {reply}");
+    }
+    ensure!(host.is_running(), "sluice exited\n{}", host.log());
+    Ok(())
+}
+
 #[tokio::test]
 async fn each_fault_fails_only_its_own_call() -> Result<()> {
     let _alone = ONE_AT_A_TIME.lock().await;

@@ -189,7 +189,7 @@ impl WasmRuntime {
         let ctx = PluginCtx {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, denied: false },
+            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, denied: false, grown_to: 0 },
             stderr,
             sql: SqlCapability::default(),
             log: LogCapability::default(),
@@ -270,6 +270,14 @@ pub(crate) fn left_clean(store: &Store<PluginCtx>) -> bool {
     !store.data().limiter.denied && store.data().stderr.contents().is_empty()
 }
 
+/// Whether the instance in `store` has grown its memory past a quarter of the sandbox's cap: a
+/// guest that keeps what it allocates (a leak, a cache) then starts afresh before it nears the
+/// cap, so a long-lived instance never fails a call that a fresh one would have answered.
+pub(crate) fn grown_large(store: &Store<PluginCtx>) -> bool {
+    let limiter = &store.data().limiter;
+    limiter.grown_to > limiter.max_bytes / 4
+}
+
 /// A clock that always reads the Unix epoch: what a reactor's WASI clocks give.
 struct FrozenClock;
 
@@ -304,12 +312,17 @@ impl WasiView for PluginCtx {
 struct MemoryLimiter {
     max_bytes: usize,
     denied: bool,
+    /// The largest memory granted so far.
+    grown_to: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = desired <= self.max_bytes;
         self.denied |= !allowed;
+        if allowed {
+            self.grown_to = self.grown_to.max(desired);
+        }
         Ok(allowed)
     }
 

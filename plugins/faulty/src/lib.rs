@@ -26,6 +26,9 @@ pub enum FaultyCommand {
     /// Behaves, slowly: counts for 200 ms of wall-clock time, then emits `Happened` (longer than
     /// a command may run on the host's async worker, far shorter than the call timeout).
     Slow {},
+    /// Behaves, but keeps 4 MiB it never frees, then emits `Happened`: a leak that exhausts the
+    /// memory cap of an instance that serves enough commands.
+    Leak {},
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,7 +40,7 @@ pub enum FaultyEvent {
 
 impl DomainEvent for FaultyEvent {}
 
-const COMMANDS: [&str; 6] = ["Ok", "Trap", "Spin", "Hog", "Undeclared", "Slow"];
+const COMMANDS: [&str; 7] = ["Ok", "Trap", "Spin", "Hog", "Undeclared", "Slow", "Leak"];
 
 impl Aggregate for Faulty {
     type Command = FaultyCommand;
@@ -62,6 +65,10 @@ impl Aggregate for Faulty {
             FaultyCommand::Undeclared {} => Ok(vec![FaultyEvent::Sneaky {}]),
             FaultyCommand::Slow {} => {
                 count_for(std::time::Duration::from_millis(200));
+                Ok(vec![FaultyEvent::Happened {}])
+            }
+            FaultyCommand::Leak {} => {
+                std::hint::black_box(Vec::leak(vec![0xA5u8; 4 << 20]));
                 Ok(vec![FaultyEvent::Happened {}])
             }
         }
