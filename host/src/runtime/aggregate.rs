@@ -7,9 +7,10 @@
 //! next one has nothing to evolve), two into older ones (`evolve` of the events appended since the
 //! host's state, then `decide`). Measured with `scripts/bench` ("a command on the state the last
 //! one left in the cache", one thread), the reference aggregate: 117,922 calls/s as 0.2.0 (evolve one
-//! event, then decide), 176,580 as 0.3.0. Over HTTP against `sluice serve`, Wasm ÷ native
-//! through the host: 0.82–0.89 in single runs as 0.2.0; as 0.3.0, medians of 0.86 to 0.94 over
-//! runs of 4 and 8 pairs (`--http-native --http-pairs N`).
+//! event, then decide), 176,580 as 0.3.0. Over HTTP, Wasm ÷ native through the host, with the
+//! load switched between the hosts every 2 s (`--http-native --http-interleave 60`), both in
+//! `sluice-bench serve`: 0.896 and 0.895 with an instance dropped every 64 commands, 0.947 and
+//! 0.927 every 1,024; `sluice serve` against the same native side, 0.966 and 0.948.
 //!
 //! A command's instance serves a batch: once it has decided, it goes back to a small set of warm
 //! instances of the same plugin, and the next command of that plugin takes it instead of
@@ -57,8 +58,8 @@ use crate::bindings::aggregate_v3::exports::sluice::plugin::aggregate as wit_v3;
 use crate::bindings::{types, types_v2};
 
 /// Commands one instance decides before it is dropped for a fresh one (sooner when its memory
-/// grows large). Instantiating a fresh instance and paging in its memory every 64 commands
-/// measured about 1% of the host's throughput against every 512 (`--http-versus`).
+/// grows large). Every 64 commands, the fresh instances and the page faults of their memory
+/// measured about 4% of the host's throughput under load (module doc).
 pub const CALLS_PER_INSTANCE: u32 = 1024;
 
 /// Warm instances kept between commands, per plugin: about one per async worker is used under
