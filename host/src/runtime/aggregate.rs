@@ -9,8 +9,9 @@
 //! one left in the cache", one thread), the reference aggregate: 117,922 calls/s as 0.2.0 (evolve one
 //! event, then decide), 176,580 as 0.3.0. Over HTTP, Wasm ÷ native through the host, with the
 //! load switched between the hosts every 2 s (`--http-native --http-interleave 60`), both in
-//! `sluice-bench serve`: 0.896 and 0.895 with an instance dropped every 64 commands, 0.947 and
-//! 0.927 every 1,024; `sluice serve` against the same native side, 0.966 and 0.948.
+//! `sluice-bench serve`: 0.896 and 0.895 with an instance dropped every 64 commands; every
+//! 1,024, 0.874 to 0.947 over five runs of two builds (median 0.927), and `sluice serve` against
+//! the same native side 0.905 to 0.966 (median 0.948).
 //!
 //! A command's instance serves a batch: once it has decided, it goes back to a small set of warm
 //! instances of the same plugin, and the next command of that plugin takes it instead of
