@@ -149,9 +149,9 @@ struct Args {
     /// goes first, and print the median of the ratios (this machine's speed drifts within minutes).
     #[arg(long, default_value_t = 1, requires = "http_native")]
     http_pairs: usize,
-    /// With --http-native or --http-versus: run both hosts at once and switch the load between
-    /// them this many times, in slices of --http-slice-secs, in the order 1 2 2 1 … (a whole
-    /// number of groups of four): a drift of the machine's speed falls on both sides alike.
+    /// With --http-native or --http-versus: run the hosts at once and switch the load between
+    /// them this many times, in slices of --http-slice-secs, in mirrored order (1 2 3 3 2 1 …, a
+    /// whole number of groups): a drift of the machine's speed falls on every side alike.
     #[arg(long, requires = "http_bench", conflicts_with = "http_pairs")]
     http_interleave: Option<usize>,
     /// With --http-interleave: compare the host (--sluice) with this other `sluice` build, both
